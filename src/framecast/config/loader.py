@@ -1,0 +1,137 @@
+"""Load YAML configs, apply ``a.b=c`` overrides, validate with clear messages."""
+
+from __future__ import annotations
+
+import copy
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from framecast.config.schema import Config, ModelConfig
+from framecast.errors import ConfigError
+from framecast.utils import atomic_write_text
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"training.lr=1e-3"`` → (["training", "lr"], 0.001). Values are parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected KEY.SUB=VALUE, e.g. training.lr=1e-3")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value {raw!r} is not valid YAML ({exc})") from exc
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted overrides set (intermediate mappings created)."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {text!r}: {part!r} holds {child!r}, not a section with sub-keys"
+                )
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                raw: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (or take ``raw``), apply ``overrides`` and validate; raise ConfigError."""
+    source = str(path) if path is not None else "config"
+    data = read_yaml(path) if path is not None else copy.deepcopy(raw or {})
+    data = apply_overrides(data, overrides or [])
+    return validate_config(data, source)
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a raw nested dict into a :class:`Config`; messages name key, value and what is allowed."""
+    data = dict(data)
+    model_raw = data.pop("model", None)
+    if not isinstance(model_raw, dict):
+        kinds = ", ".join(sorted(ModelConfig.registry)) or "(none registered)"
+        raise ConfigError(f"{source}: missing 'model' section with 'model.kind' (one of: {kinds})")
+    kind = model_raw.get("kind")
+    if kind not in ModelConfig.registry:
+        kinds = ", ".join(sorted(ModelConfig.registry))
+        raise ConfigError(f"{source}: key 'model.kind' has value {kind!r}; allowed: {kinds}")
+    model_cls = ModelConfig.registry[kind]
+    try:
+        model = model_cls.model_validate(model_raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, model_cls, prefix=("model",))) from None
+    try:
+        return Config.model_validate({**data, "model": model})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, Config)) from None
+
+
+def save_config(config: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML atomically."""
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def _format_errors(exc: ValidationError, source: str, root: type[BaseModel],
+                   prefix: tuple[str, ...] = ()) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(prefix + loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(root, loc[:-1])
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"unknown key {key!r}{hint}")
+        else:
+            value = err.get("input")
+            lines.append(f"key {key!r} has value {value!r}: {err['msg']}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """Field names of the (nested) section at ``loc``, for 'allowed keys' hints."""
+    cls: Any = root
+    for part in loc:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        cls = _first_model(field.annotation)
+        if cls is None:
+            return []
+    return sorted(getattr(cls, "model_fields", {}))
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,136 @@
+"""Typed config schema: one pydantic model per section and per model kind.
+
+Every section forbids unknown keys, so a typo fails before any work starts. Model
+kinds register their own schema with :func:`register_model_kind`; the ``model``
+section is validated against the schema its ``kind`` names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the dataset lives and how clips are drawn from it."""
+
+    root: str | None = Field(None, description="dataset folder with train/ val/ test/")
+    image_size: PositiveInt = Field(64, description="square frame size the models see")
+    channels: PositiveInt = 3
+    frame_stride: PositiveInt = Field(1, description="take every n-th frame of a video")
+    batch_size: PositiveInt = 16
+    eval_batch_size: PositiveInt | None = Field(None, description="defaults to batch_size")
+    num_workers: int = Field(2, ge=0)
+    clips_per_video: PositiveInt = Field(
+        4, description="training clips drawn per video per epoch (random starts)"
+    )
+    eval_clips_per_video: PositiveInt = Field(
+        1, description="evaluation clips per video (fixed, evenly spaced starts)"
+    )
+
+
+class TrainingConfig(Section):
+    """Optimisation, schedule and the clip/frame bookkeeping shared by model kinds."""
+
+    max_steps: int = Field(10_000, ge=-1, description="-1: no step limit (use max_epochs)")
+    max_epochs: int | None = Field(None, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    grad_clip: float | None = Field(1.0, gt=0, description="global gradient-norm clip; null = off")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of weights; null = off")
+    seed: int = 42
+    val_every_n_steps: PositiveInt | None = Field(
+        None, description="validate every n steps; null = once per epoch"
+    )
+    limit_val_batches: int | float = Field(1.0, ge=0)
+    log_every_n_steps: PositiveInt = 10
+    sample_every_n_steps: PositiveInt | None = Field(None, description="sample grids; null = each validation")
+    early_stopping_patience: int | None = Field(None, ge=1, description="validations without improvement")
+    monitor: str = Field("val/loss", description="metric for the best checkpoint and early stopping")
+    monitor_mode: Literal["min", "max"] = "min"
+    # Clip bookkeeping (the seed configs keep these under training:).
+    num_observations: PositiveInt = Field(10, description="frames per training clip")
+    condition_frames: PositiveInt = 1
+    frames_to_generate: PositiveInt = 9
+    # Smoke-mask weighting of the flow-matching loss (stage 2).
+    smoke_weight: float = Field(5.0, ge=0)
+    background_weight: float = Field(1.0, ge=0)
+    smoke_threshold: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _check_frames(self) -> TrainingConfig:
+        if self.condition_frames >= self.num_observations:
+            raise ValueError(
+                f"condition_frames ({self.condition_frames}) must be smaller than "
+                f"num_observations ({self.num_observations})"
+            )
+        return self
+
+
+class LoggingConfig(Section):
+    """Loggers beside the always-on CSV."""
+
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "framecast"
+    wandb_offline: bool = False
+    progress_bar: bool = True
+
+
+class ModelConfig(Section):
+    """Base of every model kind's schema; subclasses set ``kind`` as a Literal."""
+
+    kind: str
+
+    registry: ClassVar[dict[str, type[ModelConfig]]] = {}
+
+
+def register_model_kind(kind: str):
+    """Class decorator: make ``cls`` the schema of ``model.kind: <kind>``."""
+
+    def decorate(cls: type[ModelConfig]) -> type[ModelConfig]:
+        ModelConfig.registry[kind] = cls
+        return cls
+
+    return decorate
+
+
+class Config(Section):
+    """A whole run's config: model, data, training, logging."""
+
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _dispatch_model_kind(cls, value: Any) -> Any:
+        if isinstance(value, ModelConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping with a 'kind' key, got {type(value).__name__}")
+        kind = value.get("kind")
+        known = sorted(ModelConfig.registry)
+        if kind is None:
+            raise ValueError(f"missing 'kind'; allowed kinds: {', '.join(known) or '(none registered)'}")
+        if kind not in ModelConfig.registry:
+            raise ValueError(f"unknown model kind {kind!r}; allowed kinds: {', '.join(known)}")
+        return ModelConfig.registry[kind].model_validate(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON/checkpoint safe), model section included in full."""
+        out = self.model_dump(mode="json", exclude={"model"})
+        out = {"model": self.model.model_dump(mode="json"), **out}
+        return out

@@ -1,0 +1,1 @@
+"""framecast.data."""

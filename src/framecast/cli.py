@@ -1,0 +1,216 @@
+"""``framecast`` command line: parse arguments, then call one library function.
+
+Exit status: 0 on success; 2 on a usage, config or data error (one clear line on
+stderr, no traceback unless ``--debug``). Heavy imports happen inside the command
+functions so that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from framecast import __version__
+from framecast.errors import FramecastError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
+    return value
+
+
+def _split_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three non-negative ratios like 0.8,0.1,0.1, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_data_smoke(args: argparse.Namespace) -> int:
+    from framecast.data.smoke import simulate_smoke_dataset
+
+    summary = simulate_smoke_dataset(
+        args.out,
+        videos=args.videos,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        splits=args.splits,
+        plumes_per_batch=args.plumes_per_batch,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    return EXIT_OK
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from framecast.data.importer import import_dataset
+
+    summary = import_dataset(
+        args.src,
+        args.out,
+        size=args.size,
+        splits=args.splits,
+        seed=args.seed,
+        extract_smoke=args.extract_smoke,
+        strict=args.strict,
+        overwrite=args.overwrite,
+        max_frames=args.max_frames,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    return EXIT_OK
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """The shared train flags expressed as config overrides (flags win over k=v)."""
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    if args.max_steps is not None:
+        overrides.append(f"training.max_steps={args.max_steps}")
+    if args.random_seed is not None:
+        overrides.append(f"training.seed={args.random_seed}")
+    if args.wandb:
+        overrides.append("logging.wandb=true")
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from framecast.config import load_config
+    from framecast.training.engine import train
+
+    overrides = train_overrides(args)
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, [] if args.resume else overrides)
+    result = train(
+        config,
+        runs_dir=args.runs_dir,
+        run_name=args.run_name,
+        resume=args.resume,
+        overrides=overrides,
+        num_gpus=args.num_gpus,
+        num_nodes=args.num_nodes,
+        fast_dev_run=args.fast_dev_run,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from framecast.demo import run_demo
+
+    report = run_demo(out_dir=args.out, quick=args.quick)
+    print(f"demo finished: {report}")
+    return EXIT_OK
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="framecast",
+        description="Train generative models of image sequences: smoke datasets, autoencoders, flow matching.",
+    )
+    parser.add_argument("--version", action="version", version=f"framecast {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # data
+    data = commands.add_parser("data", help="create datasets (simulate smoke, import videos)")
+    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    smoke = data_commands.add_parser("smoke", help="simulate 2-D smoke plumes (PhiFlow) into a dataset")
+    smoke.add_argument("out", help="output dataset folder (gets train/ val/ test/)")
+    smoke.add_argument("--videos", type=_positive_int, default=64, help="number of videos (default 64)")
+    smoke.add_argument("--frames", type=_positive_int, default=40, help="frames per video (default 40)")
+    smoke.add_argument("--size", type=_positive_int, default=64, help="frame size in pixels (default 64)")
+    smoke.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    smoke.add_argument("--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios")
+    smoke.add_argument("--plumes-per-batch", type=_positive_int, default=8, help="plumes simulated together")
+    smoke.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
+    smoke.add_argument("--no-progress", action="store_true", help="no progress bar")
+    smoke.set_defaults(func=cmd_data_smoke)
+
+    imp = data_commands.add_parser("import", help="frame folders / video files → dataset of packed shards")
+    imp.add_argument("src", help="folder of videos and/or frame folders (searched recursively)")
+    imp.add_argument("out", help="output dataset folder (gets train/ val/ test/)")
+    imp.add_argument("--size", type=_positive_int, default=64, help="square frame size (default 64)")
+    imp.add_argument("--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
+    imp.add_argument("--extract-smoke", action="store_true",
+                     help="background subtraction + threshold: smoke onto black, then the smokiest crop")
+    imp.add_argument("--strict", action="store_true", help="stop at the first bad item instead of skipping it")
+    imp.add_argument("--max-frames", type=_positive_int, default=None, help="read at most N frames per video")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.set_defaults(func=cmd_data_import)
+
+    # train
+    tr = commands.add_parser("train", help="train a model from a YAML config (any model kind)")
+    tr.add_argument("--config", "-c", help="YAML config (optional with --resume: taken from the checkpoint)")
+    tr.add_argument("--data", help="dataset folder (sets data.root)")
+    tr.add_argument("--runs-dir", default="runs", help="parent folder of run directories (default runs/)")
+    tr.add_argument("--run-name", help="run directory name (default: <kind>-<timestamp>)")
+    tr.add_argument("--max-steps", type=int, help="sets training.max_steps")
+    tr.add_argument("--fast-dev-run", action="store_true", help="one batch of train and val; writes no files")
+    tr.add_argument("--num-gpus", type=_non_negative_int, default=0, help="GPUs per node (0 = CPU)")
+    tr.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes (multi-node DDP)")
+    tr.add_argument("--random-seed", type=int, help="sets training.seed")
+    tr.add_argument("--resume", action="store_true", help="continue --run-name from checkpoints/last.ckpt")
+    tr.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.lr=1e-3")
+    tr.set_defaults(func=cmd_train)
+
+    demo = commands.add_parser("demo", help="run the pipeline on freshly simulated smoke")
+    demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="smallest settings (seconds; for tests)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except FramecastError as exc:
+        if args.debug:
+            raise
+        print(f"framecast: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("framecast: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The thin base LightningModule every model kind builds on.
+
+It holds what all kinds share and nothing model-specific: the config, the optimiser
+and learning-rate schedule, the framecast entry in checkpoints, and the non-finite loss
+guard. Models, losses and metrics stay plain modules in ``framecast.models``,
+``framecast.losses`` and ``framecast.eval``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import torch
+
+from framecast.config import Config
+from framecast.errors import TrainingError
+from framecast.training.checkpoint import META_KEY, checkpoint_meta
+
+
+def lr_lambda(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    raise ValueError(f"unknown lr_schedule {schedule!r}")
+
+
+class FramecastModule(pl.LightningModule):
+    """Base of the per-kind modules. Subclasses set ``kind`` and build ``self.model``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+
+    # -- optimisation -------------------------------------------------------------
+    def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
+        t = self.config.training
+        return torch.optim.AdamW(params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        t = self.config.training
+        total = t.max_steps if t.max_steps > 0 else 0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_lambda(step, t.warmup_steps, total, t.lr_schedule)
+        )
+        return {"scheduler": scheduler, "interval": "step"}
+
+    def configure_optimizers(self):
+        optimizer = self.make_optimizer(self.parameters())
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
+
+    # -- safety -------------------------------------------------------------------
+    def check_finite(self, loss: torch.Tensor, parts: dict[str, torch.Tensor] | None = None) -> None:
+        """Stop the run with a clear message on a NaN/inf loss; checkpoints already written stay."""
+        if torch.isfinite(loss).all():
+            return
+        bad = ", ".join(f"{k}={float(v):.4g}" for k, v in (parts or {}).items())
+        raise TrainingError(
+            f"non-finite loss {float(loss):.4g} at step {self.global_step}"
+            + (f" ({bad})" if bad else "")
+            + "; the last good checkpoint is intact (lower training.lr or enable training.grad_clip)"
+        )
+
+    # -- checkpoints ----------------------------------------------------------------
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Kind-specific facts to store beside the config (override when needed)."""
+        return {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[META_KEY] = {**checkpoint_meta(self.kind, self.config.to_dict()), **self.checkpoint_extra()}
+
+    def log_dict_prefixed(self, prefix: str, values: dict[str, torch.Tensor | float], **kwargs) -> None:
+        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, **kwargs)

@@ -1,0 +1,43 @@
+"""Registry of trainable model kinds: ``model.kind`` → how to build module and data.
+
+A new kind adds a config schema (``register_model_kind``), a LightningModule and one
+``register_task`` call; the engine and the command line need no change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+
+from framecast.config import Config
+from framecast.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    """How to train one model kind."""
+
+    build_module: Callable[[Config], pl.LightningModule]
+    build_datamodule: Callable[[Config], pl.LightningDataModule]
+    build_callbacks: Callable[[Config, object], list[pl.Callback]] = field(default=lambda config, run: [])
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(kind: str, task: Task) -> None:
+    TASKS[kind] = task
+
+
+def get_task(kind: str) -> Task:
+    _import_builtin_tasks()
+    if kind not in TASKS:
+        raise ConfigError(f"model.kind {kind!r} cannot be trained; trainable kinds: {', '.join(sorted(TASKS))}")
+    return TASKS[kind]
+
+
+def _import_builtin_tasks() -> None:
+    # Imported lazily so that `framecast --help` and config validation stay fast.
+    import framecast.training.autoencoder  # noqa: F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value {raw!r} is not valid YAML ({exc})") from exc
+    if isinstance(value, str) and _FLOAT.fullmatch(value):
+        value = float(value)  # YAML 1.1 reads "1e-3" as a string; users mean a number
     return key.split("."), value
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

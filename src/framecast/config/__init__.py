@@ -1,6 +1,14 @@
 """Config schema, YAML loading and dotted overrides."""
 
-from framecast.config.loader import apply_overrides, load_config, parse_override, save_config, validate_config
+# Model kinds register their schema on import.
+from framecast.config import autoencoder as _autoencoder  # noqa: E402,F401
+from framecast.config.loader import (
+    apply_overrides,
+    load_config,
+    parse_override,
+    save_config,
+    validate_config,
+)
 from framecast.config.schema import (
     Config,
     DataConfig,

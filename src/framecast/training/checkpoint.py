@@ -1,26 +1,14 @@
-"""Checkpoints: atomic writes, safe loads, and a record of what model they hold.
-
-Every framecast checkpoint carries ``checkpoint["framecast"] = {"kind", "config",
-"version"}`` beside Lightning's own entries, so that a resumed or evaluated run rebuilds
-its architecture from the checkpoint (nanoGPT's rule) and a checkpoint of another model
-kind is refused with a clear message. Loading never unpickles arbitrary objects:
-``torch.load(weights_only=True)``.
-"""
+"""Lightning checkpoint IO: atomic writes, weights-only loads (see ``framecast.checkpoint``)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from framecast import __version__
-from framecast.errors import CheckpointError
+from framecast.checkpoint import load_checkpoint_file
 from framecast.utils import atomic_path
-
-META_KEY = "framecast"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,61 +23,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint_file(path, map_location=map_location or "cpu")
-
-
-def checkpoint_meta(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The framecast entry stored in every checkpoint."""
-    return {"kind": kind, "config": config, "version": __version__}
-
-
-def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict safely; raise :class:`CheckpointError` naming the file if it is bad."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(
-            f"checkpoint {path} could not be loaded safely (weights only): {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
-
-
-def read_checkpoint(path: str | os.PathLike, expected_kind: str | None = None) -> dict[str, Any]:
-    """Load a framecast checkpoint and check its model kind.
-
-    Returns the whole checkpoint dict; ``ckpt["framecast"]`` has kind, config and version.
-    """
-    ckpt = load_checkpoint_file(path)
-    meta = ckpt.get(META_KEY)
-    if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
-        raise CheckpointError(f"checkpoint {path} was not written by framecast (no '{META_KEY}' entry)")
-    if expected_kind is not None and meta["kind"] != expected_kind:
-        raise CheckpointError(
-            f"checkpoint {path} holds a {meta['kind']!r} model; expected a {expected_kind!r} model"
-        )
-    return ckpt
-
-
-def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
-    """A run directory or a checkpoint file → the checkpoint file (``best`` or ``last``)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (f"{which}.ckpt", "last.ckpt" if which == "best" else "best.ckpt"):
-            candidate = path / "checkpoints" / name
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"run directory {path} has no checkpoints/{which}.ckpt")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint or run directory {path} does not exist")
-    return path
-
-
-def model_state_dict(ckpt: dict[str, Any], prefix: str = "model.") -> dict[str, torch.Tensor]:
-    """The plain model's weights from a Lightning checkpoint (the module stores it as ``model``)."""
-    state = ckpt.get("state_dict", {})
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not out:
-        raise CheckpointError(f"checkpoint has no weights under '{prefix}'")
-    return out

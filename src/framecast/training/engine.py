@@ -21,10 +21,11 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
 
+from framecast.checkpoint import read_checkpoint
 from framecast.config import Config, validate_config
 from framecast.config.loader import apply_overrides
 from framecast.errors import ConfigError
-from framecast.training.checkpoint import AtomicCheckpointIO, read_checkpoint
+from framecast.training.checkpoint import AtomicCheckpointIO
 from framecast.training.loggers import RunCSVLogger, read_metrics_csv
 from framecast.training.run import RunDir, default_run_name, prepare_run_dir
 from framecast.training.tasks import get_task
@@ -94,8 +95,12 @@ def train(
     num_nodes: int = 1,
     fast_dev_run: bool = False,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train ``config`` into ``runs_dir/run_name``; ``resume`` continues from ``last.ckpt``."""
+    """Train ``config`` into ``runs_dir/run_name``; ``resume`` continues from ``last.ckpt``.
+
+    ``overwrite`` deletes an existing run of the same name first (the demo re-runs itself).
+    """
     overrides = list(overrides or [])
     if resume:
         if run_name is None:
@@ -105,7 +110,7 @@ def train(
     else:
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
-        run = prepare_run_dir(runs_dir, run_name or default_run_name(config), resume=False)
+        run = prepare_run_dir(runs_dir, run_name or default_run_name(config), resume=False, overwrite=overwrite)
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)

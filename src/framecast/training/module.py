@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 import torch
 
+from framecast.checkpoint import META_KEY, checkpoint_meta
 from framecast.config import Config
 from framecast.errors import TrainingError
-from framecast.training.checkpoint import META_KEY, checkpoint_meta
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:

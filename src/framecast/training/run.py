@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,11 @@ def default_run_name(config: Config) -> str:
     return f"{config.model.kind}-{stamp}"
 
 
-def prepare_run_dir(runs_dir: str | os.PathLike, run_name: str, resume: bool) -> RunDir:
-    """Pick the run directory; refuse to train over an existing run unless resuming."""
+def prepare_run_dir(runs_dir: str | os.PathLike, run_name: str, resume: bool, overwrite: bool = False) -> RunDir:
+    """Pick the run directory; refuse to train over an existing run unless resuming or overwriting."""
     run = RunDir(Path(runs_dir) / run_name)
+    if overwrite and not resume and run.root.exists():
+        shutil.rmtree(run.root)
     if resume:
         if not run.last_checkpoint.is_file():
             raise ConfigError(f"--resume: run {run.root} has no checkpoints/last.ckpt to resume from")

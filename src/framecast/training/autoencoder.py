@@ -1,0 +1,213 @@
+"""Stage 1 in Lightning: a thin wrapper around the plain :class:`Autoencoder`.
+
+One training step, top to bottom: frames → model → weighted losses (RGB, seg, cls, KL,
+VQ) → [adversarial generator term] → backward. With a discriminator the step is done by
+hand: generator (autoencoder) step, then discriminator step, each with its own optimiser
+and learning rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from framecast.config import Config
+from framecast.config.autoencoder import AutoencoderConfig
+from framecast.errors import ConfigError
+from framecast.eval.metrics import psnr, ssim
+from framecast.eval.plots import save_image_grid, to_uint8_images
+from framecast.losses.adversarial import AdversarialLoss
+from framecast.losses.autoencoder import autoencoder_loss, smoke_mask
+from framecast.models.autoencoder import Autoencoder
+from framecast.training.callbacks import KLScheduleCallback
+from framecast.training.datamodule import ClipDataModule
+from framecast.training.kl_schedule import KLSchedule
+from framecast.training.module import FramecastModule
+from framecast.training.tasks import Task, register_task
+
+SAMPLE_FRAMES = 8  # frames shown in each reconstruction grid
+
+
+def flatten_frames(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Clips (B, T, C, H, W) → frames (B·T, C, H, W); per-video labels repeated per frame."""
+    clips = batch["frames"]
+    frames = clips.flatten(0, 1)
+    labels = batch.get("label")
+    if labels is not None:
+        labels = labels.repeat_interleave(clips.shape[1])
+    return frames, labels
+
+
+class AutoencoderModule(FramecastModule):
+    kind = "autoencoder"
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        cfg: AutoencoderConfig = config.model
+        self.model = Autoencoder.from_config(cfg, config.data.image_size)
+        self.adversarial = (
+            AdversarialLoss.from_config(cfg.discriminator, cfg.image_channels) if cfg.discriminator.enabled else None
+        )
+        # Two optimisers (generator, then discriminator) need a hand-written step.
+        self.automatic_optimization = self.adversarial is None
+        if self.adversarial is not None and config.training.precision == "16-mixed":
+            raise ConfigError(
+                "training.precision '16-mixed' is not supported with model.discriminator.enabled; use 'bf16-mixed'"
+            )
+        self.kl_weight = KLSchedule.from_config(cfg).value(0)
+        self._perceptual = None
+        self._latent_sum = self._latent_sq = None
+        self._latent_count = 0
+        self._sample_batch: torch.Tensor | None = None
+
+    # -- losses ---------------------------------------------------------------------
+    def perceptual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self._perceptual is None:
+            from framecast.eval.lpips import load_stlpips
+
+            self._perceptual = load_stlpips("alex", x.device)
+        return self._perceptual(x, y).mean()
+
+    def compute_loss(self, frames: torch.Tensor, labels: torch.Tensor | None, sample_posterior: bool | None = None):
+        cfg: AutoencoderConfig = self.config.model
+        output = self.model(frames, sample_posterior=sample_posterior)
+        total, parts = autoencoder_loss(
+            output,
+            frames,
+            cls_target=labels if cfg.has_cls_head else None,
+            mse_weight=cfg.mse_weight,
+            seg_weight=cfg.seg_weight,
+            cls_weight=cfg.cls_weight,
+            kl_weight=self.kl_weight,
+            perceptual_weight=cfg.perceptual_weight,
+            perceptual=self.perceptual if cfg.perceptual_weight > 0 else None,
+            smoke_threshold=cfg.smoke_threshold,
+        )
+        parts.update(output.vq_stats)
+        return output, total, parts
+
+    # -- training ---------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        frames, labels = flatten_frames(batch)
+        output, loss, parts = self.compute_loss(frames, labels)
+        if self.adversarial is None:
+            self.check_finite(loss, parts)
+            self.log_dict_prefixed("train", parts)
+            self.log("train/loss", loss.detach(), prog_bar=True)
+            return loss
+
+        opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers()
+        step = self.global_step  # counts autoencoder steps only (see the discriminator step)
+        g_term, g_logs = self.adversarial.generator_loss(loss, output.rgb, self.model.last_layer_weight, step)
+        total = loss + g_term
+        self.check_finite(total, {**parts, **g_logs})
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        self._clip(opt_g)
+        opt_g.step()
+        sched_g.step()
+
+        d_loss, d_logs = self.adversarial.discriminator_loss(frames, output.rgb, step)
+        if self.adversarial.active(step):
+            self.check_finite(d_loss, d_logs)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            self._clip(opt_d)
+            # The wrapped optimiser's step would advance global_step a second time per batch;
+            # stepping the inner optimiser keeps max_steps and disc_start in autoencoder steps.
+            opt_d.optimizer.step()
+            sched_d.step()
+        self.log_dict_prefixed("train", {"total": total.detach(), **parts, **g_logs, **d_logs})
+        self.log("train/loss", loss.detach(), prog_bar=True)
+
+    def _clip(self, optimizer) -> None:
+        if self.config.training.grad_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.config.training.grad_clip,
+                                gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self):
+        if self.adversarial is None:
+            return super().configure_optimizers()
+        opt_g = self.make_optimizer(self.model.parameters())
+        opt_d = self.make_optimizer(self.adversarial.parameters(), lr=self.config.model.discriminator.disc_lr)
+        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+
+    # -- validation ---------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._latent_sum = self._latent_sq = None
+        self._latent_count = 0
+        self._sample_batch = None
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        cfg: AutoencoderConfig = self.config.model
+        frames, labels = flatten_frames(batch)
+        output, loss, parts = self.compute_loss(frames, labels, sample_posterior=False)
+        rgb = output.rgb.float()
+        metrics = {"loss": loss, **parts, "psnr": psnr(rgb, frames).mean(), "ssim": ssim(rgb, frames).mean()}
+        metrics["lpips"] = self.perceptual(rgb, frames)
+        if output.seg_logits is not None:
+            target = smoke_mask(frames, cfg.smoke_threshold)
+            predicted = output.seg_logits.argmax(dim=1)
+            metrics["seg_accuracy"] = (predicted == target).float().mean()
+            union = ((predicted == 1) | (target == 1)).sum()
+            metrics["seg_iou"] = ((predicted == 1) & (target == 1)).sum() / union.clamp_min(1)
+        if output.cls_logits is not None and labels is not None:
+            metrics["cls_accuracy"] = (output.cls_logits.argmax(dim=1) == labels).float().mean()
+        self.log_dict_prefixed("val", metrics, on_epoch=True, batch_size=frames.shape[0])
+        self._accumulate_latents(output.latents_prequant.float())
+        if batch_idx == 0:
+            self._sample_batch = torch.stack([frames[:SAMPLE_FRAMES], rgb[:SAMPLE_FRAMES]])
+            if output.seg_logits is not None:
+                seg = output.seg_logits[:SAMPLE_FRAMES].argmax(dim=1, keepdim=True).float() * 2 - 1
+                self._sample_batch = torch.cat([self._sample_batch, seg.expand_as(rgb[:SAMPLE_FRAMES])[None]])
+
+    def _accumulate_latents(self, z: torch.Tensor) -> None:
+        """Per-channel sums of the pre-quantisation latents, for the stored normalisation."""
+        total = z.sum(dim=(0, 2, 3)).double()
+        sq = z.pow(2).sum(dim=(0, 2, 3)).double()
+        self._latent_sum = total if self._latent_sum is None else self._latent_sum + total
+        self._latent_sq = sq if self._latent_sq is None else self._latent_sq + sq
+        self._latent_count += z.shape[0] * z.shape[2] * z.shape[3]
+
+    def on_validation_epoch_end(self) -> None:
+        # Latent normalisation follows the weights it belongs to: every checkpoint written
+        # after this validation stores the shift/scale of its own encoder.
+        if self._latent_count > 1:
+            total = self.trainer.strategy.reduce(self._latent_sum, reduce_op="sum")
+            sq = self.trainer.strategy.reduce(self._latent_sq, reduce_op="sum")
+            count = self.trainer.strategy.reduce(
+                torch.tensor(float(self._latent_count), device=total.device), reduce_op="sum"
+            )
+            mean = total / count
+            std = (sq / count - mean.pow(2)).clamp_min(0).sqrt()
+            self.model.latent_shift.copy_(mean.float())
+            self.model.latent_scale.copy_(std.float().clamp_min(1e-5))
+        if self._sample_batch is not None and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            rows = [to_uint8_images(images) for images in self._sample_batch]
+            labels = ["input", "reconstruction", "segmentation"][: len(rows)]
+            path = Path(self.trainer.default_root_dir) / "samples" / f"recon_step{self.global_step:07d}.png"
+            save_image_grid(rows, path, labels=labels)
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"image_size": self.config.data.image_size}
+
+
+def _callbacks(config: Config, run) -> list:
+    model_cfg: AutoencoderConfig = config.model
+    if not model_cfg.variational:
+        return []
+    return [KLScheduleCallback(KLSchedule.from_config(model_cfg))]
+
+
+register_task(
+    "autoencoder",
+    Task(
+        build_module=AutoencoderModule,
+        # The autoencoder sees frames: single-frame clips give the most varied batches.
+        build_datamodule=lambda config: ClipDataModule(config, num_frames=1),
+        build_callbacks=_callbacks,
+    ),
+)

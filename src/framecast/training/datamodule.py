@@ -1,0 +1,42 @@
+"""LightningDataModule over a dataset folder's splits (``data.root``/train, val, test)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+from framecast.config import Config
+from framecast.data.dataset import make_dataloader, split_dir
+from framecast.errors import ConfigError
+
+
+class ClipDataModule(pl.LightningDataModule):
+    """Clips of ``num_frames`` frames (default ``training.num_observations``) per item.
+
+    Items are dicts with ``frames`` (T, C, H, W) in [-1, 1], ``video_id``, ``start``,
+    ``video_index`` and, when every video has one, ``label``.
+    """
+
+    def __init__(self, config: Config, num_frames: int | None = None):
+        super().__init__()
+        if config.data.root is None:
+            raise ConfigError("no dataset: set data.root in the config or pass --data DIR")
+        self.config = config
+        self.num_frames = num_frames
+
+    def _loader(self, split: str, train: bool):
+        return make_dataloader(
+            split_dir(self.config.data.root, split),
+            self.config.data,
+            self.config.training,
+            train=train,
+            num_frames=self.num_frames,
+        )
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)

@@ -101,6 +101,8 @@ class AutoencoderModule(FramecastModule):
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
         step = self.global_step  # counts autoencoder steps only (see the discriminator step)
+        # Generator step: the discriminator is frozen so its weights collect no gradients.
+        self.toggle_optimizer(opt_g)
         g_term, g_logs = self.adversarial.generator_loss(loss, output.rgb, self.model.last_layer_weight, step)
         total = loss + g_term
         self.check_finite(total, {**parts, **g_logs})
@@ -109,10 +111,12 @@ class AutoencoderModule(FramecastModule):
         self._clip(opt_g)
         opt_g.step()
         sched_g.step()
+        self.untoggle_optimizer(opt_g)
 
         d_loss, d_logs = self.adversarial.discriminator_loss(frames, output.rgb, step)
         if self.adversarial.active(step):
             self.check_finite(d_loss, d_logs)
+            self.toggle_optimizer(opt_d)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             self._clip(opt_d)
@@ -120,6 +124,7 @@ class AutoencoderModule(FramecastModule):
             # stepping the inner optimiser keeps max_steps and disc_start in autoencoder steps.
             opt_d.optimizer.step()
             sched_d.step()
+            self.untoggle_optimizer(opt_d)
         self.log_dict_prefixed("train", {"total": total.detach(), **parts, **g_logs, **d_logs})
         self.log("train/loss", loss.detach(), prog_bar=True)
 

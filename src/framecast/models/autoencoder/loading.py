@@ -24,7 +24,9 @@ class LoadedAutoencoder:
     checkpoint: Path
 
 
-def load_autoencoder(path: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu") -> LoadedAutoencoder:
+def load_autoencoder(
+    path: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"
+) -> LoadedAutoencoder:
     """A run directory or checkpoint → :class:`LoadedAutoencoder`.
 
     Refuses checkpoints of other model kinds, and weights that do not fit the stored
@@ -40,6 +42,8 @@ def load_autoencoder(path: str | os.PathLike, which: str = "best", device: str |
         model.load_state_dict(model_state_dict(ckpt))
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"checkpoint {ckpt_path}: weights do not fit the stored architecture ({first})") from exc
+        raise CheckpointError(
+            f"checkpoint {ckpt_path}: weights do not fit the stored architecture ({first})"
+        ) from exc
     model.eval().requires_grad_(False).to(device)
     return LoadedAutoencoder(model, config, image_size, ckpt_path)

@@ -79,6 +79,15 @@ def test_smoke_mask_uses_mean_brightness_over_channels() -> None:
     assert smoke_mask(frames, threshold=0.3)[0, 1, 0, 1, 1]
 
 
+def test_smoke_mask_agrees_with_the_training_targets_mask() -> None:
+    from framecast.losses.autoencoder import smoke_mask as training_smoke_mask
+
+    frames = _frames(2, 3, 3, 8, 8, seed=6)
+    for threshold in (0.1, 0.5):
+        ours = smoke_mask(frames, threshold).squeeze(-3)
+        assert torch.equal(ours, training_smoke_mask(frames, threshold).bool())
+
+
 def test_masked_psnr_ignores_pixels_outside_the_mask() -> None:
     target = _frames(2, 3, 8, 8, high=0.8)
     mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)

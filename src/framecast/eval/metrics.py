@@ -96,8 +96,9 @@ def smoke_mask(frames: Tensor, threshold: float) -> Tensor:
     """Where the smoke is: mean brightness over channels, on [0, 1], above threshold.
 
     frames (..., C, H, W) in [-1, 1] -> bool (..., 1, H, W), which broadcasts over
-    channels. Meant to be the same rule as the training targets' mask in
-    ``losses.autoencoder``, so that evaluation and training agree on what smoke is.
+    channels. The same rule as the training targets' mask in
+    ``losses.autoencoder`` (a test holds the two together), so that evaluation and
+    training agree on what smoke is; that one returns (..., H, W) integer labels.
     """
     return _to_unit(frames).mean(dim=-3, keepdim=True) > threshold
 

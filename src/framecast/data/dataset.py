@@ -1,0 +1,259 @@
+"""Clips of consecutive frames drawn from the videos of a split, as a torch Dataset.
+
+Training draws a random start per item; evaluation uses fixed, evenly spaced starts, so
+every run and epoch sees the same clips. Items are dicts that the default collate
+function batches:
+
+- ``frames``: float32 (T, C, H, W) in [-1, 1]
+- ``video_id``: str, ``start``: int (first frame), ``video_index``: int (into ``videos``)
+- ``label``: int, only when every video's meta has an integer ``label``; other metadata
+  stays out of batches (it need not be collatable) and is at ``dataset.videos[i].meta``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from framecast.config.schema import DataConfig, TrainingConfig
+from framecast.data.sources import SPLITS, VideoSource, center_crop_resize, has_videos, open_split
+from framecast.errors import DataError
+
+# ITU-R BT.601 luma weights, for single-channel datasets.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def split_dir(root: str | os.PathLike, split: str) -> Path:
+    """``root/split``; :class:`DataError` if the dataset or the split is missing or empty."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist")
+    path = root / split
+    if not path.is_dir():
+        present = [s for s in SPLITS if (root / s).is_dir()]
+        raise DataError(
+            f"{path}: split {split!r} is missing (dataset has: {', '.join(present) or 'no splits'}; "
+            f"expected folders {', '.join(SPLITS)})"
+        )
+    if not has_videos(path):
+        raise DataError(
+            f"{path}: split {split!r} is empty (expected frame folders, video files or .fcshard shards)"
+        )
+    return path
+
+
+def list_splits(root: str | os.PathLike) -> list[str]:
+    """The non-empty standard splits of a dataset, in train/val/test order.
+
+    Raises :class:`DataError` if ``root`` is missing or holds no non-empty split.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist")
+    found = [s for s in SPLITS if has_videos(root / s)]
+    if not found:
+        raise DataError(
+            f"{root}: no non-empty split (expected folders {', '.join(SPLITS)} holding videos)"
+        )
+    return found
+
+
+class ClipDataset(Dataset):
+    """Clips of ``num_frames`` frames, every ``frame_stride``-th frame, from one split.
+
+    Args:
+        split_dir: folder of videos (frame folders, video files, shards; see ``sources``).
+        num_frames: frames per clip (T).
+        frame_stride: distance between consecutive clip frames in the video.
+        image_size: square output size; None keeps the stored size (which must then be
+            the same for all videos). Other sizes are centre-cropped square and resized.
+        train: random starts per item (True) or fixed evenly spaced starts (False).
+        clips_per_video: items per video per epoch.
+        seed: mixed into the training start sampler (see :meth:`_rng`).
+        channels: 3 (RGB) or 1 (luma).
+        skip_short: skip videos too short for one clip and list them in ``skipped``
+            instead of raising :class:`DataError`.
+        strict: stray files in the split raise (True) or are skipped with a warning.
+        max_frames: use at most the first ``max_frames`` frames of each video.
+    """
+
+    def __init__(
+        self,
+        split_dir: str | os.PathLike,
+        num_frames: int,
+        frame_stride: int = 1,
+        image_size: int | None = None,
+        train: bool = True,
+        clips_per_video: int = 1,
+        seed: int = 0,
+        channels: int = 3,
+        skip_short: bool = False,
+        strict: bool = True,
+        max_frames: int | None = None,
+    ):
+        for name, value in (
+            ("num_frames", num_frames),
+            ("frame_stride", frame_stride),
+            ("clips_per_video", clips_per_video),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size must be a positive integer or None, got {image_size}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.split_dir = Path(split_dir)
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.image_size = image_size
+        self.train = train
+        self.clips_per_video = clips_per_video
+        self.seed = seed
+        self.channels = channels
+        # Frames one clip spans in the video, first to last inclusive.
+        self.span = (num_frames - 1) * frame_stride + 1
+
+        self.videos: list[VideoSource] = []
+        self.skipped: list[tuple[str, int]] = []  # (video id, length) of videos too short
+        for video in open_split(self.split_dir, strict=strict, max_frames=max_frames):
+            if video.num_frames >= self.span:
+                self.videos.append(video)
+            elif skip_short:
+                self.skipped.append((video.id, video.num_frames))
+            else:
+                raise DataError(
+                    f"{video.path}: video {video.id!r} has {video.num_frames} frames, too short for a "
+                    f"clip of {num_frames} frames at stride {frame_stride} (needs {self.span} frames)"
+                )
+        if not self.videos:
+            raise DataError(
+                f"{self.split_dir}: all {len(self.skipped)} videos are shorter than a clip of "
+                f"{num_frames} frames at stride {frame_stride} (needs {self.span} frames)"
+            )
+        if image_size is None:
+            sizes = {v.frame_size for v in self.videos}
+            if len(sizes) > 1:
+                a, b = (
+                    self.videos[0],
+                    next(v for v in self.videos if v.frame_size != self.videos[0].frame_size),
+                )
+                raise DataError(
+                    f"{self.split_dir}: videos have different frame sizes ({a.id!r}: {a.frame_size}, "
+                    f"{b.id!r}: {b.frame_size}); set image_size to resize them to one size"
+                )
+        labels = [v.meta.get("label") for v in self.videos]
+        # Batches need a label for every item: only expose labels if all videos have one.
+        self.has_labels = all(isinstance(x, int) and not isinstance(x, bool) for x in labels)
+        self._rng_key: tuple[int, int] | None = None
+        self._rng_state: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.clips_per_video
+
+    def _rng(self) -> np.random.Generator:
+        """Start sampler for training, re-seeded in each process.
+
+        DataLoader gives each worker its own torch seed (different per worker and per
+        epoch of non-persistent workers), and Lightning's seed_everything fixes the main
+        one; mixing that with ``seed`` makes starts worker-safe and reproducible.
+        """
+        key = (os.getpid(), torch.initial_seed())
+        if self._rng_state is None or key != self._rng_key:
+            self._rng_key = key
+            self._rng_state = np.random.default_rng([self.seed, torch.initial_seed()])
+        return self._rng_state
+
+    def start_of(self, index: int) -> int:
+        """First frame of item ``index``: random in training, fixed in evaluation."""
+        video = self.videos[index // self.clips_per_video]
+        last_start = video.num_frames - self.span
+        if self.train:
+            return int(self._rng().integers(0, last_start + 1))
+        k = index % self.clips_per_video
+        if self.clips_per_video == 1:
+            return 0
+        # Evenly spaced from the first possible start to the last, both included.
+        return int(round(k * last_start / (self.clips_per_video - 1)))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
+        video_index = index // self.clips_per_video
+        video = self.videos[video_index]
+        start = self.start_of(index)
+        frames = video.read(start, start + self.span, self.frame_stride)  # (T, H, W, 3) uint8
+        if self.image_size is not None and frames.shape[1:3] != (self.image_size, self.image_size):
+            frames = center_crop_resize(frames, self.image_size)
+        # NumPy, not torch: torch's intra-op thread pool in the main process (num_workers=0)
+        # stalls badly on a busy machine for these small tensors; NumPy stays single-threaded.
+        x = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)  # (T, 3, H, W)
+        if self.channels == 1:
+            x = np.einsum("tchw,c->thw", x, _LUMA)[:, None]  # (T, 1, H, W)
+        x *= 1 / 127.5
+        x -= 1.0
+        item: dict[str, Any] = {
+            "frames": torch.from_numpy(x),
+            "video_id": video.id,
+            "start": start,
+            "video_index": video_index,
+        }
+        if self.has_labels:
+            item["label"] = int(video.meta["label"])
+        return item
+
+    def __repr__(self) -> str:
+        mode = "train" if self.train else "eval"
+        return (
+            f"ClipDataset({str(self.split_dir)!r}, {len(self.videos)} videos, {len(self)} clips of "
+            f"{self.num_frames} frames, stride {self.frame_stride}, {mode})"
+        )
+
+
+def make_dataloader(
+    split_dir: str | os.PathLike,
+    data_config: DataConfig,
+    training_config: TrainingConfig,
+    train: bool,
+) -> DataLoader:
+    """A DataLoader of :class:`ClipDataset` clips configured from the run's config.
+
+    Clips have ``training.num_observations`` frames. Training shuffles and drops the
+    last incomplete batch, except when the split has less than one full batch (then
+    the only, smaller batch is kept, with a warning, instead of an empty epoch).
+    """
+    dataset = ClipDataset(
+        split_dir,
+        num_frames=training_config.num_observations,
+        frame_stride=data_config.frame_stride,
+        image_size=data_config.image_size,
+        train=train,
+        clips_per_video=data_config.clips_per_video if train else data_config.eval_clips_per_video,
+        seed=training_config.seed,
+        channels=data_config.channels,
+    )
+    batch_size = (
+        data_config.batch_size if train else (data_config.eval_batch_size or data_config.batch_size)
+    )
+    drop_last = train and len(dataset) >= batch_size
+    if train and not drop_last:
+        warnings.warn(
+            f"{split_dir}: {len(dataset)} training clips is less than one batch of {batch_size}; "
+            "keeping the smaller batch",
+            stacklevel=2,
+        )
+    workers = data_config.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+    )

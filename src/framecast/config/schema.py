@@ -55,9 +55,15 @@ class TrainingConfig(Section):
     )
     limit_val_batches: int | float = Field(1.0, ge=0)
     log_every_n_steps: PositiveInt = 10
-    sample_every_n_steps: PositiveInt | None = Field(None, description="sample grids; null = each validation")
-    early_stopping_patience: int | None = Field(None, ge=1, description="validations without improvement")
-    monitor: str = Field("val/loss", description="metric for the best checkpoint and early stopping")
+    sample_every_n_steps: PositiveInt | None = Field(
+        None, description="sample grids; null = each validation"
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="validations without improvement"
+    )
+    monitor: str = Field(
+        "val/loss", description="metric for the best checkpoint and early stopping"
+    )
     monitor_mode: Literal["min", "max"] = "min"
     # Clip bookkeeping (the seed configs keep these under training:).
     num_observations: PositiveInt = Field(10, description="frames per training clip")
@@ -67,6 +73,11 @@ class TrainingConfig(Section):
     smoke_weight: float = Field(5.0, ge=0)
     background_weight: float = Field(1.0, ge=0)
     smoke_threshold: float = Field(0.1, ge=0)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value  # YAML reads `precision: 32` as int
 
     @model_validator(mode="after")
     def _check_frames(self) -> TrainingConfig:
@@ -124,7 +135,9 @@ class Config(Section):
         kind = value.get("kind")
         known = sorted(ModelConfig.registry)
         if kind is None:
-            raise ValueError(f"missing 'kind'; allowed kinds: {', '.join(known) or '(none registered)'}")
+            raise ValueError(
+                f"missing 'kind'; allowed kinds: {', '.join(known) or '(none registered)'}"
+            )
         if kind not in ModelConfig.registry:
             raise ValueError(f"unknown model kind {kind!r}; allowed kinds: {', '.join(known)}")
         return ModelConfig.registry[kind].model_validate(value)

@@ -220,16 +220,17 @@ def make_dataloader(
     data_config: DataConfig,
     training_config: TrainingConfig,
     train: bool,
+    num_frames: int | None = None,
 ) -> DataLoader:
     """A DataLoader of :class:`ClipDataset` clips configured from the run's config.
 
-    Clips have ``training.num_observations`` frames. Training shuffles and drops the
+    Clips have ``num_frames`` frames (default ``training.num_observations``). Training shuffles and drops the
     last incomplete batch, except when the split has less than one full batch (then
     the only, smaller batch is kept, with a warning, instead of an empty epoch).
     """
     dataset = ClipDataset(
         split_dir,
-        num_frames=training_config.num_observations,
+        num_frames=num_frames or training_config.num_observations,
         frame_stride=data_config.frame_stride,
         image_size=data_config.image_size,
         train=train,

@@ -16,6 +16,7 @@ import torch
 from framecast.config import Config
 from framecast.config.autoencoder import AutoencoderConfig
 from framecast.errors import ConfigError
+from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.losses.adversarial import AdversarialLoss
@@ -48,7 +49,9 @@ class AutoencoderModule(FramecastModule):
         cfg: AutoencoderConfig = config.model
         self.model = Autoencoder.from_config(cfg, config.data.image_size)
         self.adversarial = (
-            AdversarialLoss.from_config(cfg.discriminator, cfg.image_channels) if cfg.discriminator.enabled else None
+            AdversarialLoss.from_config(cfg.discriminator, cfg.image_channels)
+            if cfg.discriminator.enabled
+            else None
         )
         # Two optimisers (generator, then discriminator) need a hand-written step.
         self.automatic_optimization = self.adversarial is None
@@ -57,20 +60,22 @@ class AutoencoderModule(FramecastModule):
                 "training.precision '16-mixed' is not supported with model.discriminator.enabled; use 'bf16-mixed'"
             )
         self.kl_weight = KLSchedule.from_config(cfg).value(0)
-        self._perceptual = None
         self._latent_sum = self._latent_sq = None
         self._latent_count = 0
         self._sample_batch: torch.Tensor | None = None
 
     # -- losses ---------------------------------------------------------------------
     def perceptual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self._perceptual is None:
-            from framecast.eval.lpips import load_stlpips
+        """Mean ST-LPIPS. The frozen network is cached by ``load_stlpips``, not registered
+        here, so it stays out of this module's checkpoints."""
+        return load_stlpips("alex", x.device)(x.float(), y.float()).mean()
 
-            self._perceptual = load_stlpips("alex", x.device)
-        return self._perceptual(x, y).mean()
-
-    def compute_loss(self, frames: torch.Tensor, labels: torch.Tensor | None, sample_posterior: bool | None = None):
+    def compute_loss(
+        self,
+        frames: torch.Tensor,
+        labels: torch.Tensor | None,
+        sample_posterior: bool | None = None,
+    ):
         cfg: AutoencoderConfig = self.config.model
         output = self.model(frames, sample_posterior=sample_posterior)
         total, parts = autoencoder_loss(
@@ -103,7 +108,9 @@ class AutoencoderModule(FramecastModule):
         step = self.global_step  # counts autoencoder steps only (see the discriminator step)
         # Generator step: the discriminator is frozen so its weights collect no gradients.
         self.toggle_optimizer(opt_g)
-        g_term, g_logs = self.adversarial.generator_loss(loss, output.rgb, self.model.last_layer_weight, step)
+        g_term, g_logs = self.adversarial.generator_loss(
+            loss, output.rgb, self.model.last_layer_weight, step
+        )
         total = loss + g_term
         self.check_finite(total, {**parts, **g_logs})
         opt_g.zero_grad(set_to_none=True)
@@ -130,14 +137,19 @@ class AutoencoderModule(FramecastModule):
 
     def _clip(self, optimizer) -> None:
         if self.config.training.grad_clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.config.training.grad_clip,
-                                gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.config.training.grad_clip,
+                gradient_clip_algorithm="norm",
+            )
 
     def configure_optimizers(self):
         if self.adversarial is None:
             return super().configure_optimizers()
         opt_g = self.make_optimizer(self.model.parameters())
-        opt_d = self.make_optimizer(self.adversarial.parameters(), lr=self.config.model.discriminator.disc_lr)
+        opt_d = self.make_optimizer(
+            self.adversarial.parameters(), lr=self.config.model.discriminator.disc_lr
+        )
         return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
 
     # -- validation ---------------------------------------------------------------------
@@ -151,7 +163,12 @@ class AutoencoderModule(FramecastModule):
         frames, labels = flatten_frames(batch)
         output, loss, parts = self.compute_loss(frames, labels, sample_posterior=False)
         rgb = output.rgb.float()
-        metrics = {"loss": loss, **parts, "psnr": psnr(rgb, frames).mean(), "ssim": ssim(rgb, frames).mean()}
+        metrics = {
+            "loss": loss,
+            **parts,
+            "psnr": psnr(rgb, frames).mean(),
+            "ssim": ssim(rgb, frames).mean(),
+        }
         metrics["lpips"] = self.perceptual(rgb, frames)
         if output.seg_logits is not None:
             target = smoke_mask(frames, cfg.smoke_threshold)
@@ -167,7 +184,9 @@ class AutoencoderModule(FramecastModule):
             self._sample_batch = torch.stack([frames[:SAMPLE_FRAMES], rgb[:SAMPLE_FRAMES]])
             if output.seg_logits is not None:
                 seg = output.seg_logits[:SAMPLE_FRAMES].argmax(dim=1, keepdim=True).float() * 2 - 1
-                self._sample_batch = torch.cat([self._sample_batch, seg.expand_as(rgb[:SAMPLE_FRAMES])[None]])
+                self._sample_batch = torch.cat(
+                    [self._sample_batch, seg.expand_as(rgb[:SAMPLE_FRAMES])[None]]
+                )
 
     def _accumulate_latents(self, z: torch.Tensor) -> None:
         """Per-channel sums of the pre-quantisation latents, for the stored normalisation."""
@@ -190,10 +209,18 @@ class AutoencoderModule(FramecastModule):
             std = (sq / count - mean.pow(2)).clamp_min(0).sqrt()
             self.model.latent_shift.copy_(mean.float())
             self.model.latent_scale.copy_(std.float().clamp_min(1e-5))
-        if self._sample_batch is not None and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        if (
+            self._sample_batch is not None
+            and self.trainer.is_global_zero
+            and not self.trainer.sanity_checking
+        ):
             rows = [to_uint8_images(images) for images in self._sample_batch]
             labels = ["input", "reconstruction", "segmentation"][: len(rows)]
-            path = Path(self.trainer.default_root_dir) / "samples" / f"recon_step{self.global_step:07d}.png"
+            path = (
+                Path(self.trainer.default_root_dir)
+                / "samples"
+                / f"recon_step{self.global_step:07d}.png"
+            )
             save_image_grid(rows, path, labels=labels)
 
     def checkpoint_extra(self) -> dict[str, Any]:

@@ -17,6 +17,8 @@ class KLScheduleCallback(pl.Callback):
     def __init__(self, schedule: KLSchedule):
         self.schedule = schedule
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
         pl_module.kl_weight = self.schedule.value(trainer.global_step)
         pl_module.log("train/kl_weight", pl_module.kl_weight, on_step=True, on_epoch=False)

@@ -60,7 +60,9 @@ def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> Co
     stored = read_checkpoint(run.last_checkpoint)["framecast"]["config"]
     bad = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "model"]
     if bad:
-        raise ConfigError(f"--resume: the model comes from the checkpoint; cannot override {', '.join(bad)}")
+        raise ConfigError(
+            f"--resume: the model comes from the checkpoint; cannot override {', '.join(bad)}"
+        )
     if given is not None and given.model.model_dump() != stored["model"]:
         raise ConfigError(
             f"--resume: the config's model section differs from the one in {run.last_checkpoint}; "
@@ -75,7 +77,9 @@ def _trainer_devices(num_gpus: int, num_nodes: int) -> dict:
     if not torch.cuda.is_available():
         raise ConfigError(f"--num-gpus {num_gpus}: no CUDA device is available on this machine")
     if num_gpus > torch.cuda.device_count():
-        raise ConfigError(f"--num-gpus {num_gpus}: only {torch.cuda.device_count()} CUDA devices are visible")
+        raise ConfigError(
+            f"--num-gpus {num_gpus}: only {torch.cuda.device_count()} CUDA devices are visible"
+        )
     multi = num_gpus > 1 or num_nodes > 1
     return {
         "accelerator": "gpu",
@@ -110,7 +114,9 @@ def train(
     else:
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
-        run = prepare_run_dir(runs_dir, run_name or default_run_name(config), resume=False, overwrite=overwrite)
+        run = prepare_run_dir(
+            runs_dir, run_name or default_run_name(config), resume=False, overwrite=overwrite
+        )
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
@@ -136,14 +142,20 @@ def train(
     if t.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
     if t.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience))
+        callbacks.append(
+            EarlyStopping(
+                monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience
+            )
+        )
 
     resume_step = None
     if resume:
         resume_step = int(read_checkpoint(run.last_checkpoint).get("global_step", 0))
     loggers: list = [RunCSVLogger(run.metrics_path, resume_step=resume_step)]
     if config.logging.tensorboard:
-        loggers.append(pl.loggers.TensorBoardLogger(save_dir=str(run.root), name="tensorboard", version=""))
+        loggers.append(
+            pl.loggers.TensorBoardLogger(save_dir=str(run.root), name="tensorboard", version="")
+        )
     if config.logging.wandb:
         loggers.append(_wandb_logger(config, run))
 
@@ -170,8 +182,12 @@ def train(
     with warnings.catch_warnings():
         # On a 2-core machine Lightning's "increase num_workers" advice is noise.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(run.last_checkpoint) if resume else None,
-                    weights_only=True)
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(run.last_checkpoint) if resume else None,
+            weights_only=True,
+        )
 
     last = best = None
     if not fast_dev_run:
@@ -198,7 +214,9 @@ def _wandb_logger(config: Config, run: RunDir):
         import wandb  # noqa: F401
         from lightning.pytorch.loggers import WandbLogger
     except ImportError as exc:
-        raise ConfigError("--wandb needs the wandb package: pip install 'framecast[wandb]'") from exc
+        raise ConfigError(
+            "--wandb needs the wandb package: pip install 'framecast[wandb]'"
+        ) from exc
     return WandbLogger(
         project=config.logging.wandb_project,
         name=run.name,

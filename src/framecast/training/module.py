@@ -60,7 +60,9 @@ class FramecastModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
 
     # -- safety -------------------------------------------------------------------
-    def check_finite(self, loss: torch.Tensor, parts: dict[str, torch.Tensor] | None = None) -> None:
+    def check_finite(
+        self, loss: torch.Tensor, parts: dict[str, torch.Tensor] | None = None
+    ) -> None:
         """Stop the run with a clear message on a NaN/inf loss; checkpoints already written stay."""
         if torch.isfinite(loss).all():
             return
@@ -77,7 +79,12 @@ class FramecastModule(pl.LightningModule):
         return {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[META_KEY] = {**checkpoint_meta(self.kind, self.config.to_dict()), **self.checkpoint_extra()}
+        checkpoint[META_KEY] = {
+            **checkpoint_meta(self.kind, self.config.to_dict()),
+            **self.checkpoint_extra(),
+        }
 
-    def log_dict_prefixed(self, prefix: str, values: dict[str, torch.Tensor | float], **kwargs) -> None:
+    def log_dict_prefixed(
+        self, prefix: str, values: dict[str, torch.Tensor | float], **kwargs
+    ) -> None:
         self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, **kwargs)

@@ -60,14 +60,18 @@ def default_run_name(config: Config) -> str:
     return f"{config.model.kind}-{stamp}"
 
 
-def prepare_run_dir(runs_dir: str | os.PathLike, run_name: str, resume: bool, overwrite: bool = False) -> RunDir:
+def prepare_run_dir(
+    runs_dir: str | os.PathLike, run_name: str, resume: bool, overwrite: bool = False
+) -> RunDir:
     """Pick the run directory; refuse to train over an existing run unless resuming or overwriting."""
     run = RunDir(Path(runs_dir) / run_name)
     if overwrite and not resume and run.root.exists():
         shutil.rmtree(run.root)
     if resume:
         if not run.last_checkpoint.is_file():
-            raise ConfigError(f"--resume: run {run.root} has no checkpoints/last.ckpt to resume from")
+            raise ConfigError(
+                f"--resume: run {run.root} has no checkpoints/last.ckpt to resume from"
+            )
     elif run.last_checkpoint.exists() or run.metrics_path.exists():
         raise ConfigError(
             f"run {run.root} already exists; pass --resume to continue it or choose another --run-name"

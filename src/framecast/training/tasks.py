@@ -21,7 +21,9 @@ class Task:
 
     build_module: Callable[[Config], pl.LightningModule]
     build_datamodule: Callable[[Config], pl.LightningDataModule]
-    build_callbacks: Callable[[Config, object], list[pl.Callback]] = field(default=lambda config, run: [])
+    build_callbacks: Callable[[Config, object], list[pl.Callback]] = field(
+        default=lambda config, run: []
+    )
 
 
 TASKS: dict[str, Task] = {}
@@ -34,7 +36,9 @@ def register_task(kind: str, task: Task) -> None:
 def get_task(kind: str) -> Task:
     _import_builtin_tasks()
     if kind not in TASKS:
-        raise ConfigError(f"model.kind {kind!r} cannot be trained; trainable kinds: {', '.join(sorted(TASKS))}")
+        raise ConfigError(
+            f"model.kind {kind!r} cannot be trained; trainable kinds: {', '.join(sorted(TASKS))}"
+        )
     return TASKS[kind]
 
 

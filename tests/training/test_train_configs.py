@@ -1,0 +1,122 @@
+"""Every shipped config trains for two CPU steps; runs resume; bad runs fail clearly."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from framecast.checkpoint import read_checkpoint
+from framecast.config import apply_overrides, validate_config
+from framecast.errors import CheckpointError, ConfigError, TrainingError
+from framecast.training.engine import train
+from framecast.training.loggers import read_metrics_csv
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_trains_two_steps(config_path, tiny_dataset, tmp_path, shrink):
+    config = shrink(config_path, tiny_dataset)
+    result = train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    assert result.global_step == 2
+    assert (result.run_dir / "config.yaml").is_file()
+    assert result.last_checkpoint.is_file() and result.best_checkpoint.is_file()
+    ckpt = read_checkpoint(result.last_checkpoint, expected_kind=config.model.kind)
+    assert ckpt["framecast"]["config"]["model"] == config.model.model_dump(mode="json")
+    rows = read_metrics_csv(result.run_dir / "metrics.csv")
+    assert rows and all(math.isfinite(v) for row in rows for v in row.values())
+    assert any("val/loss" in row for row in rows)
+    assert (result.run_dir / "loss_curves.png").is_file()
+    assert list((result.run_dir / "samples").glob("*.png"))
+
+
+def test_resume_continues_and_keeps_architecture(tiny_dataset, tmp_path, shrink):
+    config = shrink(CONFIGS[0], tiny_dataset)
+    train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    with pytest.raises(ConfigError, match="already exists"):
+        train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    with pytest.raises(ConfigError, match="cannot override model.base_channels"):
+        train(
+            None, runs_dir=tmp_path, run_name="r", resume=True, overrides=["model.base_channels=16"]
+        )
+    result = train(
+        None,
+        runs_dir=tmp_path,
+        run_name="r",
+        resume=True,
+        overrides=["training.max_steps=4"],
+        progress=False,
+    )
+    assert result.global_step == 4
+    steps = [int(row["step"]) for row in read_metrics_csv(result.run_dir / "metrics.csv")]
+    assert steps == sorted(set(steps))  # no duplicated rows after resuming
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_dataset, tmp_path, monkeypatch, shrink):
+    config = shrink(CONFIGS[0], tiny_dataset)
+    train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    before = (tmp_path / "r" / "checkpoints" / "last.ckpt").read_bytes()
+
+    from framecast.training.autoencoder import AutoencoderModule
+
+    original = AutoencoderModule.compute_loss
+
+    def poisoned(self, *args, **kwargs):
+        output, loss, parts = original(self, *args, **kwargs)
+        return output, loss * torch.tensor(float("nan")), parts
+
+    monkeypatch.setattr(AutoencoderModule, "compute_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss nan at step 2"):
+        train(
+            None,
+            runs_dir=tmp_path,
+            run_name="r",
+            resume=True,
+            overrides=["training.max_steps=4"],
+            progress=False,
+        )
+    assert (tmp_path / "r" / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_checkpoint_of_another_kind_or_shape_is_refused(tiny_dataset, tmp_path, shrink):
+    from framecast.models.autoencoder.loading import load_autoencoder
+
+    config = shrink(CONFIGS[0], tiny_dataset)
+    result = train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    ckpt = torch.load(result.last_checkpoint, weights_only=True)
+    ckpt["framecast"]["kind"] = "river"
+    torch.save(ckpt, tmp_path / "other.ckpt")
+    with pytest.raises(
+        CheckpointError, match="holds a 'river' model; expected a 'autoencoder' model"
+    ):
+        load_autoencoder(tmp_path / "other.ckpt")
+    ckpt["framecast"]["kind"] = "autoencoder"
+    ckpt["framecast"]["config"]["model"]["latent_channels"] = 4
+    torch.save(ckpt, tmp_path / "shape.ckpt")
+    with pytest.raises(CheckpointError, match="weights do not fit the stored architecture"):
+        load_autoencoder(tmp_path / "shape.ckpt")
+
+
+def test_save_and_reload_give_identical_outputs(tiny_dataset, tmp_path, shrink):
+    from framecast.models.autoencoder.loading import load_autoencoder
+    from framecast.training.autoencoder import AutoencoderModule
+
+    config = shrink(CONFIGS[0], tiny_dataset)
+    result = train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    loaded = load_autoencoder(result.run_dir, which="last")
+    module = AutoencoderModule(config)
+    module.load_state_dict(torch.load(result.last_checkpoint, weights_only=True)["state_dict"])
+    module.eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x).rgb, module.model(x).rgb)
+        assert torch.equal(loaded.model.encode_latents(x), module.model.encode_latents(x))
+
+
+def test_missing_data_root_is_a_config_error(tmp_path):
+    config = validate_config(apply_overrides({"model": {"kind": "autoencoder"}}, []))
+    with pytest.raises(ConfigError, match="no dataset"):
+        train(config, runs_dir=tmp_path, run_name="r", progress=False)

@@ -21,6 +21,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from framecast.utils import atomic_write_text
 
+FLUSH_EVERY = 50
+
 
 def read_metrics_csv(path: str | os.PathLike) -> list[dict[str, float]]:
     """Rows of a metrics CSV as dicts of floats (empty cells left out)."""
@@ -73,6 +75,9 @@ class RunCSVLogger(Logger):
             value = float(value.item() if hasattr(value, "item") else value)
             if key != "epoch" or not math.isnan(value):
                 row[key] = value
+        # Written after every validation and every FLUSH_EVERY rows: a crashed run keeps its curve.
+        if any(key.startswith("val/") for key in metrics) or len(self._rows) % FLUSH_EVERY == 0:
+            self.save()
 
     @rank_zero_only
     def save(self) -> None:

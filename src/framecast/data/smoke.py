@@ -1,0 +1,447 @@
+"""Simulated smoke plumes (PhiFlow) written as a framecast dataset.
+
+Physics: 2-D incompressible Navier–Stokes without viscosity, with buoyancy, on a square
+domain of ``DOMAIN`` simulation units whatever the resolution (so a plume moves the same
+fraction of the frame per frame at 32×32 as at 64×64). Per step (one step per frame,
+``DT`` = 1):
+
+1. the smoke density (CenteredGrid) is advected by MacCormack and the inflow is added:
+   a Gaussian blob near the bottom, one per plume (position, radius, strength);
+2. the velocity (StaggeredGrid) is advected semi-Lagrangian and pushed by the force
+   ``density · (wind, buoyancy)``: smoke rises, and wind leans it sideways (a uniform
+   horizontal force would do nothing: the pressure projection removes it entirely);
+3. the pressure projection makes the velocity divergence-free (scipy CG; PhiFlow's
+   default solver diverges in float32).
+
+Walls are closed left, right and at the bottom, open at the top: smoke leaves through
+the top instead of piling up there, and the pressure solve has a unique solution.
+
+Several plumes run as one batched simulation (PhiFlow batch dimension ``plume``): the
+per-step cost is mostly Python overhead, so batching 8 plumes is several times faster
+per video than simulating them one by one.
+
+Randomised per plume (uniform, from a NumPy Generator seeded by ``seed``):
+
+============  =========================  =================================================
+parameter     range                      meaning
+============  =========================  =================================================
+inflow_x      0.25 .. 0.75               inflow centre, fraction of the width from the left
+radius        0.04 .. 0.08               inflow Gaussian radius, fraction of the width
+strength      0.1 .. 0.3                 density added per unit time at the inflow centre
+buoyancy      0.2 .. 0.5                 upward force per unit density
+wind          -wind .. +wind (0.15)      sideways force per unit density (+ = right)
+============  =========================  =================================================
+
+Class label (for the autoencoder's classification head): which way the plume leans. The
+force on the smoke points ``atan(lean)`` from vertical, with ``lean = wind / buoyancy``,
+and the plume leans that way; the label bins the lean at ``±LEAN_UPRIGHT`` (0.15, about
+8.5°): 0 ``leans_left`` (lean < -0.15), 1 ``upright``, 2 ``leans_right``
+(lean > 0.15). Binning the lean rather than the wind alone keeps the label visible in the
+frames (a strong wind on a very buoyant plume barely tilts it). With the default ranges
+the classes come out about 32/35/32 %; the bins are fixed, so a label means the same tilt
+in every dataset (``wind=0`` gives only ``upright``). Plumes near a side wall may still
+bend towards it a little: the walls are part of the physics, not of the label.
+
+Rendering: density → intensity ``1 - exp(-density / DENSITY_SCALE)`` (a fixed scale,
+like light absorbed by smoke: never per-frame, never a hard clip), times a slightly
+cool white, on black. Row 0 is the top of the image: plumes rise towards row 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from framecast.data.shard import SHARD_SUFFIX, ShardWriter
+from framecast.errors import DataError
+from framecast.utils import atomic_write_text
+
+SPLITS = ("train", "val", "test")
+DATASET_JSON = "dataset.json"
+SOURCE = "phiflow-smoke"
+
+DOMAIN = 64.0  # domain side in simulation units; the grid has `size` cells across it
+DT = 1.0  # simulation time per frame
+INFLOW_Y = 0.1  # inflow centre height, fraction of the domain from the bottom
+DENSITY_SCALE = 1.0  # density giving intensity 1 - 1/e; fixed so brightness is comparable
+SMOKE_TINT = (0.90, 0.94, 1.0)  # RGB of dense smoke: white with a faint cool tint
+PRESSURE_TOLERANCE = 1e-3  # relative and absolute CG tolerance of the pressure solve
+
+DEFAULT_WARMUP_FRAMES = 8  # by then every plume is a visible blob that has begun to rise
+DEFAULT_WIND = 0.15
+LEAN_UPRIGHT = 0.15
+LABEL_NAMES = ("leans_left", "upright", "leans_right")
+
+# Ranges of the randomised parameters besides wind, in the order they are drawn.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "inflow_x": (0.25, 0.75),
+    "radius": (0.04, 0.08),
+    "strength": (0.1, 0.3),
+    "buoyancy": (0.2, 0.5),
+}
+
+
+@dataclass(frozen=True)
+class PlumeParams:
+    """The randomised parameters of one plume (see the module docstring for units)."""
+
+    inflow_x: float
+    radius: float
+    strength: float
+    buoyancy: float
+    wind: float
+
+    def __post_init__(self) -> None:
+        values = asdict(self)
+        if (
+            not all(np.isfinite(v) for v in values.values())
+            or self.radius <= 0
+            or self.buoyancy <= 0
+        ):
+            raise DataError(
+                f"smoke: plume parameters must be finite with radius > 0 and buoyancy > 0, got {values}"
+            )
+
+    @property
+    def lean(self) -> float:
+        """Tangent of the plume's tilt from vertical: ``wind / buoyancy`` (+ = right)."""
+        return self.wind / self.buoyancy
+
+    @property
+    def label(self) -> int:
+        """Lean class: index into :data:`LABEL_NAMES`."""
+        return lean_label(self.lean)
+
+    def to_meta(self) -> dict[str, Any]:
+        """Per-video metadata: the parameters, ``lean``, ``label`` and ``label_names``."""
+        return {
+            **asdict(self),
+            "lean": self.lean,
+            "label": self.label,
+            "label_names": list(LABEL_NAMES),
+        }
+
+
+def lean_label(lean: float) -> int:
+    """0 ``leans_left`` if lean < -LEAN_UPRIGHT, 2 ``leans_right`` if > LEAN_UPRIGHT, else 1."""
+    if lean < -LEAN_UPRIGHT:
+        return 0
+    if lean > LEAN_UPRIGHT:
+        return 2
+    return 1
+
+
+def sample_plume_params(
+    rng: np.random.Generator, count: int, wind: float = DEFAULT_WIND
+) -> list[PlumeParams]:
+    """Draw ``count`` plumes, one after another from ``rng``.
+
+    Drawing plume by plume (not field by field) makes the first plumes of a larger draw
+    equal to a smaller draw with the same seed: 8 videos are a prefix of 64.
+    """
+    lows = np.array([lo for lo, _ in PARAM_RANGES.values()] + [-wind])
+    highs = np.array([hi for _, hi in PARAM_RANGES.values()] + [wind])
+    return [PlumeParams(*(float(v) for v in rng.uniform(lows, highs))) for _ in range(count)]
+
+
+def render_density(density: np.ndarray) -> np.ndarray:
+    """Density ``(..., H, W)`` (row 0 = top) → RGB smoke on black ``(..., H, W, 3)`` uint8."""
+    intensity = -np.expm1(-np.maximum(density, 0.0) / DENSITY_SCALE)
+    rgb = intensity[..., None] * np.asarray(SMOKE_TINT, dtype=np.float32)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise DataError(f"smoke: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+def simulate_plumes(
+    params: Sequence[PlumeParams],
+    frames: int,
+    size: int,
+    warmup_frames: int = DEFAULT_WARMUP_FRAMES,
+) -> np.ndarray:
+    """Simulate the plumes of ``params`` together as one batch; return their videos.
+
+    The first ``warmup_frames`` frames, while the plumes form, are simulated but not
+    returned. Deterministic: the same arguments give the same bytes.
+
+    Returns:
+        ``(B, T, H, W, 3)`` uint8 with ``B = len(params)``, ``T = frames``,
+        ``H = W = size``; row 0 is the top of the image.
+    """
+    if len(params) == 0:
+        raise DataError("smoke: simulate_plumes needs at least one PlumeParams")
+    _check_int("frames", frames, 1)
+    _check_int("size", size, 8)
+    _check_int("warmup_frames", warmup_frames, 0)
+
+    # Imported here: PhiFlow is only needed when simulating, not to import framecast.data.
+    from phi.field import CenteredGrid, StaggeredGrid, resample
+    from phi.geom import Box
+    from phi.math import NotConverged, Solve, batch, extrapolation, precision, spatial, tensor, vec
+    from phi.math.backend import NUMPY
+    from phi.physics import advect, fluid
+
+    p = {
+        name: np.array([getattr(q, name) for q in params], np.float32) for name in asdict(params[0])
+    }
+    bounds = Box(x=DOMAIN, y=DOMAIN)
+    # Cell centres in simulation units, indexed (x, y) like PhiFlow's grids (y up).
+    centres = (np.arange(size, dtype=np.float32) + 0.5) * (DOMAIN / size)
+    dx2 = (centres[None, :, None] - p["inflow_x"][:, None, None] * DOMAIN) ** 2
+    dy2 = (centres[None, None, :] - INFLOW_Y * DOMAIN) ** 2
+    sigma = p["radius"][:, None, None] * DOMAIN
+    inflow_rate = p["strength"][:, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
+
+    velocity_bc = extrapolation.combine_sides(
+        x=extrapolation.ZERO, y=(extrapolation.ZERO, extrapolation.ZERO_GRADIENT)
+    )
+    solve = Solve("scipy-CG", PRESSURE_TOLERANCE, PRESSURE_TOLERANCE, suppress=[NotConverged])
+    densities = np.empty((len(params), frames, size, size), np.float32)
+    # Pin backend and precision: another module may have switched PhiFlow's defaults.
+    with NUMPY, precision(32):
+        inflow = CenteredGrid(
+            tensor(inflow_rate.astype(np.float32), batch("plume"), spatial("x,y")),
+            extrapolation.ZERO_GRADIENT,
+            bounds=bounds,
+        )
+        push = vec(x=tensor(p["wind"], batch("plume")), y=tensor(p["buoyancy"], batch("plume")))
+        smoke = CenteredGrid(0, extrapolation.ZERO_GRADIENT, x=size, y=size, bounds=bounds)
+        velocity = StaggeredGrid(0, velocity_bc, x=size, y=size, bounds=bounds)
+        for step in range(warmup_frames + frames):
+            smoke = advect.mac_cormack(smoke, velocity, DT) + inflow * DT
+            force = resample(smoke * push, to=velocity)
+            velocity = advect.semi_lagrangian(velocity, velocity, DT) + force * DT
+            velocity, _ = fluid.make_incompressible(velocity, (), solve)
+            if step >= warmup_frames:
+                # (plume, y, x) with y flipped: image row 0 is the top of the domain.
+                densities[:, step - warmup_frames] = smoke.values.numpy("plume,y,x")[:, ::-1]
+    if not np.isfinite(densities).all():
+        raise DataError(
+            f"smoke: simulation diverged (non-finite density) for plumes {list(params)}"
+        )
+    return render_density(densities)
+
+
+@dataclass
+class SmokeSummary:
+    """What :func:`simulate_smoke_dataset` wrote: counts per split, timing, paths."""
+
+    out: Path
+    videos: dict[str, int]
+    frames: int
+    size: int
+    seconds: float
+    frames_per_second: float
+    shards: dict[str, list[Path]]
+    dataset_json: Path
+
+    def format(self) -> str:
+        """Human-readable summary, as the CLI prints it."""
+        total = sum(self.videos.values())
+        lines = [
+            f"simulated {total} smoke video{'s' if total != 1 else ''} "
+            f"({self.frames} frames at {self.size}x{self.size}) into {self.out} "
+            f"in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)"
+        ]
+        for split in SPLITS:
+            where = ", ".join(str(p) for p in self.shards[split]) or "(empty)"
+            lines.append(f"  {split:<5} {self.videos[split]:>6} videos  {where}")
+        lines.append(f"wrote {self.dataset_json}")
+        return "\n".join(lines)
+
+
+def _split_fractions(splits: Sequence[float]) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(s) for s in splits)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise DataError(
+            "smoke: splits must be three non-negative numbers for train, val, test with a "
+            f"positive sum (like 0.8,0.1,0.1), got {splits!r}"
+        )
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
+
+
+def _assign_splits(
+    videos: int, fractions: tuple[float, float, float], rng: np.random.Generator
+) -> list[str]:
+    """Split name per video index: a seeded shuffle, val/test rounded, train the rest (≥ 1)."""
+    n_val = int(np.floor(videos * fractions[1] + 0.5))
+    n_test = int(np.floor(videos * fractions[2] + 0.5))
+    while videos - n_val - n_test < 1:  # train is never empty: take from test, then val
+        if n_test > 0:
+            n_test -= 1
+        else:
+            n_val -= 1
+    n_train = videos - n_val - n_test
+    assignment = [""] * videos
+    for rank, index in enumerate(rng.permutation(videos)):
+        assignment[index] = (
+            "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        )
+    return assignment
+
+
+def simulate_smoke_dataset(
+    out: str | os.PathLike,
+    videos: int = 64,
+    frames: int = 40,
+    size: int = 64,
+    seed: int = 0,
+    splits: Sequence[float] = (0.8, 0.1, 0.1),
+    plumes_per_batch: int = 8,
+    warmup_frames: int = DEFAULT_WARMUP_FRAMES,
+    wind: float = DEFAULT_WIND,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> SmokeSummary:
+    """Simulate ``videos`` smoke plumes into the dataset folder ``out``.
+
+    Writes ``out/{train,val,test}/part-00000.fcshard`` (a split with no videos is an
+    empty folder) and ``out/dataset.json``. Videos are ``smoke-00000``, ... in simulation
+    order; each is ``(frames, size, size, 3)`` uint8 with meta :meth:`PlumeParams.to_meta`.
+    Plume parameters and the split of each video come from independent streams seeded by
+    ``seed``: the same arguments give byte-identical files, and the first videos of a
+    larger dataset have the parameters of a smaller one.
+
+    Args:
+        splits: train, val, test fractions (normalised to sum 1); val and test counts are
+            rounded, train gets the rest and at least one video.
+        plumes_per_batch: plumes simulated together (faster per video; more memory).
+        warmup_frames: frames simulated before the first written one, while plumes form.
+        wind: the wind force is drawn uniformly from ``[-wind, wind]``; 0 disables it.
+        overwrite: allow a non-empty ``out``; its splits and dataset.json are replaced
+            (only once the new ones are complete), other files are left alone.
+
+    Raises:
+        DataError: a bad argument (the message names it and its value), or ``out`` is
+            not empty and ``overwrite`` is false.
+    """
+    _check_int("videos", videos, 1)
+    _check_int("frames", frames, 1)
+    _check_int("size", size, 8)
+    _check_int("plumes_per_batch", plumes_per_batch, 1)
+    _check_int("warmup_frames", warmup_frames, 0)
+    _check_int("seed", seed, 0)
+    if isinstance(wind, bool) or not (
+        isinstance(wind, int | float | np.floating) and np.isfinite(wind) and wind >= 0
+    ):
+        raise DataError(
+            f"smoke: wind must be a finite number >= 0 (the largest wind force), got {wind!r}"
+        )
+    fractions = _split_fractions(splits)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"smoke: output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(
+            f"smoke: output folder {out} is not empty; choose another or pass overwrite"
+        )
+
+    params_seed, split_seed = np.random.SeedSequence(seed).spawn(2)
+    params = sample_plume_params(np.random.default_rng(params_seed), videos, float(wind))
+    assignment = _assign_splits(videos, fractions, np.random.default_rng(split_seed))
+    width = max(5, len(str(videos - 1)))
+    ids = [f"smoke-{i:0{width}d}" for i in range(videos)]
+    shard_name = f"part-00000{SHARD_SUFFIX}"
+    counts = {split: assignment.count(split) for split in SPLITS}
+    shard_meta = {"source": SOURCE, "seed": seed, "size": size, "label_names": list(LABEL_NAMES)}
+
+    out.mkdir(parents=True, exist_ok=True)
+    # New splits are built in a hidden staging folder and moved in at the end, so a crash
+    # or an interrupt never leaves a half-replaced dataset.
+    staging = Path(tempfile.mkdtemp(prefix=".smoke-", dir=out))
+    try:
+        start = time.perf_counter()
+        with ExitStack() as stack:
+            writers = {
+                split: stack.enter_context(
+                    ShardWriter(staging / split / shard_name, {**shard_meta, "split": split})
+                )
+                for split in SPLITS
+                if counts[split] > 0
+            }
+            bar = stack.enter_context(
+                tqdm(total=videos, unit="video", desc="simulating smoke", disable=not progress)
+            )
+            for first in range(0, videos, plumes_per_batch):
+                batch_params = params[first : first + plumes_per_batch]
+                clips = simulate_plumes(batch_params, frames, size, warmup_frames)
+                for offset, (plume, clip) in enumerate(zip(batch_params, clips, strict=True)):
+                    index = first + offset
+                    writers[assignment[index]].add(ids[index], clip, plume.to_meta())
+                bar.update(len(batch_params))
+        seconds = time.perf_counter() - start
+
+        for split in SPLITS:
+            (staging / split).mkdir(exist_ok=True)
+            target = out / split
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.replace(staging / split, target)
+        shards = {split: [out / split / shard_name] if counts[split] else [] for split in SPLITS}
+        record = {
+            "framecast_dataset": 1,
+            "source": SOURCE,
+            "videos": videos,
+            "frames": frames,
+            "size": size,
+            "seed": seed,
+            "split_ratios": dict(zip(SPLITS, fractions, strict=True)),
+            "splits": {
+                split: {
+                    "videos": counts[split],
+                    "frames": counts[split] * frames,
+                    "shards": [p.name for p in shards[split]],
+                }
+                for split in SPLITS
+            },
+            "label_names": list(LABEL_NAMES),
+            "label": f"plume lean = wind / buoyancy: < -{LEAN_UPRIGHT} leans_left, > {LEAN_UPRIGHT} leans_right, else upright",
+            "simulation": {
+                "warmup_frames": warmup_frames,
+                "wind": wind,
+                "ranges": {**PARAM_RANGES, "wind": (-wind, wind)},
+                "domain": DOMAIN,
+                "dt": DT,
+                "inflow_y": INFLOW_Y,
+                "density_scale": DENSITY_SCALE,
+                "smoke_tint": SMOKE_TINT,
+                "pressure_solve": f"scipy-CG rel/abs tolerance {PRESSURE_TOLERANCE}",
+            },
+        }
+        # Written last: its presence marks a complete dataset. No timestamp, so that the
+        # same arguments give a byte-identical dataset.
+        dataset_json = out / DATASET_JSON
+        atomic_write_text(dataset_json, json.dumps(record, indent=2) + "\n")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    return SmokeSummary(
+        out=out,
+        videos=counts,
+        frames=frames,
+        size=size,
+        seconds=seconds,
+        frames_per_second=videos * frames / seconds,
+        shards=shards,
+        dataset_json=dataset_json,
+    )

@@ -1,0 +1,181 @@
+"""PhiFlow smoke simulation: frames, dataset layout, reproducibility, argument checks.
+
+Tiny on purpose (32×32, a few frames): PhiFlow costs about 0.1–0.3 s per step here,
+whatever the grid size, so the whole file runs a few dozen steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framecast.data.shard import ShardReader
+from framecast.data.smoke import (
+    LABEL_NAMES,
+    PlumeParams,
+    lean_label,
+    simulate_plumes,
+    simulate_smoke_dataset,
+)
+from framecast.errors import DataError
+
+TINY = {"videos": 4, "frames": 3, "size": 32, "warmup_frames": 2, "splits": (0.5, 0.25, 0.25)}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("smoke") / "ds"
+    summary = simulate_smoke_dataset(out, seed=0, plumes_per_batch=4, progress=False, **TINY)
+    return out, summary
+
+
+def test_plumes_rise_as_smoke_on_black() -> None:
+    calm_weak = PlumeParams(inflow_x=0.5, radius=0.04, strength=0.1, buoyancy=0.2, wind=0.0)
+    windy_strong = PlumeParams(inflow_x=0.3, radius=0.08, strength=0.3, buoyancy=0.5, wind=0.15)
+    videos = simulate_plumes([calm_weak, windy_strong], frames=8, size=32, warmup_frames=4)
+
+    assert videos.shape == (2, 8, 32, 32, 3) and videos.dtype == np.uint8
+    brightness = videos.astype(np.float64).mean(axis=-1)  # (B, T, H, W)
+    lit = brightness > 0
+    # Smoke in every frame, on a mostly black background, never fully saturated.
+    assert lit.any(axis=(2, 3)).all()
+    assert lit.mean(axis=(2, 3)).max() < 0.5
+    assert videos.max() < 255
+    # Grey-white smoke: channels close to each other.
+    assert np.abs(videos[..., 0].astype(int) - videos[..., 2]).max() < 30
+    # The source is near the bottom (high row index) and the smoke moves up (row index falls).
+    rows = np.arange(32)[:, None]
+    centroid = (brightness * rows).sum(axis=(2, 3)) / brightness.sum(axis=(2, 3))  # (B, T)
+    assert (centroid > 16).all()
+    assert (np.diff(centroid, axis=1) < 0).all()
+    # The stronger, more buoyant plume rises faster.
+    assert centroid[1, 0] - centroid[1, -1] > centroid[0, 0] - centroid[0, -1]
+
+
+def test_dataset_layout_meta_and_splits(dataset) -> None:
+    out, summary = dataset
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "test", "train", "val"]
+    ids: dict[str, list[str]] = {}
+    for split in ("train", "val", "test"):
+        shards = sorted((out / split).glob("*.fcshard"))
+        assert [p.name for p in shards] == ["part-00000.fcshard"]
+        reader = ShardReader(shards[0])
+        assert reader.frame_shape == (32, 32, 3) and reader.dtype == np.uint8
+        assert reader.meta["source"] == "phiflow-smoke"
+        ids[split] = [v.id for v in reader.videos]
+        for i, video in enumerate(reader.videos):
+            assert reader.read(i).shape == (3, 32, 32, 3)
+            meta = video.meta
+            assert set(meta) >= {
+                "inflow_x",
+                "radius",
+                "strength",
+                "buoyancy",
+                "wind",
+                "label",
+                "label_names",
+            }
+            assert meta["label"] == lean_label(meta["wind"] / meta["buoyancy"]) and meta[
+                "label_names"
+            ] == list(LABEL_NAMES)
+    assert {k: len(v) for k, v in ids.items()} == {"train": 2, "val": 1, "test": 1}
+    all_ids = sum(ids.values(), [])
+    assert sorted(all_ids) == [
+        f"smoke-{i:05d}" for i in range(4)
+    ]  # each video in exactly one split
+
+    record = json.loads((out / "dataset.json").read_text())
+    assert record["source"] == "phiflow-smoke"
+    assert {s: record["splits"][s]["videos"] for s in ids} == {"train": 2, "val": 1, "test": 1}
+    assert record["label_names"] == list(LABEL_NAMES)
+    assert summary.videos == {"train": 2, "val": 1, "test": 1}
+    assert summary.frames_per_second > 0
+    assert summary.shards["val"] == [out / "val" / "part-00000.fcshard"]
+    assert str(out / "dataset.json") in summary.format()
+
+
+def test_same_seed_same_bytes_whatever_the_batching(dataset, tmp_path) -> None:
+    out, _ = dataset
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "notes.txt").write_text("kept")
+    (again / "train").mkdir()
+    (again / "train" / "stale.fcshard").write_bytes(b"old")
+    # overwrite replaces the splits and dataset.json, leaves other files; batching 3+1
+    # instead of 4 must not change a byte.
+    simulate_smoke_dataset(
+        again, seed=0, plumes_per_batch=3, progress=False, overwrite=True, **TINY
+    )
+    files = _files(again)
+    assert files.pop("notes.txt") == b"kept"
+    assert files == _files(out)
+
+
+def test_different_seed_differs(dataset, tmp_path) -> None:
+    out, _ = dataset
+    other = tmp_path / "other"
+    simulate_smoke_dataset(other, seed=1, progress=False, **TINY)
+    train = ShardReader(out / "train" / "part-00000.fcshard")
+    other_train = ShardReader(other / "train" / "part-00000.fcshard")
+    assert [v.meta for v in train.videos] != [v.meta for v in other_train.videos]
+    assert not np.array_equal(train.read(0), other_train.read(0))
+
+
+def test_refuses_non_empty_output(tmp_path) -> None:
+    (tmp_path / "something.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        simulate_smoke_dataset(tmp_path, progress=False, **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["something.txt"]
+
+
+def test_train_never_empty_with_one_video(tmp_path) -> None:
+    summary = simulate_smoke_dataset(
+        tmp_path / "one",
+        videos=1,
+        frames=1,
+        size=8,
+        warmup_frames=0,
+        splits=(0, 0.5, 0.5),
+        progress=False,
+    )
+    assert summary.videos == {"train": 1, "val": 0, "test": 0}
+    assert (tmp_path / "one" / "val").is_dir() and not any((tmp_path / "one" / "val").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"videos": 0}, "videos"),
+        ({"frames": 0}, "frames"),
+        ({"size": 4}, "size"),
+        ({"size": 32.0}, "size"),
+        ({"plumes_per_batch": 0}, "plumes_per_batch"),
+        ({"warmup_frames": -1}, "warmup_frames"),
+        ({"wind": -0.1}, "wind"),
+        ({"splits": (0.8, 0.2)}, "splits"),
+        ({"splits": (0.9, -0.1, 0.2)}, "splits"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, kwargs, named) -> None:
+    with pytest.raises(DataError, match=named) as excinfo:
+        simulate_smoke_dataset(tmp_path / "ds", progress=False, **kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(excinfo.value)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_label_bins_the_lean() -> None:
+    assert [lean_label(x) for x in (-0.5, -0.15, 0.0, 0.15, 0.5)] == [0, 1, 1, 1, 2]
+    # A strong wind on a very buoyant plume barely tilts it: upright; a weak one on a weak plume leans.
+    assert PlumeParams(0.5, 0.05, 0.2, buoyancy=0.5, wind=0.06).label == 1
+    assert LABEL_NAMES[PlumeParams(0.5, 0.05, 0.2, buoyancy=0.2, wind=-0.06).label] == "leans_left"
+    with pytest.raises(DataError, match="buoyancy"):
+        PlumeParams(0.5, 0.05, 0.2, buoyancy=0.0, wind=0.0)

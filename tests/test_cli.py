@@ -10,7 +10,7 @@ import pytest
 from framecast import __version__
 from framecast.cli import build_parser, main
 
-SUBCOMMANDS = [["data"], ["data", "smoke"], ["data", "import"], ["train"], ["demo"]]
+SUBCOMMANDS = [["data"], ["data", "smoke"], ["data", "import"], ["train"], ["reconstruct"], ["encode"], ["demo"]]
 
 
 def test_help_lists_subcommands(capsys):
@@ -18,7 +18,7 @@ def test_help_lists_subcommands(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for name in ("data", "train", "demo"):
+    for name in ("data", "train", "reconstruct", "encode", "demo"):
         assert name in out
 
 

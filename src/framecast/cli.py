@@ -124,6 +124,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from framecast.eval.reconstruct import reconstruct
+
+    result = reconstruct(
+        args.run, args.data, split=args.split, num_clips=args.clips, frames_per_clip=args.frames, out=args.out
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from framecast.data.latent_cache import encode_dataset
+    from framecast.models.autoencoder.loading import load_autoencoder
+
+    loaded = load_autoencoder(args.autoencoder, which=args.which)
+    summary = encode_dataset(
+        loaded.model,
+        args.data,
+        image_size=loaded.image_size,
+        autoencoder_name=str(loaded.checkpoint),
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from framecast.demo import run_demo
 
@@ -189,6 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.lr=1e-3")
     tr.set_defaults(func=cmd_train)
+
+    rec = commands.add_parser("reconstruct", help="autoencoder reconstructions of held-out clips: PNG grid + metrics")
+    rec.add_argument("--run", required=True, help="autoencoder run directory or checkpoint")
+    rec.add_argument("--data", help="dataset folder (default: the run's data.root)")
+    rec.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
+    rec.add_argument("--clips", type=_positive_int, default=8, help="number of clips (default 8)")
+    rec.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
+    rec.add_argument("--out", help="PNG path (default RUN/samples/reconstruct_<split>.png)")
+    rec.set_defaults(func=cmd_reconstruct)
+
+    enc = commands.add_parser("encode", help="latent cache: encode every frame of a dataset once")
+    enc.add_argument("--autoencoder", required=True, help="autoencoder run directory or checkpoint")
+    enc.add_argument("--data", required=True, help="dataset folder; the cache goes to DATA/latents/")
+    enc.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run directory")
+    enc.add_argument("--batch-size", type=_positive_int, default=256, help="frames per encoder call")
+    enc.add_argument("--overwrite", action="store_true", help="replace a cache written by another autoencoder")
+    enc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    enc.set_defaults(func=cmd_encode)
 
     demo = commands.add_parser("demo", help="run the pipeline on freshly simulated smoke")
     demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")

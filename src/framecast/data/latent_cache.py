@@ -1,0 +1,166 @@
+"""Latent cache: every frame of every split encoded once by a trained autoencoder.
+
+Stage 2 trains on latents; encoding frames on every step would spend most of its time
+in the frozen encoder. ``encode_dataset`` writes, beside the frames::
+
+    DATA/latents/cache.json                   which autoencoder, latent shape, statistics
+    DATA/latents/<split>/part-00000.fcshard   per video: (T, C, h, w) float32 normalised latents
+
+Videos keep the ids they have in the frame dataset, so a latent clip and its frames
+line up. A cache written by another autoencoder (other weights) is refused unless
+``overwrite``; a cache of the same weights is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from framecast.data.shard import ShardWriter
+from framecast.data.sources import SPLITS, center_crop_resize, has_videos, open_split
+from framecast.errors import DataError
+from framecast.utils import atomic_write_text
+
+CACHE_DIR = "latents"
+CACHE_INFO = "cache.json"
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's state dict (names, shapes, values): identifies the weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class LatentCacheSummary:
+    """What ``encode_dataset`` wrote (or found up to date)."""
+
+    path: Path
+    reused: bool
+    videos: dict[str, int] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)
+    latent_shape: tuple[int, ...] = ()
+    channel_mean: list[float] = field(default_factory=list)
+    channel_std: list[float] = field(default_factory=list)
+
+    def format(self) -> str:
+        if self.reused:
+            return f"latent cache {self.path} is up to date (same autoencoder weights); nothing encoded"
+        lines = [f"latent cache: {self.path}", f"latent shape per frame: {self.latent_shape}"]
+        for split in self.videos:
+            lines.append(f"  {split}: {self.videos[split]} videos, {self.frames[split]} frames")
+        mean = ", ".join(f"{m:+.3f}" for m in self.channel_mean)
+        std = ", ".join(f"{s:.3f}" for s in self.channel_std)
+        lines.append(f"train latents per channel: mean [{mean}]  std [{std}] (normalised: expect ≈0 and ≈1)")
+        return "\n".join(lines)
+
+
+def read_cache_info(data_root: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(data_root) / CACHE_DIR / CACHE_INFO
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable latent cache description ({exc})") from exc
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: torch.nn.Module,
+    data_root: str | os.PathLike,
+    image_size: int,
+    autoencoder_name: str,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> LatentCacheSummary:
+    """Encode all frames of every split of ``data_root`` with ``model.encode_latents``.
+
+    ``model``: a frozen autoencoder in eval mode; (B, 3, H, W) in [-1, 1] → (B, C, h, w).
+    """
+    data_root = Path(data_root)
+    out = data_root / CACHE_DIR
+    fingerprint = model_fingerprint(model)
+    info = read_cache_info(data_root)
+    if info is not None and not overwrite:
+        if info.get("fingerprint") == fingerprint:
+            return LatentCacheSummary(out, reused=True)
+        raise DataError(
+            f"{out} holds latents of another autoencoder ({info.get('autoencoder')}); "
+            "pass --overwrite to replace them"
+        )
+    splits = [s for s in SPLITS if has_videos(data_root / s)]
+    if not splits:
+        raise DataError(f"{data_root}: no split with videos to encode (expected {', '.join(SPLITS)})")
+
+    # Written into a staging folder and swapped in at the end: a failure keeps the old cache.
+    staging = data_root / f".{CACHE_DIR}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = LatentCacheSummary(out, reused=False)
+    channel_sum = channel_sq = None
+    count = 0
+    try:
+        for split in splits:
+            videos = open_split(data_root / split)
+            frames_total = 0
+            with ShardWriter(staging / split / "part-00000.fcshard", {"autoencoder": autoencoder_name}) as writer:
+                for video in tqdm(videos, desc=f"encode {split}", disable=not progress, unit="video"):
+                    frames = video.read()
+                    if frames.shape[1:3] != (image_size, image_size):
+                        frames = center_crop_resize(frames, image_size)
+                    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                    latents = torch.cat(
+                        [model.encode_latents(chunk.to(device)).float().cpu() for chunk in x.split(batch_size)]
+                    )  # (T, C, h, w)
+                    writer.add(video.id, latents.numpy().astype(np.float32), video.meta)
+                    frames_total += latents.shape[0]
+                    if split == "train":
+                        s, q = latents.sum(dim=(0, 2, 3)).double(), latents.pow(2).sum(dim=(0, 2, 3)).double()
+                        channel_sum = s if channel_sum is None else channel_sum + s
+                        channel_sq = q if channel_sq is None else channel_sq + q
+                        count += latents.shape[0] * latents.shape[2] * latents.shape[3]
+                    summary.latent_shape = tuple(latents.shape[1:])
+            summary.videos[split] = len(videos)
+            summary.frames[split] = frames_total
+        if count:
+            mean = channel_sum / count
+            summary.channel_mean = mean.tolist()
+            summary.channel_std = (channel_sq / count - mean**2).clamp_min(0).sqrt().tolist()
+        atomic_write_text(
+            staging / CACHE_INFO,
+            json.dumps(
+                {
+                    "autoencoder": autoencoder_name,
+                    "fingerprint": fingerprint,
+                    "image_size": image_size,
+                    "latent_shape": list(summary.latent_shape),
+                    "dtype": "float32",
+                    "videos": summary.videos,
+                    "frames": summary.frames,
+                    "train_channel_mean": summary.channel_mean,
+                    "train_channel_std": summary.channel_std,
+                },
+                indent=2,
+            ),
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary

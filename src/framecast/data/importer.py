@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -43,6 +42,7 @@ from framecast.data.sources import (
     open_candidate,
     scan_tree,
 )
+from framecast.data.splits import assign_splits, split_fractions
 from framecast.errors import DataError
 from framecast.utils import atomic_write_text
 
@@ -121,14 +121,7 @@ def _check_arguments(
         raise DataError(f"videos_per_shard must be a positive integer, got {videos_per_shard!r}")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames <= 0):
         raise DataError(f"max_frames must be a positive integer or None, got {max_frames!r}")
-    ratios = tuple(float(r) for r in splits)
-    if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
-        raise DataError(
-            f"split ratios must be three non-negative numbers for train, val, test with a positive sum "
-            f"(like 0.8,0.1,0.1), got {tuple(splits)!r}"
-        )
-    total = sum(ratios)
-    return ratios[0] / total, ratios[1] / total, ratios[2] / total
+    return split_fractions(splits)
 
 
 def _existing_dataset(out: Path) -> list[Path]:
@@ -141,48 +134,6 @@ def _existing_dataset(out: Path) -> list[Path]:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             found.append(path)
     return found
-
-
-def split_counts(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Videos per split for ``n`` videos: val and test rounded, train the rest.
-
-    Train always gets at least one video. Val, then test, get at least one when their
-    ratio is positive and train can spare one: a run needs a validation split even
-    when there are only a handful of videos.
-    """
-    if n == 0:
-        return 0, 0, 0
-    n_val = math.floor(n * ratios[1] + 0.5)
-    n_test = math.floor(n * ratios[2] + 0.5)
-    # Train must never be empty: take back from test first, then from val.
-    excess = max(0, n_val + n_test - (n - 1))
-    from_test = min(excess, n_test)
-    n_test -= from_test
-    n_val -= excess - from_test
-    if ratios[1] > 0 and n_val == 0 and n - n_test > 1:
-        n_val = 1
-    if ratios[2] > 0 and n_test == 0 and n - n_val > 1:
-        n_test = 1
-    return n - n_val - n_test, n_val, n_test
-
-
-def assign_splits(
-    video_ids: Sequence[str], ratios: tuple[float, float, float], seed: int
-) -> dict[str, str]:
-    """Map each video id to a split by a shuffle seeded with ``seed``.
-
-    The result depends only on the set of ids, the ratios and the seed: the ids are
-    sorted first, so the order in which they were found does not matter.
-    """
-    ids = sorted(video_ids, key=natural_key)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_train, n_val, _ = split_counts(len(ids), ratios)
-    assignment = {}
-    for rank, i in enumerate(order):
-        assignment[ids[i]] = (
-            "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-        )
-    return assignment
 
 
 def _prepare(video: VideoSource, size: int, extract_smoke: bool) -> np.ndarray:

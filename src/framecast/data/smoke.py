@@ -64,6 +64,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from framecast.data.shard import SHARD_SUFFIX, ShardWriter
+from framecast.data.splits import assign_splits, split_fractions
 from framecast.errors import DataError
 from framecast.utils import atomic_write_text
 
@@ -264,40 +265,6 @@ class SmokeSummary:
         return "\n".join(lines)
 
 
-def _split_fractions(splits: Sequence[float]) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(s) for s in splits)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
-        raise DataError(
-            "smoke: splits must be three non-negative numbers for train, val, test with a "
-            f"positive sum (like 0.8,0.1,0.1), got {splits!r}"
-        )
-    total = sum(values)
-    return values[0] / total, values[1] / total, values[2] / total
-
-
-def _assign_splits(
-    videos: int, fractions: tuple[float, float, float], rng: np.random.Generator
-) -> list[str]:
-    """Split name per video index: a seeded shuffle, val/test rounded, train the rest (≥ 1)."""
-    n_val = int(np.floor(videos * fractions[1] + 0.5))
-    n_test = int(np.floor(videos * fractions[2] + 0.5))
-    while videos - n_val - n_test < 1:  # train is never empty: take from test, then val
-        if n_test > 0:
-            n_test -= 1
-        else:
-            n_val -= 1
-    n_train = videos - n_val - n_test
-    assignment = [""] * videos
-    for rank, index in enumerate(rng.permutation(videos)):
-        assignment[index] = (
-            "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-        )
-    return assignment
-
-
 def simulate_smoke_dataset(
     out: str | os.PathLike,
     videos: int = 64,
@@ -345,7 +312,7 @@ def simulate_smoke_dataset(
         raise DataError(
             f"smoke: wind must be a finite number >= 0 (the largest wind force), got {wind!r}"
         )
-    fractions = _split_fractions(splits)
+    fractions = split_fractions(splits)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"smoke: output {out} exists and is not a folder")
@@ -356,9 +323,10 @@ def simulate_smoke_dataset(
 
     params_seed, split_seed = np.random.SeedSequence(seed).spawn(2)
     params = sample_plume_params(np.random.default_rng(params_seed), videos, float(wind))
-    assignment = _assign_splits(videos, fractions, np.random.default_rng(split_seed))
     width = max(5, len(str(videos - 1)))
     ids = [f"smoke-{i:0{width}d}" for i in range(videos)]
+    by_id = assign_splits(ids, fractions, int(split_seed.generate_state(1)[0]))
+    assignment = [by_id[video_id] for video_id in ids]
     shard_name = f"part-00000{SHARD_SUFFIX}"
     counts = {split: assignment.count(split) for split in SPLITS}
     shard_meta = {"source": SOURCE, "seed": seed, "size": size, "label_names": list(LABEL_NAMES)}

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import (
     EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
+    TQDMProgressBar,
 )
 
 from framecast.checkpoint import read_checkpoint
@@ -139,6 +140,9 @@ def train(
         LearningRateMonitor(logging_interval="step"),
         *task.build_callbacks(config, run),
     ]
+    show_progress = config.logging.progress_bar if progress is None else progress
+    if show_progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps)))
     if t.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
     if t.early_stopping_patience is not None:
@@ -175,7 +179,7 @@ def train(
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run.root),
-        enable_progress_bar=config.logging.progress_bar if progress is None else progress,
+        enable_progress_bar=show_progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
@@ -192,7 +196,7 @@ def train(
     last = best = None
     if not fast_dev_run:
         # ModelCheckpoint saves `last` after validations; make it the true final state.
-        trainer.save_checkpoint(run.last_checkpoint)
+        trainer.save_checkpoint(run.last_checkpoint, weights_only=False)
         last = run.last_checkpoint
         best = run.best_checkpoint if run.best_checkpoint.is_file() else None
         if trainer.is_global_zero:

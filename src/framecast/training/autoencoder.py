@@ -163,13 +163,16 @@ class AutoencoderModule(FramecastModule):
         frames, labels = flatten_frames(batch)
         output, loss, parts = self.compute_loss(frames, labels, sample_posterior=False)
         rgb = output.rgb.float()
-        metrics = {
-            "loss": loss,
-            **parts,
-            "psnr": psnr(rgb, frames).mean(),
-            "ssim": ssim(rgb, frames).mean(),
-        }
-        metrics["lpips"] = self.perceptual(rgb, frames)
+        # Metrics in fp32 even under bf16 autocast: SSIM's and LPIPS's convolutions would
+        # otherwise round to bf16 (about 3 significant digits).
+        with torch.autocast(frames.device.type, enabled=False):
+            metrics = {
+                "loss": loss,
+                **parts,
+                "psnr": psnr(rgb, frames).mean(),
+                "ssim": ssim(rgb, frames).mean(),
+                "lpips": self.perceptual(rgb, frames),
+            }
         if output.seg_logits is not None:
             target = smoke_mask(frames, cfg.smoke_threshold)
             predicted = output.seg_logits.argmax(dim=1)

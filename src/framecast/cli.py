@@ -62,6 +62,7 @@ def cmd_data_smoke(args: argparse.Namespace) -> int:
         seed=args.seed,
         splits=args.splits,
         plumes_per_batch=args.plumes_per_batch,
+        workers=args.workers,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     smoke.add_argument("--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios")
     smoke.add_argument("--plumes-per-batch", type=_positive_int, default=8, help="plumes simulated together")
+    smoke.add_argument("--workers", type=_positive_int, default=None,
+                       help="parallel simulation processes (default: CPU count)")
     smoke.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     smoke.add_argument("--no-progress", action="store_true", help="no progress bar")
     smoke.set_defaults(func=cmd_data_smoke)

@@ -111,7 +111,7 @@ def test_same_seed_same_bytes_whatever_the_batching(dataset, tmp_path) -> None:
     (again / "train").mkdir()
     (again / "train" / "stale.fcshard").write_bytes(b"old")
     # overwrite replaces the splits and dataset.json, leaves other files; batching 3+1
-    # instead of 4 must not change a byte.
+    # instead of 4 (two batches, so two worker processes) must not change a byte.
     simulate_smoke_dataset(
         again, seed=0, plumes_per_batch=3, progress=False, overwrite=True, **TINY
     )

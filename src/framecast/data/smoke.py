@@ -55,8 +55,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +275,7 @@ def simulate_smoke_dataset(
     seed: int = 0,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
     plumes_per_batch: int = 8,
+    workers: int | None = None,
     warmup_frames: int = DEFAULT_WARMUP_FRAMES,
     wind: float = DEFAULT_WIND,
     progress: bool = True,
@@ -291,6 +294,10 @@ def simulate_smoke_dataset(
         splits: train, val, test fractions (normalised to sum 1); val and test counts are
             rounded, train gets the rest and at least one video.
         plumes_per_batch: plumes simulated together (faster per video; more memory).
+        workers: processes simulating batches in parallel (PhiFlow's numpy backend uses
+            one core); default: the CPU count, at most the number of batches. Batches
+            are independent and their parameters drawn up front, so the files do not
+            depend on ``workers``.
         warmup_frames: frames simulated before the first written one, while plumes form.
         wind: the wind force is drawn uniformly from ``[-wind, wind]``; 0 disables it.
         overwrite: allow a non-empty ``out``; its splits and dataset.json are replaced
@@ -304,6 +311,8 @@ def simulate_smoke_dataset(
     _check_int("frames", frames, 1)
     _check_int("size", size, 8)
     _check_int("plumes_per_batch", plumes_per_batch, 1)
+    if workers is not None:
+        _check_int("workers", workers, 1)
     _check_int("warmup_frames", warmup_frames, 0)
     _check_int("seed", seed, 0)
     if isinstance(wind, bool) or not (
@@ -348,12 +357,26 @@ def simulate_smoke_dataset(
             bar = stack.enter_context(
                 tqdm(total=videos, unit="video", desc="simulating smoke", disable=not progress)
             )
-            for first in range(0, videos, plumes_per_batch):
-                batch_params = params[first : first + plumes_per_batch]
-                clips = simulate_plumes(batch_params, frames, size, warmup_frames)
-                for offset, (plume, clip) in enumerate(zip(batch_params, clips, strict=True)):
-                    index = first + offset
+            batches = [params[i : i + plumes_per_batch] for i in range(0, videos, plumes_per_batch)]
+            processes = min(workers or os.cpu_count() or 1, len(batches))
+            if processes > 1:
+                pool = stack.enter_context(
+                    ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
+                )
+                results = pool.map(
+                    simulate_plumes,
+                    batches,
+                    *([x] * len(batches) for x in (frames, size, warmup_frames)),
+                )
+            else:
+                results = (simulate_plumes(batch, frames, size, warmup_frames) for batch in batches)
+            index = 0
+            for batch_params, clips in zip(
+                batches, results, strict=True
+            ):  # in order: ids stay stable
+                for plume, clip in zip(batch_params, clips, strict=True):
                     writers[assignment[index]].add(ids[index], clip, plume.to_meta())
+                    index += 1
                 bar.update(len(batch_params))
         seconds = time.perf_counter() - start
 

@@ -10,7 +10,15 @@ import pytest
 from framecast import __version__
 from framecast.cli import build_parser, main
 
-SUBCOMMANDS = [["data"], ["data", "smoke"], ["data", "import"], ["train"], ["reconstruct"], ["encode"], ["demo"]]
+SUBCOMMANDS = [
+    ["data"],
+    ["data", "smoke"],
+    ["data", "import"],
+    ["train"],
+    ["reconstruct"],
+    ["encode"],
+    ["demo"],
+]
 
 
 def test_help_lists_subcommands(capsys):
@@ -61,7 +69,8 @@ def test_debug_shows_traceback(tmp_path):
     config.write_text("model: {kind: autoencoder}\ntraining: {lrr: 1}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "framecast.cli", "--debug", "train", "--config", str(config)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
 
@@ -70,14 +79,31 @@ def test_train_flags_become_overrides():
     from framecast.cli import train_overrides
 
     args = build_parser().parse_args(
-        ["train", "--config", "c.yaml", "--data", "d", "--max-steps", "7", "--random-seed", "3", "--wandb",
-         "training.lr=0.1"]
+        [
+            "train",
+            "--config",
+            "c.yaml",
+            "--data",
+            "d",
+            "--max-steps",
+            "7",
+            "--random-seed",
+            "3",
+            "--wandb",
+            "training.lr=0.1",
+        ]
     )
     assert train_overrides(args) == [
-        "training.lr=0.1", "data.root=d", "training.max_steps=7", "training.seed=3", "logging.wandb=true"
+        "training.lr=0.1",
+        "data.root=d",
+        "training.max_steps=7",
+        "training.seed=3",
+        "logging.wandb=true",
     ]
 
 
 def test_console_script_installed():
-    proc = subprocess.run([sys.executable, "-m", "framecast.cli", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "framecast.cli", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and __version__ in proc.stdout

@@ -48,7 +48,9 @@ def read_checkpoint(path: str | os.PathLike, expected_kind: str | None = None) -
     ckpt = load_checkpoint_file(path)
     meta = ckpt.get(META_KEY)
     if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
-        raise CheckpointError(f"checkpoint {path} was not written by framecast (no '{META_KEY}' entry)")
+        raise CheckpointError(
+            f"checkpoint {path} was not written by framecast (no '{META_KEY}' entry)"
+        )
     if expected_kind is not None and meta["kind"] != expected_kind:
         raise CheckpointError(
             f"checkpoint {path} holds a {meta['kind']!r} model; expected a {expected_kind!r} model"
@@ -73,7 +75,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
 def model_state_dict(ckpt: dict[str, Any], prefix: str = "model.") -> dict[str, torch.Tensor]:
     """The plain model's weights from a Lightning checkpoint (the module stores it as ``model``)."""
     state = ckpt.get("state_dict", {})
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    out = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not out:
         raise CheckpointError(f"checkpoint has no weights under '{prefix}'")
     return out

@@ -42,9 +42,13 @@ def _split_ratios(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected three numbers like 0.8,0.1,0.1, got {text!r}"
+        ) from None
     if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"expected three non-negative ratios like 0.8,0.1,0.1, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected three non-negative ratios like 0.8,0.1,0.1, got {text!r}"
+        )
     return parts  # type: ignore[return-value]
 
 
@@ -129,7 +133,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from framecast.eval.reconstruct import reconstruct
 
     result = reconstruct(
-        args.run, args.data, split=args.split, num_clips=args.clips, frames_per_clip=args.frames, out=args.out
+        args.run,
+        args.data,
+        split=args.split,
+        num_clips=args.clips,
+        frames_per_clip=args.frames,
+        out=args.out,
     )
     print(result.format())
     return EXIT_OK
@@ -177,54 +186,99 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="create datasets (simulate smoke, import videos)")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
-    smoke = data_commands.add_parser("smoke", help="simulate 2-D smoke plumes (PhiFlow) into a dataset")
+    smoke = data_commands.add_parser(
+        "smoke", help="simulate 2-D smoke plumes (PhiFlow) into a dataset"
+    )
     smoke.add_argument("out", help="output dataset folder (gets train/ val/ test/)")
-    smoke.add_argument("--videos", type=_positive_int, default=64, help="number of videos (default 64)")
-    smoke.add_argument("--frames", type=_positive_int, default=40, help="frames per video (default 40)")
-    smoke.add_argument("--size", type=_positive_int, default=64, help="frame size in pixels (default 64)")
+    smoke.add_argument(
+        "--videos", type=_positive_int, default=64, help="number of videos (default 64)"
+    )
+    smoke.add_argument(
+        "--frames", type=_positive_int, default=40, help="frames per video (default 40)"
+    )
+    smoke.add_argument(
+        "--size", type=_positive_int, default=64, help="frame size in pixels (default 64)"
+    )
     smoke.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    smoke.add_argument("--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios")
-    smoke.add_argument("--plumes-per-batch", type=_positive_int, default=8, help="plumes simulated together")
-    smoke.add_argument("--workers", type=_positive_int, default=None,
-                       help="parallel simulation processes (default: CPU count)")
-    smoke.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
+    smoke.add_argument(
+        "--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios"
+    )
+    smoke.add_argument(
+        "--plumes-per-batch", type=_positive_int, default=8, help="plumes simulated together"
+    )
+    smoke.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="parallel simulation processes (default: CPU count)",
+    )
+    smoke.add_argument(
+        "--overwrite", action="store_true", help="replace an existing dataset in OUT"
+    )
     smoke.add_argument("--no-progress", action="store_true", help="no progress bar")
     smoke.set_defaults(func=cmd_data_smoke)
 
-    imp = data_commands.add_parser("import", help="frame folders / video files → dataset of packed shards")
+    imp = data_commands.add_parser(
+        "import", help="frame folders / video files → dataset of packed shards"
+    )
     imp.add_argument("src", help="folder of videos and/or frame folders (searched recursively)")
     imp.add_argument("out", help="output dataset folder (gets train/ val/ test/)")
-    imp.add_argument("--size", type=_positive_int, default=64, help="square frame size (default 64)")
-    imp.add_argument("--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios")
+    imp.add_argument(
+        "--size", type=_positive_int, default=64, help="square frame size (default 64)"
+    )
+    imp.add_argument(
+        "--splits", type=_split_ratios, default=(0.8, 0.1, 0.1), help="train,val,test ratios"
+    )
     imp.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
-    imp.add_argument("--extract-smoke", action="store_true",
-                     help="background subtraction + threshold: smoke onto black, then the smokiest crop")
-    imp.add_argument("--strict", action="store_true", help="stop at the first bad item instead of skipping it")
-    imp.add_argument("--max-frames", type=_positive_int, default=None, help="read at most N frames per video")
+    imp.add_argument(
+        "--extract-smoke",
+        action="store_true",
+        help="background subtraction + threshold: smoke onto black, then the smokiest crop",
+    )
+    imp.add_argument(
+        "--strict", action="store_true", help="stop at the first bad item instead of skipping it"
+    )
+    imp.add_argument(
+        "--max-frames", type=_positive_int, default=None, help="read at most N frames per video"
+    )
     imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_data_import)
 
     # train
     tr = commands.add_parser("train", help="train a model from a YAML config (any model kind)")
-    tr.add_argument("--config", "-c", help="YAML config (optional with --resume: taken from the checkpoint)")
+    tr.add_argument(
+        "--config", "-c", help="YAML config (optional with --resume: taken from the checkpoint)"
+    )
     tr.add_argument("--data", help="dataset folder (sets data.root)")
-    tr.add_argument("--runs-dir", default="runs", help="parent folder of run directories (default runs/)")
+    tr.add_argument(
+        "--runs-dir", default="runs", help="parent folder of run directories (default runs/)"
+    )
     tr.add_argument("--run-name", help="run directory name (default: <kind>-<timestamp>)")
     tr.add_argument("--max-steps", type=int, help="sets training.max_steps")
-    tr.add_argument("--fast-dev-run", action="store_true", help="one batch of train and val; writes no files")
+    tr.add_argument(
+        "--fast-dev-run", action="store_true", help="one batch of train and val; writes no files"
+    )
     tr.add_argument("--num-gpus", type=_non_negative_int, default=0, help="GPUs per node (0 = CPU)")
     tr.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes (multi-node DDP)")
     tr.add_argument("--random-seed", type=int, help="sets training.seed")
-    tr.add_argument("--resume", action="store_true", help="continue --run-name from checkpoints/last.ckpt")
+    tr.add_argument(
+        "--resume", action="store_true", help="continue --run-name from checkpoints/last.ckpt"
+    )
     tr.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
-    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.lr=1e-3")
+    tr.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.lr=1e-3"
+    )
     tr.set_defaults(func=cmd_train)
 
-    rec = commands.add_parser("reconstruct", help="autoencoder reconstructions of held-out clips: PNG grid + metrics")
+    rec = commands.add_parser(
+        "reconstruct", help="autoencoder reconstructions of held-out clips: PNG grid + metrics"
+    )
     rec.add_argument("--run", required=True, help="autoencoder run directory or checkpoint")
     rec.add_argument("--data", help="dataset folder (default: the run's data.root)")
-    rec.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
+    rec.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="split (default test)"
+    )
     rec.add_argument("--clips", type=_positive_int, default=8, help="number of clips (default 8)")
     rec.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
     rec.add_argument("--out", help="PNG path (default RUN/samples/reconstruct_<split>.png)")
@@ -232,10 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     enc = commands.add_parser("encode", help="latent cache: encode every frame of a dataset once")
     enc.add_argument("--autoencoder", required=True, help="autoencoder run directory or checkpoint")
-    enc.add_argument("--data", required=True, help="dataset folder; the cache goes to DATA/latents/")
-    enc.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run directory")
-    enc.add_argument("--batch-size", type=_positive_int, default=256, help="frames per encoder call")
-    enc.add_argument("--overwrite", action="store_true", help="replace a cache written by another autoencoder")
+    enc.add_argument(
+        "--data", required=True, help="dataset folder; the cache goes to DATA/latents/"
+    )
+    enc.add_argument(
+        "--which", default="best", choices=["best", "last"], help="checkpoint of a run directory"
+    )
+    enc.add_argument(
+        "--batch-size", type=_positive_int, default=256, help="frames per encoder call"
+    )
+    enc.add_argument(
+        "--overwrite", action="store_true", help="replace a cache written by another autoencoder"
+    )
     enc.add_argument("--no-progress", action="store_true", help="no progress bar")
     enc.set_defaults(func=cmd_encode)
 

@@ -19,7 +19,14 @@ from framecast.utils import atomic_write_text
 
 # Demo sizes: "full" fits in a few minutes on a 2-core CPU; "quick" is for tests.
 SIZES = {
-    "full": {"videos": 24, "frames": 24, "size": 64, "ae_steps": 400, "batch": 32, "base_channels": 32},
+    "full": {
+        "videos": 24,
+        "frames": 24,
+        "size": 64,
+        "ae_steps": 400,
+        "batch": 32,
+        "base_channels": 32,
+    },
     "quick": {"videos": 4, "frames": 6, "size": 32, "ae_steps": 2, "batch": 4, "base_channels": 8},
 }
 
@@ -73,10 +80,17 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    _say(f"1/3 simulating {sizes['videos']} smoke videos of {sizes['frames']} frames at {sizes['size']}×{sizes['size']}")
+    _say(
+        f"1/3 simulating {sizes['videos']} smoke videos of {sizes['frames']} frames at {sizes['size']}×{sizes['size']}"
+    )
     data = out / "data"
     smoke = simulate_smoke_dataset(
-        data, videos=sizes["videos"], frames=sizes["frames"], size=sizes["size"], seed=0, overwrite=True
+        data,
+        videos=sizes["videos"],
+        frames=sizes["frames"],
+        size=sizes["size"],
+        seed=0,
+        overwrite=True,
     )
     _say(smoke.format())
 
@@ -86,7 +100,9 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     _say(result.format())
 
     _say("3/3 reconstructing held-out test clips")
-    recon = reconstruct(result.run_dir, data, split="test", num_clips=4, frames_per_clip=min(8, sizes["frames"]))
+    recon = reconstruct(
+        result.run_dir, data, split="test", num_clips=4, frames_per_clip=min(8, sizes["frames"])
+    )
     _say(recon.format())
 
     elapsed = time.perf_counter() - started
@@ -98,7 +114,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
 
 Simulated smoke: {smoke.format().splitlines()[0]}
 
-## Stage 1: autoencoder ({sizes['size']}×{sizes['size']}×3 → {sizes['size'] // 8}×{sizes['size'] // 8}×8 latents)
+## Stage 1: autoencoder ({sizes["size"]}×{sizes["size"]}×3 → {sizes["size"] // 8}×{sizes["size"] // 8}×8 latents)
 
 Trained {result.global_step} steps; run directory `{result.run_dir}`.
 
@@ -110,7 +126,7 @@ Test-split reconstruction ({recon.frames} frames):
 
 ![reconstructions]({os.path.relpath(recon.grid, out)})
 
-![loss curves]({os.path.relpath(result.run_dir / 'loss_curves.png', out)})
+![loss curves]({os.path.relpath(result.run_dir / "loss_curves.png", out)})
 
 Total time: {elapsed:.0f} s.
 """,

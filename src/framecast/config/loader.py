@@ -62,12 +62,17 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"config file {path}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
     return raw
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
-                raw: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    raw: dict[str, Any] | None = None,
+) -> Config:
     """Read ``path`` (or take ``raw``), apply ``overrides`` and validate; raise ConfigError."""
     source = str(path) if path is not None else "config"
     data = read_yaml(path) if path is not None else copy.deepcopy(raw or {})
@@ -104,8 +109,9 @@ def save_config(config: Config, path: str | os.PathLike) -> Path:
     return path
 
 
-def _format_errors(exc: ValidationError, source: str, root: type[BaseModel],
-                   prefix: tuple[str, ...] = ()) -> str:
+def _format_errors(
+    exc: ValidationError, source: str, root: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])

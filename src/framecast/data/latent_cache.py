@@ -64,7 +64,9 @@ class LatentCacheSummary:
             lines.append(f"  {split}: {self.videos[split]} videos, {self.frames[split]} frames")
         mean = ", ".join(f"{m:+.3f}" for m in self.channel_mean)
         std = ", ".join(f"{s:.3f}" for s in self.channel_std)
-        lines.append(f"train latents per channel: mean [{mean}]  std [{std}] (normalised: expect ≈0 and ≈1)")
+        lines.append(
+            f"train latents per channel: mean [{mean}]  std [{std}] (normalised: expect ≈0 and ≈1)"
+        )
         return "\n".join(lines)
 
 
@@ -106,7 +108,9 @@ def encode_dataset(
         )
     splits = [s for s in SPLITS if has_videos(data_root / s)]
     if not splits:
-        raise DataError(f"{data_root}: no split with videos to encode (expected {', '.join(SPLITS)})")
+        raise DataError(
+            f"{data_root}: no split with videos to encode (expected {', '.join(SPLITS)})"
+        )
 
     # Written into a staging folder and swapped in at the end: a failure keeps the old cache.
     staging = data_root / f".{CACHE_DIR}.staging"
@@ -118,19 +122,29 @@ def encode_dataset(
         for split in splits:
             videos = open_split(data_root / split)
             frames_total = 0
-            with ShardWriter(staging / split / "part-00000.fcshard", {"autoencoder": autoencoder_name}) as writer:
-                for video in tqdm(videos, desc=f"encode {split}", disable=not progress, unit="video"):
+            with ShardWriter(
+                staging / split / "part-00000.fcshard", {"autoencoder": autoencoder_name}
+            ) as writer:
+                for video in tqdm(
+                    videos, desc=f"encode {split}", disable=not progress, unit="video"
+                ):
                     frames = video.read()
                     if frames.shape[1:3] != (image_size, image_size):
                         frames = center_crop_resize(frames, image_size)
                     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
                     latents = torch.cat(
-                        [model.encode_latents(chunk.to(device)).float().cpu() for chunk in x.split(batch_size)]
+                        [
+                            model.encode_latents(chunk.to(device)).float().cpu()
+                            for chunk in x.split(batch_size)
+                        ]
                     )  # (T, C, h, w)
                     writer.add(video.id, latents.numpy().astype(np.float32), video.meta)
                     frames_total += latents.shape[0]
                     if split == "train":
-                        s, q = latents.sum(dim=(0, 2, 3)).double(), latents.pow(2).sum(dim=(0, 2, 3)).double()
+                        s, q = (
+                            latents.sum(dim=(0, 2, 3)).double(),
+                            latents.pow(2).sum(dim=(0, 2, 3)).double(),
+                        )
                         channel_sum = s if channel_sum is None else channel_sum + s
                         channel_sq = q if channel_sq is None else channel_sq + q
                         count += latents.shape[0] * latents.shape[2] * latents.shape[3]

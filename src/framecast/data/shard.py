@@ -75,7 +75,9 @@ class ShardWriter:
         self._num_frames = 0
         # Frames stream into a hidden temporary file beside the shard; it is always removed.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, payload_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".payload", dir=self.path.parent)
+        fd, payload_name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".payload", dir=self.path.parent
+        )
         self._payload_path = Path(payload_name)
         self._payload = os.fdopen(fd, "wb")
         self._closed = False
@@ -96,7 +98,9 @@ class ShardWriter:
         if any(v.id == video_id for v in self.videos):
             raise DataError(f"{self.path}: video id {video_id!r} added twice")
         self._payload.write(frames.tobytes(order="C"))
-        self.videos.append(ShardVideo(video_id, self._num_frames, frames.shape[0], dict(meta or {})))
+        self.videos.append(
+            ShardVideo(video_id, self._num_frames, frames.shape[0], dict(meta or {}))
+        )
         self._num_frames += frames.shape[0]
 
     def close(self) -> Path:
@@ -210,7 +214,9 @@ class ShardReader:
         except KeyError:
             raise DataError(f"{self.path}: no video with id {video_id!r}") from None
 
-    def read(self, video: int, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+    def read(
+        self, video: int, start: int = 0, stop: int | None = None, step: int = 1
+    ) -> np.ndarray:
         """Frames ``start:stop:step`` of video number ``video`` as a fresh array (T, *frame_shape)."""
         entry = self.videos[video]
         stop = entry.num_frames if stop is None else stop

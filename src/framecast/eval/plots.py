@@ -21,8 +21,9 @@ def _pyplot():
     return plt
 
 
-def plot_metric_curves(rows: Sequence[dict[str, float]], path: str | os.PathLike, title: str = "",
-                       max_panels: int = 16) -> Path:
+def plot_metric_curves(
+    rows: Sequence[dict[str, float]], path: str | os.PathLike, title: str = "", max_panels: int = 16
+) -> Path:
     """One panel per metric (train and val of the same name share a panel), step on x.
 
     ``rows``: metrics CSV rows, each with a ``step`` key.
@@ -50,7 +51,7 @@ def plot_metric_curves(rows: Sequence[dict[str, float]], path: str | os.PathLike
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)
@@ -58,8 +59,12 @@ def plot_metric_curves(rows: Sequence[dict[str, float]], path: str | os.PathLike
     return _save(fig, path)
 
 
-def save_image_grid(rows: Sequence[np.ndarray], path: str | os.PathLike, labels: Sequence[str] | None = None,
-                    scale: int = 2) -> Path:
+def save_image_grid(
+    rows: Sequence[np.ndarray],
+    path: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    scale: int = 2,
+) -> Path:
     """Save rows of images as one PNG. Each row: (N, H, W, 3) uint8; rows may differ in N."""
     import imageio.v3 as iio
 
@@ -86,7 +91,9 @@ def save_image_grid(rows: Sequence[np.ndarray], path: str | os.PathLike, labels:
     return path
 
 
-def _label_rows(canvas: np.ndarray, labels: Sequence[str], row_height: int, scale: int) -> np.ndarray:
+def _label_rows(
+    canvas: np.ndarray, labels: Sequence[str], row_height: int, scale: int
+) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     margin = 8 * max(len(label) for label in labels) + 8
@@ -100,7 +107,9 @@ def _label_rows(canvas: np.ndarray, labels: Sequence[str], row_height: int, scal
 
 def to_uint8_images(frames) -> np.ndarray:
     """Tensor/array (N, C, H, W) in [-1, 1] → (N, H, W, 3) uint8 (grey masks broadcast to RGB)."""
-    array = frames.detach().float().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
+    array = (
+        frames.detach().float().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
+    )
     array = np.clip((array + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
     array = array.transpose(0, 2, 3, 1)
     if array.shape[-1] == 1:

@@ -52,7 +52,9 @@ def reconstruct(
         clips_per_video=1,
         skip_short=True,
     )
-    clips = torch.stack([dataset[i]["frames"] for i in range(min(num_clips, len(dataset)))])  # (N, T, C, H, W)
+    clips = torch.stack(
+        [dataset[i]["frames"] for i in range(min(num_clips, len(dataset)))]
+    )  # (N, T, C, H, W)
     frames = clips.flatten(0, 1)
     recon = torch.cat([loaded.model(chunk).rgb for chunk in frames.split(batch_size)]).clamp(-1, 1)
     lpips = load_stlpips("alex")
@@ -60,11 +62,21 @@ def reconstruct(
         "mse": torch.mean((recon - frames) ** 2).item(),
         "psnr": psnr(recon, frames).mean().item(),
         "ssim": ssim(recon, frames).mean().item(),
-        "lpips": torch.cat([lpips(a, b) for a, b in zip(recon.split(batch_size), frames.split(batch_size))]).mean().item(),
+        "lpips": torch.cat(
+            [lpips(a, b) for a, b in zip(recon.split(batch_size), frames.split(batch_size))]
+        )
+        .mean()
+        .item(),
     }
     rows = []
     for clip, rec in zip(clips, recon.view_as(clips)):
         rows += [to_uint8_images(clip), to_uint8_images(rec)]
-    grid = Path(out) if out is not None else Path(run if Path(run).is_dir() else Path(run).parent.parent) / "samples" / f"reconstruct_{split}.png"
+    grid = (
+        Path(out)
+        if out is not None
+        else Path(run if Path(run).is_dir() else Path(run).parent.parent)
+        / "samples"
+        / f"reconstruct_{split}.png"
+    )
     save_image_grid(rows, grid, labels=[s for _ in range(len(clips)) for s in ("input", "recon")])
     return ReconstructResult(metrics, grid, frames.shape[0])

@@ -1,0 +1,18 @@
+"""`framecast demo --quick`: the whole pipeline that `make demo` runs, at toy size."""
+
+from __future__ import annotations
+
+import pytest
+
+from framecast.cli import main
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| psnr |" in report and "| lpips |" in report
+    assert (out / "autoencoder" / "samples" / "reconstruct_test.png").is_file()
+    assert (out / "autoencoder" / "loss_curves.png").is_file()
+    assert f"results: {out / 'report.md'}" in capsys.readouterr().out

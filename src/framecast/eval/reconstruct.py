@@ -14,7 +14,7 @@ import torch
 
 from framecast.data.dataset import ClipDataset, split_dir
 from framecast.eval.lpips import load_stlpips
-from framecast.eval.metrics import psnr, ssim
+from framecast.eval.metrics import mse, psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.models.autoencoder.loading import load_autoencoder
 
@@ -26,7 +26,7 @@ class ReconstructResult:
     frames: int
 
     def format(self) -> str:
-        line = "  ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
+        line = "  ".join(f"{k}={v:.5g}" for k, v in self.metrics.items())
         return f"{self.frames} frames  {line}\ngrid: {self.grid}"
 
 
@@ -59,7 +59,7 @@ def reconstruct(
     recon = torch.cat([loaded.model(chunk).rgb for chunk in frames.split(batch_size)]).clamp(-1, 1)
     lpips = load_stlpips("alex")
     metrics = {
-        "mse": torch.mean((recon - frames) ** 2).item(),
+        "mse": mse(recon, frames).mean().item(),
         "psnr": psnr(recon, frames).mean().item(),
         "ssim": ssim(recon, frames).mean().item(),
         "lpips": torch.cat(

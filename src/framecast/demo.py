@@ -107,7 +107,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
 
     elapsed = time.perf_counter() - started
     report = out / "report.md"
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in recon.metrics.items())
+    rows = "\n".join(f"| {k} | {v:.5g} |" for k, v in recon.metrics.items())
     atomic_write_text(
         report,
         f"""# framecast demo

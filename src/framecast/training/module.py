@@ -66,9 +66,9 @@ class FramecastModule(pl.LightningModule):
         """Stop the run with a clear message on a NaN/inf loss; checkpoints already written stay."""
         if torch.isfinite(loss).all():
             return
-        bad = ", ".join(f"{k}={float(v):.4g}" for k, v in (parts or {}).items())
+        bad = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in (parts or {}).items())
         raise TrainingError(
-            f"non-finite loss {float(loss):.4g} at step {self.global_step}"
+            f"non-finite loss {float(loss.detach()):.4g} at step {self.global_step}"
             + (f" ({bad})" if bad else "")
             + "; the last good checkpoint is intact (lower training.lr or enable training.grad_clip)"
         )

@@ -120,3 +120,30 @@ def test_missing_data_root_is_a_config_error(tmp_path):
     config = validate_config(apply_overrides({"model": {"kind": "autoencoder"}}, []))
     with pytest.raises(ConfigError, match="no dataset"):
         train(config, runs_dir=tmp_path, run_name="r", progress=False)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.discriminator.enabled=true", "model.discriminator.spectral_norm=true"],
+        ["model.discriminator.enabled=true", "model.discriminator.loss=non_saturating"],
+        ["model.perceptual_weight=0.1"],
+        ["training.ema_decay=0.9"],
+        ["training.precision=bf16-mixed"],
+        ["training.early_stopping_patience=1"],
+    ],
+    ids=["gan-hinge-sn", "gan-nonsat", "perceptual", "ema", "bf16", "early-stop"],
+)
+def test_optional_training_features_run(overrides, tiny_dataset, tmp_path, shrink):
+    config = shrink(CONFIGS[0], tiny_dataset)
+    config = validate_config(apply_overrides(config.to_dict(), overrides))
+    result = train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    assert result.global_step == 2  # with a discriminator, steps count autoencoder steps
+    rows = read_metrics_csv(result.run_dir / "metrics.csv")
+    logged = set().union(*rows)
+    if config.model.discriminator.enabled:
+        assert {"train/g_loss", "train/d_loss", "train/adaptive_weight"} <= logged
+        ckpt = read_checkpoint(result.last_checkpoint)
+        assert len(ckpt["optimizer_states"]) == 2
+    if config.model.perceptual_weight > 0:
+        assert "train/perceptual" in logged

@@ -1,0 +1,51 @@
+"""Schema of ``model.kind: river`` (stage 2: RIVER flow matching in latent space).
+
+The vector field regressor predicts the velocity ``v(x_t | z_ref, z_ctx, tau, t)`` on the
+stage-1 latent grid; ``autoencoder`` names the trained stage-1 run that makes the latents.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from framecast.config.schema import ModelConfig, Section, register_model_kind
+
+
+class VectorFieldRegressorConfig(Section):
+    """U-ViT over latent pixels: one token per pixel of the (state_size, *state_res) grid."""
+
+    state_size: PositiveInt = Field(8, description="latent channels (the autoencoder's)")
+    state_res: tuple[PositiveInt, PositiveInt] = Field(
+        (8, 8), description="latent grid [height, width]"
+    )
+    inner_dim: PositiveInt = Field(256, description="token width of the transformer")
+    depth: PositiveInt = Field(
+        2, description="input blocks; as many output blocks, joined by skips"
+    )
+    mid_depth: NonNegativeInt = Field(1, description="middle blocks between input and output")
+    num_heads: PositiveInt = Field(4, description="attention heads; must divide inner_dim")
+    dropout: float = Field(0.0, ge=0, lt=1, description="attention and MLP dropout")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> VectorFieldRegressorConfig:
+        if self.inner_dim % self.num_heads:
+            raise ValueError(f"num_heads={self.num_heads} must divide inner_dim={self.inner_dim}")
+        return self
+
+
+@register_model_kind("river")
+class RiverConfig(ModelConfig):
+    """Stage-2 RIVER model: flow matching from noise to the next frame's latent."""
+
+    kind: Literal["river"] = "river"
+    sigma: float = Field(
+        1e-7, ge=0, lt=1, description="width of the probability path at t = 1 (sigma_min)"
+    )
+    vector_field_regressor: VectorFieldRegressorConfig = Field(
+        default_factory=VectorFieldRegressorConfig
+    )
+    autoencoder: str | None = Field(
+        None, description="RUN_DIR_OR_CHECKPOINT of the trained stage-1 autoencoder"
+    )

@@ -1,0 +1,189 @@
+"""RIVER vector field regressor: a U-ViT over latent pixels.
+
+Predicts the flow-matching velocity of the next frame's latent given a noisy sample
+``x_t``, the reference latent (the frame just before the target), a context latent from
+further back, the index distance ``tau`` from context to reference, and the flow time ``t``.
+
+Conditioning enters as follows:
+- ``x_t``, ``z_ref`` and ``z_ctx`` are concatenated along channels, so each latent pixel
+  becomes one token (``H * W`` tokens);
+- learned row and column position embeddings are added to every pixel token;
+- ``log tau`` goes through a small MLP and is added to every pixel token (as in RIVER);
+- ``t`` becomes a sinusoidal embedding, an MLP turns it into one extra token prepended to
+  the sequence, so every block can attend to it.
+
+The output head is initialised to zero, so a fresh model predicts velocity 0 everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from framecast.config.river import VectorFieldRegressorConfig
+
+
+def sinusoidal_embedding(values: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
+    """Sinusoidal features of scalar values.
+
+    values: (B,) float. Returns (B, dim). ``scale`` stretches [0, 1] times so that the
+    highest frequencies still separate nearby t (as diffusion models do with step indices).
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(10_000.0) * torch.arange(half, device=values.device, dtype=torch.float32) / half
+    )
+    args = scale * values.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, L, D) -> (B, L, D)."""
+        q, k, v = rearrange(
+            self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads
+        )
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj_drop(self.proj(rearrange(out, "b h l d -> b l (h d)")))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)), MLP ratio 4."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(4 * dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, L, D) -> (B, L, D)."""
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VectorFieldRegressor(nn.Module):
+    """U-ViT velocity model ``v(x_t | z_ref, z_ctx, tau, t)`` on a (C, H, W) latent grid."""
+
+    def __init__(
+        self,
+        state_size: int = 8,
+        state_res: tuple[int, int] = (8, 8),
+        inner_dim: int = 256,
+        depth: int = 2,
+        mid_depth: int = 1,
+        num_heads: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if inner_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide inner_dim={inner_dim}")
+        self.state_size = state_size
+        self.state_res = (int(state_res[0]), int(state_res[1]))
+        self.inner_dim = inner_dim
+        height, width = self.state_res
+
+        self.project_in = nn.Linear(3 * state_size, inner_dim)
+        # Small init: the position embeddings start as a mild perturbation of the tokens.
+        self.row_embedding = nn.Parameter(0.02 * torch.randn(height, inner_dim))
+        self.col_embedding = nn.Parameter(0.02 * torch.randn(width, inner_dim))
+        # log tau spans a few units (tau = 1 .. tens of frames), so a plain MLP on it suffices.
+        self.distance_mlp = nn.Sequential(
+            nn.Linear(1, inner_dim), nn.SiLU(), nn.Linear(inner_dim, inner_dim)
+        )
+        self.time_mlp = nn.Sequential(
+            nn.Linear(inner_dim, inner_dim), nn.SiLU(), nn.Linear(inner_dim, inner_dim)
+        )
+
+        def block() -> TransformerBlock:
+            return TransformerBlock(inner_dim, num_heads, dropout)
+
+        self.in_blocks = nn.ModuleList(block() for _ in range(depth))
+        self.mid_blocks = nn.ModuleList(block() for _ in range(mid_depth))
+        self.skip_projections = nn.ModuleList(
+            nn.Linear(2 * inner_dim, inner_dim) for _ in range(depth)
+        )
+        self.out_blocks = nn.ModuleList(block() for _ in range(depth))
+
+        self.norm_out = nn.LayerNorm(inner_dim)
+        self.head = nn.Linear(inner_dim, state_size)
+        # Zero head: the initial velocity is exactly 0, so training starts from the
+        # "stay at the noise" field instead of a random one.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_config(cls, cfg: VectorFieldRegressorConfig) -> VectorFieldRegressor:
+        return cls(
+            state_size=cfg.state_size,
+            state_res=tuple(cfg.state_res),
+            inner_dim=cfg.inner_dim,
+            depth=cfg.depth,
+            mid_depth=cfg.mid_depth,
+            num_heads=cfg.num_heads,
+            dropout=cfg.dropout,
+        )
+
+    def forward(self, x_t: Tensor, z_ref: Tensor, z_ctx: Tensor, tau: Tensor, t: Tensor) -> Tensor:
+        """Velocity at ``x_t``.
+
+        x_t, z_ref, z_ctx: (B, C, H, W) with C = state_size, (H, W) = state_res.
+        tau: (B,) integer distance from the context frame to the reference frame, >= 1.
+        t: (B,) flow time in [0, 1].
+        Returns (B, C, H, W).
+        """
+        height, width = x_t.shape[-2:]
+        if (height, width) != self.state_res:
+            raise ValueError(
+                f"latent grid {(height, width)} does not match state_res {self.state_res}"
+            )
+
+        tokens = self.project_in(
+            rearrange(torch.cat([x_t, z_ref, z_ctx], dim=1), "b c h w -> b (h w) c")
+        )
+        pos = rearrange(
+            self.row_embedding[:, None, :] + self.col_embedding[None, :, :], "h w d -> (h w) d"
+        )
+        log_tau = torch.log(tau.to(tokens.dtype))[:, None]  # tau >= 1: log tau >= 0
+        tokens = tokens + pos[None] + self.distance_mlp(log_tau)[:, None, :]
+
+        time_token = self.time_mlp(sinusoidal_embedding(t, self.inner_dim).to(tokens.dtype))
+        x = torch.cat([time_token[:, None, :], tokens], dim=1)  # (B, 1 + H*W, D)
+
+        skips = []
+        for blk in self.in_blocks:
+            x = blk(x)
+            skips.append(x)
+        for blk in self.mid_blocks:
+            x = blk(x)
+        for blk, proj in zip(self.out_blocks, self.skip_projections):
+            x = blk(proj(torch.cat([x, skips.pop()], dim=-1)))
+
+        out = self.head(self.norm_out(x[:, 1:]))  # drop the time token
+        return rearrange(out, "b (h w) c -> b c h w", h=height, w=width)

@@ -1,0 +1,94 @@
+"""RIVER index sampling and the smoke-weighted flow-matching loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from framecast.losses.flow import sample_river_indices, smoke_weights, weighted_flow_matching_loss
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num_frames=st.integers(3, 40),
+    condition_frames=st.integers(1, 39),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_indices_are_valid(num_frames, condition_frames, seed):
+    if num_frames < max(condition_frames, 2) + 1:
+        with pytest.raises(ValueError, match="too small"):
+            sample_river_indices(num_frames, condition_frames, 4)
+        return
+    g = torch.Generator().manual_seed(seed)
+    k, ref, c = sample_river_indices(num_frames, condition_frames, 64, generator=g)
+    assert k.dtype == ref.dtype == c.dtype == torch.int64 and k.shape == (64,)
+    assert torch.equal(ref, k - 1)
+    assert not (c >= k - 1).any()
+    assert not (k < condition_frames).any()
+    assert (c >= 0).all() and (k <= num_frames - 1).all() and (k >= 2).all()
+
+
+@pytest.mark.parametrize("num_frames,condition_frames", [(10, 1), (10, 4), (3, 2)])
+def test_indices_cover_full_ranges(num_frames, condition_frames):
+    g = torch.Generator().manual_seed(0)
+    k, _, c = sample_river_indices(num_frames, condition_frames, 4000, generator=g)
+    low = max(condition_frames, 2)
+    assert set(k.tolist()) == set(range(low, num_frames))
+    for target in range(low, num_frames):
+        assert set(c[k == target].tolist()) == set(range(target - 1))
+
+
+def test_indices_reject_bad_arguments():
+    with pytest.raises(ValueError, match="condition_frames"):
+        sample_river_indices(10, 0, 2)
+    with pytest.raises(ValueError, match="too small"):
+        sample_river_indices(2, 1, 2)
+    with pytest.raises(ValueError, match="batch"):
+        sample_river_indices(10, 1, 0)
+
+
+def test_unit_weights_equal_plain_mse():
+    g = torch.Generator().manual_seed(0)
+    v, u, z = (torch.randn(3, 4, 5, 5, generator=g) for _ in range(3))
+    v.requires_grad_(True)
+    out = weighted_flow_matching_loss(v, u, z, smoke_weight=1.0, background_weight=1.0)
+    assert torch.equal(out.loss, F.mse_loss(v, u))
+    assert out.loss.requires_grad and not out.mse.requires_grad
+    assert torch.equal(out.mse, F.mse_loss(v, u).detach())
+
+
+@pytest.mark.parametrize("smoke", [True, False])
+def test_uniform_targets_scale_by_their_weight(smoke):
+    g = torch.Generator().manual_seed(0)
+    v, u = (torch.randn(2, 4, 3, 3, generator=g) for _ in range(2))
+    z = torch.full((2, 4, 3, 3), 1.0 if smoke else 0.0)
+    out = weighted_flow_matching_loss(v, u, z, smoke_weight=5.0, background_weight=0.5)
+    factor = 5.0 if smoke else 0.5
+    assert torch.allclose(out.loss, factor * F.mse_loss(v, u), rtol=1e-6, atol=0)
+    assert out.smoke_ratio.item() == (1.0 if smoke else 0.0)
+
+
+def test_mask_threshold_on_hand_made_latents():
+    z = torch.zeros(1, 2, 1, 4)
+    z[0, :, 0, 0] = torch.tensor([0.06, 0.08])  # norm 0.1: not above the threshold
+    z[0, :, 0, 1] = torch.tensor([0.0, 0.11])  # norm 0.11: smoke
+    z[0, :, 0, 2] = torch.tensor([-0.3, 0.4])  # norm 0.5, negative channel: smoke
+    weights, mask = smoke_weights(z, smoke_threshold=0.1, smoke_weight=5.0, background_weight=1.0)
+    assert mask.shape == weights.shape == (1, 1, 1, 4) and mask.dtype == torch.bool
+    assert mask.flatten().tolist() == [False, True, True, False]
+    assert weights.flatten().tolist() == [1.0, 5.0, 5.0, 1.0]
+
+
+def test_smoke_ratio_and_weighted_value():
+    z = torch.zeros(2, 1, 2, 2)
+    z[0, 0, 0, 0] = 1.0
+    z[1, 0, 1, :] = 1.0  # 3 of 8 pixels are smoke
+    v = torch.ones(2, 1, 2, 2)
+    u = torch.zeros(2, 1, 2, 2)
+    out = weighted_flow_matching_loss(v, u, z, smoke_weight=5.0, background_weight=1.0)
+    assert out.smoke_ratio.item() == pytest.approx(3 / 8)
+    assert out.loss.item() == pytest.approx((3 * 5.0 + 5 * 1.0) / 8)
+    assert out.mse.item() == 1.0

@@ -114,3 +114,15 @@ def test_config_defaults_and_unknown_keys():
     assert err.value.errors()[0]["type"] == "extra_forbidden"
     with pytest.raises(ValidationError):
         RiverConfig(sigma=1.0)
+
+
+def test_loader_round_trip_and_messages():
+    from framecast.config import validate_config
+    from framecast.errors import ConfigError
+
+    raw = {"model": {"kind": "river", "autoencoder": "runs/ae", "vector_field_regressor": TINY}}
+    cfg = validate_config(raw)
+    assert isinstance(cfg.model, RiverConfig)
+    assert validate_config(cfg.to_dict()).model == cfg.model
+    with pytest.raises(ConfigError, match="model.vector_field_regressor.inner_dimm"):
+        validate_config({"model": {"kind": "river", "vector_field_regressor": {"inner_dimm": 3}}})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from numbers import Integral
 
 import torch
 from torch import Tensor
@@ -84,7 +85,8 @@ class ODEResult:
 def _check(method: str, steps: int) -> None:
     if method not in SOLVERS:
         raise ValueError(f"unknown ODE method {method!r}; allowed: {', '.join(SOLVERS)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    # Integral admits numpy integers from configs; bool is an int but never a step count.
+    if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
 
 
@@ -127,6 +129,7 @@ def solve(
         ValueError: unknown method, or steps not an integer >= 1.
     """
     _check(method, steps)
+    steps = int(steps)
     if x0.dim() < 1:
         raise ValueError("x0 must have a batch dimension, shape (B, ...)")
     t0, t1 = float(t0), float(t1)

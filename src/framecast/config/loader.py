@@ -68,16 +68,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return raw
 
 
-def load_config(
-    path: str | os.PathLike | None = None,
-    overrides: list[str] | None = None,
-    raw: dict[str, Any] | None = None,
-) -> Config:
-    """Read ``path`` (or take ``raw``), apply ``overrides`` and validate; raise ConfigError."""
-    source = str(path) if path is not None else "config"
-    data = read_yaml(path) if path is not None else copy.deepcopy(raw or {})
-    data = apply_overrides(data, overrides or [])
-    return validate_config(data, source)
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """Read ``path``, apply ``overrides`` and validate; raise ConfigError."""
+    return validate_config(apply_overrides(read_yaml(path), overrides or []), str(path))
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> Config:

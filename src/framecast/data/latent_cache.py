@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from framecast.data.shard import ShardWriter
 from framecast.data.sources import SPLITS, center_crop_resize, has_videos, open_split
 from framecast.errors import DataError
+from framecast.models.autoencoder.autoencoder import ChannelMoments
 from framecast.utils import atomic_write_text
 
 CACHE_DIR = "latents"
@@ -116,8 +117,7 @@ def encode_dataset(
     staging = data_root / f".{CACHE_DIR}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     summary = LatentCacheSummary(out, reused=False)
-    channel_sum = channel_sq = None
-    count = 0
+    train_moments = ChannelMoments()
     try:
         for split in splits:
             videos = open_split(data_root / split)
@@ -141,20 +141,13 @@ def encode_dataset(
                     writer.add(video.id, latents.numpy().astype(np.float32), video.meta)
                     frames_total += latents.shape[0]
                     if split == "train":
-                        s, q = (
-                            latents.sum(dim=(0, 2, 3)).double(),
-                            latents.pow(2).sum(dim=(0, 2, 3)).double(),
-                        )
-                        channel_sum = s if channel_sum is None else channel_sum + s
-                        channel_sq = q if channel_sq is None else channel_sq + q
-                        count += latents.shape[0] * latents.shape[2] * latents.shape[3]
+                        train_moments.update(latents)
                     summary.latent_shape = tuple(latents.shape[1:])
             summary.videos[split] = len(videos)
             summary.frames[split] = frames_total
-        if count:
-            mean = channel_sum / count
-            summary.channel_mean = mean.tolist()
-            summary.channel_std = (channel_sq / count - mean**2).clamp_min(0).sqrt().tolist()
+        if train_moments.count:
+            mean, std = train_moments.mean_std()
+            summary.channel_mean, summary.channel_std = mean.tolist(), std.tolist()
         atomic_write_text(
             staging / CACHE_INFO,
             json.dumps(

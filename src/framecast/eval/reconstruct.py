@@ -71,12 +71,7 @@ def reconstruct(
     rows = []
     for clip, rec in zip(clips, recon.view_as(clips)):
         rows += [to_uint8_images(clip), to_uint8_images(rec)]
-    grid = (
-        Path(out)
-        if out is not None
-        else Path(run if Path(run).is_dir() else Path(run).parent.parent)
-        / "samples"
-        / f"reconstruct_{split}.png"
-    )
+    run_dir = loaded.checkpoint.parent.parent  # RUN/checkpoints/best.ckpt
+    grid = Path(out) if out is not None else run_dir / "samples" / f"reconstruct_{split}.png"
     save_image_grid(rows, grid, labels=[s for _ in range(len(clips)) for s in ("input", "recon")])
     return ReconstructResult(metrics, grid, frames.shape[0])

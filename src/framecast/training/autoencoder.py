@@ -22,6 +22,7 @@ from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.losses.adversarial import AdversarialLoss
 from framecast.losses.autoencoder import autoencoder_loss, smoke_mask
 from framecast.models.autoencoder import Autoencoder
+from framecast.models.autoencoder.autoencoder import ChannelMoments
 from framecast.training.callbacks import KLScheduleCallback
 from framecast.training.datamodule import ClipDataModule
 from framecast.training.kl_schedule import KLSchedule
@@ -60,8 +61,7 @@ class AutoencoderModule(FramecastModule):
                 "training.precision '16-mixed' is not supported with model.discriminator.enabled; use 'bf16-mixed'"
             )
         self.kl_weight = KLSchedule.from_config(cfg).value(0)
-        self._latent_sum = self._latent_sq = None
-        self._latent_count = 0
+        self._latent_moments = ChannelMoments()
         self._sample_batch: torch.Tensor | None = None
 
     # -- losses ---------------------------------------------------------------------
@@ -154,8 +154,7 @@ class AutoencoderModule(FramecastModule):
 
     # -- validation ---------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._latent_sum = self._latent_sq = None
-        self._latent_count = 0
+        self._latent_moments = ChannelMoments()
         self._sample_batch = None
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -182,7 +181,7 @@ class AutoencoderModule(FramecastModule):
         if output.cls_logits is not None and labels is not None:
             metrics["cls_accuracy"] = (output.cls_logits.argmax(dim=1) == labels).float().mean()
         self.log_dict_prefixed("val", metrics, on_epoch=True, batch_size=frames.shape[0])
-        self._accumulate_latents(output.latents_prequant.float())
+        self._latent_moments.update(output.latents_prequant.float())
         if batch_idx == 0:
             self._sample_batch = torch.stack([frames[:SAMPLE_FRAMES], rgb[:SAMPLE_FRAMES]])
             if output.seg_logits is not None:
@@ -191,27 +190,17 @@ class AutoencoderModule(FramecastModule):
                     [self._sample_batch, seg.expand_as(rgb[:SAMPLE_FRAMES])[None]]
                 )
 
-    def _accumulate_latents(self, z: torch.Tensor) -> None:
-        """Per-channel sums of the pre-quantisation latents, for the stored normalisation."""
-        total = z.sum(dim=(0, 2, 3)).double()
-        sq = z.pow(2).sum(dim=(0, 2, 3)).double()
-        self._latent_sum = total if self._latent_sum is None else self._latent_sum + total
-        self._latent_sq = sq if self._latent_sq is None else self._latent_sq + sq
-        self._latent_count += z.shape[0] * z.shape[2] * z.shape[3]
-
     def on_validation_epoch_end(self) -> None:
         # Latent normalisation follows the weights it belongs to: every checkpoint written
         # after this validation stores the shift/scale of its own encoder.
-        if self._latent_count > 1:
-            total = self.trainer.strategy.reduce(self._latent_sum, reduce_op="sum")
-            sq = self.trainer.strategy.reduce(self._latent_sq, reduce_op="sum")
-            count = self.trainer.strategy.reduce(
-                torch.tensor(float(self._latent_count), device=total.device), reduce_op="sum"
-            )
-            mean = total / count
-            std = (sq / count - mean.pow(2)).clamp_min(0).sqrt()
-            self.model.latent_shift.copy_(mean.float())
-            self.model.latent_scale.copy_(std.float().clamp_min(1e-5))
+        moments = self._latent_moments
+        if moments.count > 1:
+            reduce = self.trainer.strategy.reduce  # sums over ranks under DDP
+            count = torch.tensor(float(moments.count), device=moments.total.device)
+            moments.total = reduce(moments.total, reduce_op="sum")
+            moments.squares = reduce(moments.squares, reduce_op="sum")
+            moments.count = int(reduce(count, reduce_op="sum"))
+            self.model.set_latent_normalization(*moments.mean_std())
         if (
             self._sample_batch is not None
             and self.trainer.is_global_zero

@@ -53,12 +53,14 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> Config:
-    """The config of a resumed run: from its last checkpoint, with non-model overrides applied.
+def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> tuple[Config, int]:
+    """The config and global step of a resumed run, from its last checkpoint.
 
-    The architecture always comes from the checkpoint; changing ``model.*`` on resume is refused.
+    Non-model overrides are applied; the architecture always comes from the checkpoint, and
+    changing ``model.*`` on resume is refused.
     """
-    stored = read_checkpoint(run.last_checkpoint)["framecast"]["config"]
+    ckpt = read_checkpoint(run.last_checkpoint)
+    stored = ckpt["framecast"]["config"]
     bad = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "model"]
     if bad:
         raise ConfigError(
@@ -69,7 +71,8 @@ def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> Co
             f"--resume: the config's model section differs from the one in {run.last_checkpoint}; "
             "resume without --config or start a new run"
         )
-    return validate_config(apply_overrides(stored, overrides), str(run.last_checkpoint))
+    config = validate_config(apply_overrides(stored, overrides), str(run.last_checkpoint))
+    return config, int(ckpt.get("global_step", 0))
 
 
 def _trainer_devices(num_gpus: int, num_nodes: int) -> dict:
@@ -111,8 +114,9 @@ def train(
         if run_name is None:
             raise ConfigError("--resume needs --run-name (the run to continue)")
         run = prepare_run_dir(runs_dir, run_name, resume=True)
-        config = resume_config(run, overrides, config)
+        config, resume_step = resume_config(run, overrides, config)
     else:
+        resume_step = None
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
         run = prepare_run_dir(
@@ -152,9 +156,6 @@ def train(
             )
         )
 
-    resume_step = None
-    if resume:
-        resume_step = int(read_checkpoint(run.last_checkpoint).get("global_step", 0))
     loggers: list = [RunCSVLogger(run.metrics_path, resume_step=resume_step)]
     if config.logging.tensorboard:
         loggers.append(

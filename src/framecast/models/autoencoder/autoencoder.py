@@ -175,8 +175,13 @@ class Autoencoder(nn.Module):
                 f"expected raw latents (N, {self.latent_channels}, h, w), got {tuple(latents.shape)}"
             )
         latents = latents.float()
-        self.latent_shift.copy_(latents.mean(dim=(0, 2, 3)))
-        self.latent_scale.copy_(latents.std(dim=(0, 2, 3)).clamp_min(MIN_LATENT_SCALE))
+        self.set_latent_normalization(latents.mean(dim=(0, 2, 3)), latents.std(dim=(0, 2, 3)))
+
+    @torch.no_grad()
+    def set_latent_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store a per-channel ``mean`` and ``std`` (C_lat,) as the latent shift and scale."""
+        self.latent_shift.copy_(mean.float())
+        self.latent_scale.copy_(std.float().clamp_min(MIN_LATENT_SCALE))
 
     def forward(self, x: torch.Tensor, sample_posterior: bool | None = None) -> AutoencoderOutput:
         """Full pass for training: frames (B, C, H, W) in [-1, 1] -> :class:`AutoencoderOutput`.
@@ -208,3 +213,28 @@ class Autoencoder(nn.Module):
             vq_stats=vq_stats,
             latents_prequant=z,
         )
+
+
+class ChannelMoments:
+    """Running per-channel sums of latents (B, C, h, w), for their mean and std.
+
+    Accumulated in float64 so that thousands of batches lose no precision; used for the
+    stored latent normalisation and for the latent cache's statistics.
+    """
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.squares: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, z: torch.Tensor) -> None:
+        total = z.sum(dim=(0, 2, 3)).double()
+        squares = z.pow(2).sum(dim=(0, 2, 3)).double()
+        self.total = total if self.total is None else self.total + total
+        self.squares = squares if self.squares is None else self.squares + squares
+        self.count += z.shape[0] * z.shape[2] * z.shape[3]
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and (population) std, (C,) each, float64."""
+        mean = self.total / self.count
+        return mean, (self.squares / self.count - mean.pow(2)).clamp_min(0).sqrt()

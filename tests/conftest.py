@@ -30,6 +30,15 @@ TINY_MODEL = {
         "discriminator.disc_layers": 2,
         "discriminator.disc_start": 0,
     },
+    # Latents of the tiny autoencoder (``tiny_autoencoder_run``): 8 channels on a 4×4 grid.
+    "river": {
+        "vector_field_regressor.state_size": 8,
+        "vector_field_regressor.state_res": "[4, 4]",
+        "vector_field_regressor.inner_dim": 32,
+        "vector_field_regressor.num_heads": 2,
+        "vector_field_regressor.depth": 1,
+        "vector_field_regressor.mid_depth": 1,
+    },
 }
 
 
@@ -71,11 +80,20 @@ def tiny_dataset(tmp_path_factory) -> Path:
     )
 
 
-def shrink_config(path: Path, data_root: Path, max_steps: int = 2) -> Config:
-    """A shipped config cut down to ``max_steps`` CPU steps on tiny frames."""
+def shrink_config(
+    path: Path, data_root: Path, max_steps: int = 2, autoencoder: Path | None = None
+) -> Config:
+    """A shipped config cut down to ``max_steps`` CPU steps on tiny frames.
+
+    Stage-2 (river) configs need ``autoencoder``, a trained tiny autoencoder run.
+    """
     raw = read_yaml(path)
     kind = raw["model"]["kind"]
     overrides = [f"model.{k}={v}" for k, v in TINY_MODEL.get(kind, {}).items()]
+    if kind == "river":
+        if autoencoder is None:
+            raise ValueError(f"{path}: a river config needs a trained autoencoder run")
+        overrides.append(f"model.autoencoder={autoencoder}")
     overrides += [
         f"data.root={data_root}",
         f"data.image_size={TINY_SIZE}",
@@ -99,6 +117,40 @@ def shrink_config(path: Path, data_root: Path, max_steps: int = 2) -> Config:
     return validate_config(apply_overrides(raw, overrides), str(path))
 
 
+@pytest.fixture(scope="session")
+def tiny_autoencoder_run(tmp_path_factory, tiny_dataset) -> Path:
+    """A tiny autoencoder (ae_smoke shrunk: 32×32 frames → 8×4×4 latents) trained 4 steps."""
+    from framecast.training.engine import train
+
+    runs = tmp_path_factory.mktemp("tiny_ae_runs")
+    config = shrink_config(REPO / "configs" / "ae_smoke.yaml", tiny_dataset, max_steps=4)
+    return train(config, runs_dir=runs, run_name="ae", progress=False).run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_river_run(tmp_path_factory, tiny_dataset, tiny_autoencoder_run) -> Path:
+    """configs/river_tiny.yaml shrunk and trained 4 steps on the tiny dataset (online
+    encoding: the tiny dataset has no latent cache)."""
+    from framecast.training.engine import train
+
+    runs = tmp_path_factory.mktemp("tiny_river_runs")
+    config = shrink_config(
+        REPO / "configs" / "river_tiny.yaml",
+        tiny_dataset,
+        max_steps=4,
+        autoencoder=tiny_autoencoder_run,
+    )
+    return train(config, runs_dir=runs, run_name="river", progress=False).run_dir
+
+
 @pytest.fixture
-def shrink():
-    return shrink_config
+def shrink(request):
+    """``shrink(path, data_root, max_steps=2)``; river configs get the tiny autoencoder."""
+
+    def _shrink(path: Path, data_root: Path, max_steps: int = 2) -> Config:
+        autoencoder = None
+        if read_yaml(path)["model"]["kind"] == "river":
+            autoencoder = request.getfixturevalue("tiny_autoencoder_run")
+        return shrink_config(path, data_root, max_steps, autoencoder)
+
+    return _shrink

@@ -64,6 +64,33 @@ def list_splits(root: str | os.PathLike) -> list[str]:
     return found
 
 
+def clip_start(
+    last_start: int, clip_index: int, clips_per_video: int, rng: np.random.Generator | None
+) -> int:
+    """First frame of a clip: random in ``0..last_start`` with ``rng`` (training), else the
+    ``clip_index``-th of ``clips_per_video`` evenly spaced starts, both ends included."""
+    if rng is not None:
+        return int(rng.integers(0, last_start + 1))
+    if clips_per_video == 1:
+        return 0
+    return int(round(clip_index * last_start / (clips_per_video - 1)))
+
+
+def worker_rng(seed: int, cache: dict) -> np.random.Generator:
+    """A NumPy generator re-seeded in each process from ``seed`` and torch's seed.
+
+    DataLoader gives each worker its own torch seed (different per worker and per epoch
+    of non-persistent workers), and Lightning's seed_everything fixes the main one;
+    mixing that with ``seed`` makes random starts worker-safe and reproducible.
+    ``cache`` holds the generator between calls (one dict per dataset).
+    """
+    key = (os.getpid(), torch.initial_seed())
+    if cache.get("key") != key:
+        cache["key"] = key
+        cache["rng"] = np.random.default_rng([seed, torch.initial_seed()])
+    return cache["rng"]
+
+
 class ClipDataset(Dataset):
     """Clips of ``num_frames`` frames, every ``frame_stride``-th frame, from one split.
 
@@ -150,36 +177,23 @@ class ClipDataset(Dataset):
         labels = [v.meta.get("label") for v in self.videos]
         # Batches need a label for every item: only expose labels if all videos have one.
         self.has_labels = all(isinstance(x, int) and not isinstance(x, bool) for x in labels)
-        self._rng_key: tuple[int, int] | None = None
-        self._rng_state: np.random.Generator | None = None
+        self._rng_cache: dict = {}
 
     def __len__(self) -> int:
         return len(self.videos) * self.clips_per_video
 
     def _rng(self) -> np.random.Generator:
-        """Start sampler for training, re-seeded in each process.
-
-        DataLoader gives each worker its own torch seed (different per worker and per
-        epoch of non-persistent workers), and Lightning's seed_everything fixes the main
-        one; mixing that with ``seed`` makes starts worker-safe and reproducible.
-        """
-        key = (os.getpid(), torch.initial_seed())
-        if self._rng_state is None or key != self._rng_key:
-            self._rng_key = key
-            self._rng_state = np.random.default_rng([self.seed, torch.initial_seed()])
-        return self._rng_state
+        return worker_rng(self.seed, self._rng_cache)
 
     def start_of(self, index: int) -> int:
         """First frame of item ``index``: random in training, fixed in evaluation."""
         video = self.videos[index // self.clips_per_video]
-        last_start = video.num_frames - self.span
-        if self.train:
-            return int(self._rng().integers(0, last_start + 1))
-        k = index % self.clips_per_video
-        if self.clips_per_video == 1:
-            return 0
-        # Evenly spaced from the first possible start to the last, both included.
-        return int(round(k * last_start / (self.clips_per_video - 1)))
+        return clip_start(
+            video.num_frames - self.span,
+            index % self.clips_per_video,
+            self.clips_per_video,
+            self._rng() if self.train else None,
+        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -238,13 +252,21 @@ def make_dataloader(
         seed=training_config.seed,
         channels=data_config.channels,
     )
+    return loader_for(dataset, data_config, train, split_dir)
+
+
+def loader_for(
+    dataset: Dataset, data_config: DataConfig, train: bool, where: str | os.PathLike
+) -> DataLoader:
+    """A DataLoader with the run's batch size and workers; training shuffles and drops the
+    last partial batch (unless the split holds less than one batch, which is warned about)."""
     batch_size = (
         data_config.batch_size if train else (data_config.eval_batch_size or data_config.batch_size)
     )
     drop_last = train and len(dataset) >= batch_size
     if train and not drop_last:
         warnings.warn(
-            f"{split_dir}: {len(dataset)} training clips is less than one batch of {batch_size}; "
+            f"{where}: {len(dataset)} training clips is less than one batch of {batch_size}; "
             "keeping the smaller batch",
             stacklevel=2,
         )

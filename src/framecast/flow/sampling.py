@@ -1,0 +1,162 @@
+"""Autoregressive RIVER sampling in latent space: one ODE solve per future frame.
+
+For each new frame, the ODE of the learned velocity field is integrated from t = s to 1,
+starting from the warm start ``y_s = (1 - (1 - σ) s) ε + s z_prev`` (s = 0: pure noise).
+The reference is always the newest latent; at every velocity evaluation a context latent
+is drawn uniformly from the frames before the reference, as in RIVER's sampler. Each
+predicted latent is appended and becomes the next reference.
+
+Everything is batched: videos and the K stochastic samples per video are one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from framecast.flow.path import CondOTPath
+from framecast.flow.solvers import SolverConfig
+
+# (x_t, z_ref, z_ctx, tau (B,), t (B,)) -> velocity, all latents (B, C, h, w)
+VectorField = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How future latents are sampled; saved and reloaded it gives identical steps.
+
+    Attributes:
+        solver: ODE method and steps (steps span [warm_start, 1]).
+        warm_start: s in [0, 1): start the integration at t = s from the previous latent.
+        past_horizon: draw the context only from the last ``past_horizon`` frames before
+            the reference (None: from all of them).
+    """
+
+    solver: SolverConfig = SolverConfig()
+    warm_start: float = 0.0
+    past_horizon: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warm_start < 1.0:
+            raise ValueError(f"warm_start must be in [0, 1), got {self.warm_start}")
+        if self.past_horizon is not None and self.past_horizon < 1:
+            raise ValueError(f"past_horizon must be >= 1 or None, got {self.past_horizon}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "solver": self.solver.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplerConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"unknown sampler config keys {unknown}; allowed: {sorted(allowed)}")
+        data = dict(data)
+        if "solver" in data:
+            data["solver"] = SolverConfig.from_dict(data["solver"])
+        return cls(**data)
+
+
+@dataclass
+class RolloutResult:
+    """Predicted latents and their cost.
+
+    Attributes:
+        latents: (B, K, F, C, h, w) the F predicted latents of each of K samples per video.
+        nfe_per_frame: velocity evaluations per predicted frame (mean over frames).
+        nfe_total: all velocity evaluations of the rollout (each is one batched call).
+    """
+
+    latents: Tensor
+    nfe_per_frame: float
+    nfe_total: int
+
+
+def draw_context(
+    num_available: int,
+    batch: int,
+    past_horizon: int | None,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Context indices and their distance to the reference, the newest of ``num_available``.
+
+    The context is uniform on the frames before the reference (the last ``past_horizon`` of
+    them when given). With a single frame there is nothing before it: like RIVER, which then
+    duplicates the observation, the context is that frame at distance 1.
+    Returns (context index (B,), tau (B,)), int64.
+    """
+    reference = num_available - 1
+    if reference == 0:
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        return zeros, zeros + 1
+    low = 0 if past_horizon is None else max(0, reference - past_horizon)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    context = torch.randint(low, reference, (batch,), generator=generator, device=gen_device)
+    context = context.to(device)
+    return context, reference - context
+
+
+@torch.no_grad()
+def rollout(
+    vector_field: VectorField,
+    context: Tensor,
+    num_frames: int,
+    path: CondOTPath,
+    sampler: SamplerConfig = SamplerConfig(),
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RolloutResult:
+    """Predict ``num_frames`` latents after the observed ``context`` latents.
+
+    Args:
+        vector_field: the trained regressor, called on batches of B·K.
+        context: (B, T0, C, h, w) latents of the observed frames, T0 >= 1.
+        num_frames: F, the number of future frames.
+        path: the probability path the model was trained on (its σ).
+        sampler: solver, steps, warm start.
+        samples: K stochastic futures per video.
+        generator: seeds noise and context draws (CPU generator, or on the latents' device).
+        progress: called with the index of each finished frame.
+
+    Returns:
+        RolloutResult with latents (B, K, F, C, h, w).
+    """
+    if context.dim() != 5:
+        raise ValueError(f"context must be (B, T0, C, h, w), got shape {tuple(context.shape)}")
+    if context.shape[1] < 1:
+        raise ValueError("context needs at least one observed frame")
+    if num_frames < 1 or samples < 1:
+        raise ValueError(f"num_frames and samples must be >= 1, got {num_frames}, {samples}")
+    batch, _, *latent_shape = context.shape
+    total = batch * samples
+    device = context.device
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    # (B·K, T, C, h, w): every sample of a video starts from the same observed latents.
+    frames = context.repeat_interleave(samples, dim=0)
+    rows = torch.arange(total, device=device)
+    nfe_total = 0
+    for index in range(num_frames):
+        available = frames.shape[1]
+        reference = frames[:, -1]
+
+        def velocity(x: Tensor, t: Tensor, frames=frames, reference=reference, available=available):
+            ctx_index, tau = draw_context(available, total, sampler.past_horizon, generator, device)
+            return vector_field(x, reference, frames[rows, ctx_index], tau, t)
+
+        noise = torch.randn(total, *latent_shape, generator=generator, device=gen_device)
+        noise = noise.to(device=device, dtype=context.dtype)
+        start = path.warm_start(noise, reference, sampler.warm_start)
+        result = sampler.solver.solve(velocity, start, t0=sampler.warm_start, t1=1.0)
+        nfe_total += result.nfe
+        frames = torch.cat([frames, result.x[:, None].to(frames.dtype)], dim=1)
+        if progress is not None:
+            progress(index)
+    predicted = frames[:, context.shape[1] :].reshape(batch, samples, num_frames, *latent_shape)
+    return RolloutResult(predicted, nfe_total / num_frames, nfe_total)

@@ -1,0 +1,292 @@
+"""Stage 2 in Lightning: RIVER flow matching on latents, a thin wrapper around plain modules.
+
+One training step, top to bottom: a clip of N latents (from the latent cache, or encoded
+online by the frozen autoencoder) → per sample draw target k, reference k−1 and context
+c < k−1 → t ~ U[0, 1], x_t on the path → velocity from the regressor → smoke-weighted
+flow-matching loss → backward (Lightning clips gradients, autocasts bf16 and averages EMA
+weights as configured).
+
+The frozen autoencoder is part of the module, so river checkpoints carry it and
+``generate``/``evaluate`` need nothing but the river run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from framecast.config import Config
+from framecast.config.river import RiverConfig
+from framecast.data.dataset import make_dataloader, split_dir
+from framecast.data.latent_cache import model_fingerprint, read_cache_info
+from framecast.data.latent_dataset import make_latent_dataloader
+from framecast.errors import ConfigError
+from framecast.eval.metrics import psnr
+from framecast.eval.plots import save_image_grid, to_uint8_images
+from framecast.flow.path import CondOTPath
+from framecast.flow.sampling import SamplerConfig, rollout
+from framecast.flow.solvers import SolverConfig
+from framecast.losses.flow import FlowLossOutput, sample_river_indices, weighted_flow_matching_loss
+from framecast.models.autoencoder.loading import LoadedAutoencoder, load_autoencoder
+from framecast.models.river import VectorFieldRegressor
+from framecast.training.module import FramecastModule
+from framecast.training.tasks import Task, register_task
+
+# The smoke ratio is judged over this many recent steps, once that many have been seen.
+SMOKE_RATIO_WINDOW = 50
+SMOKE_RATIO_RANGE = (0.05, 0.5)
+SAMPLE_CLIPS = 4  # clips shown in each validation rollout strip
+VALIDATION_SAMPLER = SamplerConfig(SolverConfig("euler", 10))
+
+
+class SmokeRatioWarning(UserWarning):
+    """The share of latent pixels counted as smoke is implausible: check smoke_threshold."""
+
+
+def load_stage1(config: Config) -> LoadedAutoencoder:
+    """The frozen autoencoder named by ``model.autoencoder``, checked against the regressor."""
+    cfg: RiverConfig = config.model
+    if cfg.autoencoder is None:
+        raise ConfigError(
+            "model.autoencoder: name the trained stage-1 run (RUN_DIR_OR_CHECKPOINT) for kind river"
+        )
+    loaded = load_autoencoder(cfg.autoencoder)
+    ae_cfg = loaded.config.model
+    res = ae_cfg.latent_resolution(loaded.image_size)
+    vfr = cfg.vector_field_regressor
+    expected = (ae_cfg.latent_channels, res, res)
+    if (vfr.state_size, *vfr.state_res) != expected:
+        raise ConfigError(
+            f"model.vector_field_regressor: state_size={vfr.state_size}, state_res={list(vfr.state_res)} "
+            f"do not match the autoencoder {cfg.autoencoder} (latents {expected[0]}×{res}×{res}); "
+            f"set state_size={expected[0]} and state_res=[{res}, {res}]"
+        )
+    return loaded
+
+
+class RiverModule(FramecastModule):
+    kind = "river"
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        cfg: RiverConfig = config.model
+        stage1 = load_stage1(config)
+        self.autoencoder = stage1.model.eval().requires_grad_(False)
+        self.autoencoder_config = stage1.config.to_dict()
+        self.image_size = stage1.image_size
+        self.model = VectorFieldRegressor.from_config(cfg.vector_field_regressor)
+        self.path = CondOTPath(cfg.sigma)
+        self._recent_smoke_ratio: deque[float] = deque(maxlen=SMOKE_RATIO_WINDOW)
+        self._smoke_ratio_warned = False
+        self._sample_batch: torch.Tensor | None = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.autoencoder.eval()  # frozen: its normalisation layers never switch to training
+        return self
+
+    def configure_optimizers(self):
+        optimizer = self.make_optimizer(self.model.parameters())
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
+
+    # -- data -----------------------------------------------------------------------
+    @torch.no_grad()
+    def clip_latents(self, batch: dict[str, Any]) -> torch.Tensor:
+        """(B, N, C, h, w) normalised latents: cached, or encoded online from frames."""
+        if "latents" in batch:
+            return batch["latents"]
+        frames = batch["frames"]  # (B, N, 3, H, W)
+        # fp32 like the cache, whatever the training precision.
+        with torch.autocast(frames.device.type, enabled=False):
+            latents = self.autoencoder.encode_latents(frames.flatten(0, 1).float())
+        return latents.unflatten(0, frames.shape[:2])
+
+    # -- the RIVER objective ------------------------------------------------------------
+    def flow_loss(
+        self, latents: torch.Tensor, generator: torch.Generator | None = None
+    ) -> FlowLossOutput:
+        """Smoke-weighted flow-matching loss on one random (target, reference, context) per clip."""
+        t = self.config.training
+        batch, num_frames = latents.shape[:2]
+        target, reference, context = sample_river_indices(
+            num_frames, t.condition_frames, batch, generator
+        )
+        rows = torch.arange(batch)
+        z_target = latents[rows, target]
+        z_reference = latents[rows, reference]
+        z_context = latents[rows, context]
+        times = torch.rand(batch, generator=generator).to(latents.device)
+        noise = torch.randn(z_target.shape, generator=generator).to(latents.device)
+        sample = self.path.sample(z_target, times, noise)
+        tau = (reference - context).to(latents.device)
+        velocity = self.model(sample.x_t, z_reference, z_context, tau, sample.t)
+        return weighted_flow_matching_loss(
+            velocity.float(),
+            sample.u.float(),
+            z_target.float(),
+            smoke_threshold=t.smoke_threshold,
+            smoke_weight=t.smoke_weight,
+            background_weight=t.background_weight,
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        out = self.flow_loss(self.clip_latents(batch))
+        self.check_finite(out.loss, {"flow_matching_mse": out.mse})
+        self.log("train/loss", out.loss.detach(), prog_bar=True)
+        self.log("Training/Loss/flow_matching_mse", out.mse)
+        self.log("Training/Stats/smoke_ratio", out.smoke_ratio)
+        self._check_smoke_ratio(float(out.smoke_ratio))
+        return out.loss
+
+    def _check_smoke_ratio(self, ratio: float) -> None:
+        self._recent_smoke_ratio.append(ratio)
+        if self._smoke_ratio_warned or len(self._recent_smoke_ratio) < SMOKE_RATIO_WINDOW:
+            return
+        mean = sum(self._recent_smoke_ratio) / len(self._recent_smoke_ratio)
+        low, high = SMOKE_RATIO_RANGE
+        if not low <= mean <= high:
+            self._smoke_ratio_warned = True
+            threshold = self.config.training.smoke_threshold
+            side = "below" if mean < low else "above"
+            warnings.warn(
+                f"smoke ratio stayed {side} {low if mean < low else high} over the last "
+                f"{SMOKE_RATIO_WINDOW} steps (mean {mean:.3f}): training.smoke_threshold={threshold} "
+                "is probably wrong for these latents; smoke weighting "
+                f"{'hardly applies' if mean < low else 'covers most pixels'}",
+                SmokeRatioWarning,
+                stacklevel=2,
+            )
+
+    # -- validation -------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._sample_batch = None
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        latents = self.clip_latents(batch)
+        # The same draws at every validation, so the curve shows the model, not the noise.
+        generator = torch.Generator().manual_seed(self.config.training.seed + batch_idx)
+        out = self.flow_loss(latents, generator)
+        self.log_dict_prefixed(
+            "val",
+            {"loss": out.loss, "flow_matching_mse": out.mse, "smoke_ratio": out.smoke_ratio},
+            on_epoch=True,
+            batch_size=latents.shape[0],
+        )
+        if batch_idx == 0:
+            self._validation_rollout(latents[:SAMPLE_CLIPS])
+
+    @torch.no_grad()
+    def _validation_rollout(self, latents: torch.Tensor) -> None:
+        """Predict the clip's frames after ``condition_frames`` with a cheap sampler; log the
+        PSNR against the autoencoder's decoding of the true latents, keep frames for a strip."""
+        t = self.config.training
+        observed = t.condition_frames
+        future = min(t.frames_to_generate, latents.shape[1] - observed)
+        if future < 1:
+            return
+        generator = torch.Generator().manual_seed(t.seed)
+        with torch.autocast(latents.device.type, enabled=False):
+            result = rollout(
+                self.model,
+                latents[:, :observed].float(),
+                future,
+                self.path,
+                VALIDATION_SAMPLER,
+                generator=generator,
+            )
+            truth = self._decode(latents[:, observed : observed + future].float())
+            predicted = self._decode(result.latents[:, 0])
+            score = psnr(predicted.flatten(0, 1), truth.flatten(0, 1)).mean()
+        self.log("val/rollout_psnr", score, on_epoch=True, batch_size=latents.shape[0])
+        self._sample_batch = torch.stack([truth, predicted])  # (2, B, F, 3, H, W)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, F, C, h, w) -> (B, F, 3, H, W)."""
+        return self.autoencoder.decode_latents(latents.flatten(0, 1)).unflatten(
+            0, latents.shape[:2]
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        if (
+            self._sample_batch is None
+            or not self.trainer.is_global_zero
+            or self.trainer.sanity_checking
+        ):
+            return
+        truth, predicted = self._sample_batch
+        rows, labels = [], []
+        for clip in range(truth.shape[0]):
+            rows += [to_uint8_images(truth[clip]), to_uint8_images(predicted[clip])]
+            labels += [f"clip {clip} truth (AE)", f"clip {clip} predicted"]
+        path = (
+            Path(self.trainer.default_root_dir)
+            / "samples"
+            / f"rollout_step{self.global_step:07d}.png"
+        )
+        save_image_grid(rows, path, labels=labels)
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {
+            "image_size": self.image_size,
+            "autoencoder_config": self.autoencoder_config,
+            "autoencoder_fingerprint": model_fingerprint(self.autoencoder),
+        }
+
+
+class RiverDataModule(pl.LightningDataModule):
+    """Latent clips from the cache when it was written by this run's autoencoder; otherwise
+    frame clips that the module encodes online (slower; a warning says how to cache)."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        if config.data.root is None:
+            raise ConfigError("no dataset: set data.root in the config or pass --data DIR")
+        self.config = config
+        stage1 = load_stage1(config)
+        self.image_size = stage1.image_size
+        self.use_cache = self._cache_matches(stage1)
+
+    def _cache_matches(self, stage1: LoadedAutoencoder) -> bool:
+        root = self.config.data.root
+        info = read_cache_info(root)
+        hint = f"run `framecast encode --autoencoder {self.config.model.autoencoder} --data {root}`"
+        if info is None:
+            warnings.warn(
+                f"{root}: no latent cache; encoding frames online with the frozen autoencoder "
+                f"at every step (slower). To cache: {hint}",
+                stacklevel=2,
+            )
+            return False
+        if info.get("fingerprint") != model_fingerprint(stage1.model):
+            warnings.warn(
+                f"{root}/latents was written by another autoencoder ({info.get('autoencoder')}); "
+                f"encoding online instead. To re-cache: {hint} --overwrite",
+                stacklevel=2,
+            )
+            return False
+        return True
+
+    def _loader(self, split: str, train: bool):
+        data, training = self.config.data, self.config.training
+        if self.use_cache:
+            return make_latent_dataloader(data.root, split, data, training, train=train)
+        # Frames at the size the autoencoder was trained on.
+        data = data.model_copy(update={"image_size": self.image_size})
+        return make_dataloader(split_dir(data.root, split), data, training, train=train)
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+
+register_task("river", Task(build_module=RiverModule, build_datamodule=RiverDataModule))

@@ -187,6 +187,8 @@ def train(
     with warnings.catch_warnings():
         # On a 2-core machine Lightning's "increase num_workers" advice is noise.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # Frozen submodules (stage 2's autoencoder) are in eval mode on purpose.
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
         trainer.fit(
             module,
             datamodule=datamodule,

@@ -1,0 +1,190 @@
+"""Stage-2 training: the RIVER module, its data (cache or online), checkpoints, warnings."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from framecast.checkpoint import read_checkpoint
+from framecast.config import apply_overrides, validate_config
+from framecast.config.loader import read_yaml
+from framecast.data.dataset import ClipDataset
+from framecast.data.latent_cache import encode_dataset
+from framecast.data.latent_dataset import LatentClipDataset, latent_shard_path
+from framecast.errors import CheckpointError, ConfigError, DataError
+from framecast.flow.pipeline import load_river
+from framecast.flow.sampling import SamplerConfig
+from framecast.flow.solvers import SolverConfig
+from framecast.models.autoencoder.loading import load_autoencoder
+from framecast.training.engine import train
+from framecast.training.loggers import read_metrics_csv
+from framecast.training.river import RiverDataModule, RiverModule, SmokeRatioWarning
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "river_tiny.yaml"
+
+
+def test_logs_smoke_statistics_and_stores_the_autoencoder(tiny_river_run):
+    rows = read_metrics_csv(tiny_river_run / "metrics.csv")
+    train_rows = [r for r in rows if "Training/Stats/smoke_ratio" in r]
+    assert len(train_rows) == 4  # every step
+    assert all(0.0 <= r["Training/Stats/smoke_ratio"] <= 1.0 for r in train_rows)
+    assert all("Training/Loss/flow_matching_mse" in r for r in train_rows)
+    assert any("val/rollout_psnr" in r for r in rows)
+    assert list((tiny_river_run / "samples").glob("rollout_step*.png"))
+    ckpt = read_checkpoint(tiny_river_run / "checkpoints" / "last.ckpt", expected_kind="river")
+    assert any(k.startswith("autoencoder.") for k in ckpt["state_dict"])
+    assert ckpt["framecast"]["autoencoder_config"]["model"]["kind"] == "autoencoder"
+
+
+def test_pipeline_loads_and_predicts(tiny_river_run):
+    pipeline = load_river(tiny_river_run)
+    frames = torch.rand(2, 3, 3, 32, 32) * 2 - 1
+    sampler = SamplerConfig(SolverConfig("euler", 2), warm_start=0.1)
+    out = pipeline.predict(
+        frames, 4, sampler, samples=2, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.frames.shape == (2, 2, 4, 3, 32, 32)
+    assert out.latents.shape == (2, 2, 4, 8, 4, 4)
+    assert out.frames.abs().max() <= 1.0 and out.nfe_per_frame == 2
+    with pytest.raises(ValueError, match="expects 32x32"):
+        pipeline.predict(torch.zeros(1, 1, 3, 16, 16), 1)
+
+
+def test_checkpoint_kinds_are_checked(tiny_river_run, tiny_autoencoder_run):
+    with pytest.raises(CheckpointError, match="holds a 'autoencoder' model; expected a 'river'"):
+        load_river(tiny_autoencoder_run)
+    with pytest.raises(CheckpointError, match="holds a 'river' model; expected a 'autoencoder'"):
+        load_autoencoder(tiny_river_run)
+
+
+def _tiny_config(data_root, autoencoder, *extra):
+    overrides = [
+        f"data.root={data_root}",
+        f"model.autoencoder={autoencoder}",
+        "model.vector_field_regressor.state_res=[4, 4]",
+        "model.vector_field_regressor.inner_dim=32",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+        "training.num_observations=4",
+        "training.max_steps=2",
+        "training.val_every_n_steps=2",
+        "training.limit_val_batches=1",
+        "training.precision=32",
+        "logging.tensorboard=false",
+        *extra,
+    ]
+    return validate_config(apply_overrides(read_yaml(TINY), overrides), str(TINY))
+
+
+def test_latent_shape_mismatch_names_the_fix(tiny_dataset, tiny_autoencoder_run):
+    config = _tiny_config(
+        tiny_dataset, tiny_autoencoder_run, "model.vector_field_regressor.state_res=[8, 8]"
+    )
+    with pytest.raises(ConfigError, match=r"set state_size=8 and state_res=\[4, 4\]"):
+        RiverModule(config)
+    config = _tiny_config(tiny_dataset, tiny_autoencoder_run, "model.autoencoder=null")
+    with pytest.raises(ConfigError, match="model.autoencoder"):
+        RiverModule(config)
+
+
+@pytest.fixture(scope="module")
+def cached_dataset(tmp_path_factory, tiny_dataset, tiny_autoencoder_run):
+    root = tmp_path_factory.mktemp("cached") / "data"
+    shutil.copytree(tiny_dataset, root)
+    stage1 = load_autoencoder(tiny_autoencoder_run)
+    encode_dataset(stage1.model, root, stage1.image_size, "tiny", progress=False)
+    return root
+
+
+def test_latent_clips_line_up_with_frame_clips(cached_dataset, tiny_autoencoder_run):
+    stage1 = load_autoencoder(tiny_autoencoder_run)
+    latents = LatentClipDataset(
+        latent_shard_path(cached_dataset, "val"), 4, train=False, clips_per_video=3
+    )
+    frames = ClipDataset(cached_dataset / "val", 4, train=False, clips_per_video=3)
+    assert len(latents) == len(frames) == 6
+    for index in (0, 4):
+        a, b = latents[index], frames[index]
+        assert (a["video_id"], a["start"], a["label"]) == (b["video_id"], b["start"], b["label"])
+        with torch.no_grad():
+            expected = stage1.model.encode_latents(b["frames"])
+        torch.testing.assert_close(a["latents"], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_trains_from_the_cache_without_warning(cached_dataset, tiny_autoencoder_run, tmp_path):
+    config = _tiny_config(cached_dataset, tiny_autoencoder_run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        datamodule = RiverDataModule(config)
+    assert datamodule.use_cache
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["latents"].shape == (2, 4, 8, 4, 4)
+    result = train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    assert result.global_step == 2
+
+
+def test_cache_of_another_autoencoder_falls_back_to_online(cached_dataset, tiny_dataset, tmp_path):
+    other = validate_config(
+        apply_overrides(
+            read_yaml(REPO / "configs" / "ae_smoke.yaml"),
+            [
+                f"data.root={tiny_dataset}",
+                "data.image_size=32",
+                "model.base_channels=8",
+                "model.norm_groups=4",
+                "training.max_steps=1",
+                "training.val_every_n_steps=1",
+                "training.limit_val_batches=1",
+                "training.precision=32",
+                "training.seed=7",
+                "logging.tensorboard=false",
+            ],
+        ),
+        "other",
+    )
+    other_run = train(other, runs_dir=tmp_path, run_name="ae2", progress=False).run_dir
+    config = _tiny_config(cached_dataset, other_run)
+    with pytest.warns(UserWarning, match="written by another autoencoder"):
+        datamodule = RiverDataModule(config)
+    assert not datamodule.use_cache
+    assert "frames" in next(iter(datamodule.train_dataloader()))
+
+
+def test_missing_latent_split_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no latent cache for split 'train'"):
+        latent_shard_path(tmp_path, "train")
+
+
+def test_smoke_ratio_warning_once(tiny_dataset, tiny_autoencoder_run):
+    module = RiverModule(_tiny_config(tiny_dataset, tiny_autoencoder_run))
+    with pytest.warns(SmokeRatioWarning, match="above 0.5.*smoke_threshold=0.1"):
+        for _ in range(60):
+            module._check_smoke_ratio(0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(60):
+            module._check_smoke_ratio(0.9)  # warned once per run, not every step
+    quiet = RiverModule(_tiny_config(tiny_dataset, tiny_autoencoder_run))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(60):
+            quiet._check_smoke_ratio(0.2)
+
+
+def test_unit_weights_give_the_plain_flow_matching_loss(tiny_dataset, tiny_autoencoder_run):
+    module = RiverModule(
+        _tiny_config(
+            tiny_dataset,
+            tiny_autoencoder_run,
+            "training.smoke_weight=1.0",
+            "training.background_weight=1.0",
+        )
+    )
+    latents = torch.randn(3, 4, 8, 4, 4)
+    out = module.flow_loss(latents, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.loss, out.mse)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from framecast.flow.path import CondOTPath
 
 
 def sample_river_indices(
@@ -103,4 +105,45 @@ def weighted_flow_matching_loss(
         loss=loss,
         mse=squared_error.detach().mean(),
         smoke_ratio=mask.float().mean(),
+    )
+
+
+def river_flow_loss(
+    vector_field: nn.Module,
+    path: CondOTPath,
+    latents: Tensor,
+    condition_frames: int,
+    smoke_threshold: float = 0.1,
+    smoke_weight: float = 5.0,
+    background_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> FlowLossOutput:
+    """The RIVER training objective on one random (target, reference, context) per clip.
+
+    latents: (B, N, C, h, w) clip latents. Per clip: k, k - 1 and c from
+    :func:`sample_river_indices`, t ~ U[0, 1], ε ~ N(0, I), x_t on ``path``; the
+    regressor's velocity ``vector_field(x_t, z_ref, z_ctx, tau, t)`` is regressed onto
+    u = z_k - (1 - σ) ε with the smoke weighting. Random draws use ``generator`` (CPU)
+    and are moved to the latents' device. The loss is computed in fp32.
+    """
+    batch, num_frames = latents.shape[:2]
+    target, reference, context = sample_river_indices(
+        num_frames, condition_frames, batch, generator
+    )
+    rows = torch.arange(batch)
+    z_target = latents[rows, target]
+    times = torch.rand(batch, generator=generator).to(latents.device)
+    noise = torch.randn(z_target.shape, generator=generator).to(latents.device, latents.dtype)
+    sample = path.sample(z_target, times, noise)
+    tau = (reference - context).to(latents.device)
+    velocity = vector_field(
+        sample.x_t, latents[rows, reference], latents[rows, context], tau, sample.t
+    )
+    return weighted_flow_matching_loss(
+        velocity.float(),
+        sample.u.float(),
+        z_target.float(),
+        smoke_threshold=smoke_threshold,
+        smoke_weight=smoke_weight,
+        background_weight=background_weight,
     )

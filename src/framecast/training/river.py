@@ -31,7 +31,7 @@ from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.flow.path import CondOTPath
 from framecast.flow.sampling import SamplerConfig, rollout
 from framecast.flow.solvers import SolverConfig
-from framecast.losses.flow import FlowLossOutput, sample_river_indices, weighted_flow_matching_loss
+from framecast.losses.flow import FlowLossOutput, river_flow_loss
 from framecast.models.autoencoder.loading import LoadedAutoencoder, load_autoencoder
 from framecast.models.river import VectorFieldRegressor
 from framecast.training.module import FramecastModule
@@ -110,28 +110,17 @@ class RiverModule(FramecastModule):
     def flow_loss(
         self, latents: torch.Tensor, generator: torch.Generator | None = None
     ) -> FlowLossOutput:
-        """Smoke-weighted flow-matching loss on one random (target, reference, context) per clip."""
+        """Smoke-weighted flow-matching loss on (B, N, C, h, w) clip latents."""
         t = self.config.training
-        batch, num_frames = latents.shape[:2]
-        target, reference, context = sample_river_indices(
-            num_frames, t.condition_frames, batch, generator
-        )
-        rows = torch.arange(batch)
-        z_target = latents[rows, target]
-        z_reference = latents[rows, reference]
-        z_context = latents[rows, context]
-        times = torch.rand(batch, generator=generator).to(latents.device)
-        noise = torch.randn(z_target.shape, generator=generator).to(latents.device)
-        sample = self.path.sample(z_target, times, noise)
-        tau = (reference - context).to(latents.device)
-        velocity = self.model(sample.x_t, z_reference, z_context, tau, sample.t)
-        return weighted_flow_matching_loss(
-            velocity.float(),
-            sample.u.float(),
-            z_target.float(),
+        return river_flow_loss(
+            self.model,
+            self.path,
+            latents,
+            t.condition_frames,
             smoke_threshold=t.smoke_threshold,
             smoke_weight=t.smoke_weight,
             background_weight=t.background_weight,
+            generator=generator,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):

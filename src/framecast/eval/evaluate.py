@@ -1,0 +1,435 @@
+"""The evaluation runner behind ``framecast evaluate``: a river run against ground truth.
+
+Clips of ``context + frames`` frames are read from one split with the fixed, evenly
+spaced starts of evaluation. For each clip the model predicts ``frames`` future frames
+from the ``context`` frames (K samples), and two baselines are measured on the same
+clips:
+
+- ``copy_last``: the last context frame repeated (the floor a predictor must beat);
+- ``autoencoder``: decode(encode(true future frames)), the ceiling the frozen
+  autoencoder allows in latent space.
+
+Per horizon h = 1..F the mean over clips (and samples) of MSE, PSNR, SSIM, ST-LPIPS
+(alex), smoke PSNR (PSNR inside the true smoke mask) and background hallucination, in
+float32 on frames clamped to [-1, 1]. NaN values (an empty smoke mask) are left out of
+the means. With K > 1 also the best-of-K PSNR: per clip, the sample with the highest
+PSNR averaged over horizons, at each horizon. With an I3D file also FVD on the whole
+clips (context + future) of each method against the true clips.
+
+Writes ``metrics.json``, ``per_horizon.csv``, ``per_horizon.png`` and ``samples.png``
+into ``out`` (default ``RUN/eval/<split>/``), each atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from framecast.data.dataset import ClipDataset, split_dir
+from framecast.errors import DataError
+from framecast.eval import metrics as M
+from framecast.eval.plots import _pyplot, _save, save_image_grid, to_uint8_images
+from framecast.flow.pipeline import RiverPipeline, load_river
+from framecast.flow.sampling import SamplerConfig
+from framecast.flow.solvers import SolverConfig
+from framecast.utils import atomic_write_text
+
+METHODS = ("river", "copy_last", "autoencoder")
+"""Methods in the order they are reported: the model, then the two baselines."""
+METRICS = ("mse", "psnr", "ssim", "lpips", "smoke_psnr", "background_hallucination")
+"""Per-horizon metrics of every method (``psnr_best_of_k`` is added for river, K > 1)."""
+HIGHER_IS_BETTER = {
+    "mse": False,
+    "psnr": True,
+    "ssim": True,
+    "lpips": False,
+    "smoke_psnr": True,
+    "background_hallucination": False,
+    "psnr_best_of_k": True,
+}
+DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
+SAMPLE_CLIPS = 4  # clips shown in samples.png
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` measured and where it wrote it.
+
+    Attributes:
+        metrics: method -> metric -> per-horizon means (length F, horizon 1 first).
+        means: method -> metric -> mean over horizons.
+        fvd: method -> FVD against the true clips (empty without an I3D file).
+        nfe_per_frame: velocity evaluations per predicted frame.
+        seconds_per_frame: wall time of the predictions (encode, rollout, decode) per
+            predicted frame of one sample, at this batch size: clips x samples x frames
+            frames in all.
+        files: name -> path of each written file.
+    """
+
+    run: str
+    checkpoint: str
+    split: str
+    out: Path
+    context_frames: int
+    frames: int
+    samples: int
+    num_clips: int
+    sampler: dict[str, Any]
+    nfe_per_frame: float
+    seconds_per_frame: float
+    seed: int
+    metrics: dict[str, dict[str, list[float]]]
+    means: dict[str, dict[str, float]]
+    fvd: dict[str, float] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``metrics.json`` content; non-finite numbers become null (strict JSON)."""
+        return {
+            "run": self.run,
+            "checkpoint": self.checkpoint,
+            "split": self.split,
+            "num_clips": self.num_clips,
+            "context_frames": self.context_frames,
+            "frames": self.frames,
+            "samples": self.samples,
+            "sampler": self.sampler,
+            "nfe_per_frame": self.nfe_per_frame,
+            "seconds_per_frame": self.seconds_per_frame,
+            "seed": self.seed,
+            "horizons": list(range(1, self.frames + 1)),
+            "methods": {
+                method: {
+                    metric: {
+                        "per_horizon": [_json_number(v) for v in values],
+                        "mean": _json_number(self.means[method][metric]),
+                    }
+                    for metric, values in by_metric.items()
+                }
+                for method, by_metric in self.metrics.items()
+            },
+            "fvd": {method: _json_number(v) for method, v in self.fvd.items()} or None,
+        }
+
+    def format(self) -> str:
+        """A readable summary: means over horizons per method, cost, and the files."""
+        names = list(dict.fromkeys(m for by in self.metrics.values() for m in by))
+        header = ["method", *names] + (["fvd"] if self.fvd else [])
+        rows = [header]
+        for method, by_metric in self.metrics.items():
+            row = [method]
+            for name in names:
+                row.append(_fmt(self.means[method][name]) if name in by_metric else "-")
+            if self.fvd:
+                row.append(_fmt(self.fvd[method]) if method in self.fvd else "-")
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        table = "\n".join(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in rows
+        )
+        solver = self.sampler.get("solver", {})
+        lines = [
+            f"evaluated {self.checkpoint} on {self.num_clips} clips of split {self.split!r} "
+            f"({self.context_frames} context + {self.frames} predicted frames, "
+            f"{self.samples} sample(s) each)",
+            f"sampler: {solver.get('method')} {solver.get('steps')} steps, warm start "
+            f"{self.sampler.get('warm_start')}; {self.nfe_per_frame:g} NFE per frame, "
+            f"{self.seconds_per_frame:.4g} s per predicted frame",
+            "means over horizons (per-horizon values in the files):",
+            table,
+        ]
+        if self.files:
+            lines.append(f"results in {self.out}:")
+            lines += [f"  {path}" for path in self.files.values()]
+        return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4g}"
+
+
+def _json_number(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _default_out(pipeline: RiverPipeline, run: str | os.PathLike, split: str) -> Path:
+    run = Path(run)
+    if run.is_dir():
+        return run / "eval" / split
+    ckpt = Path(pipeline.checkpoint or run)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run_dir / "eval" / split
+
+
+def _frame_metrics(
+    threshold: float, lpips: Callable[[Tensor, Tensor], Tensor]
+) -> dict[str, M.MetricFn]:
+    return {
+        "mse": M.mse,
+        "psnr": M.psnr,
+        "ssim": M.ssim,
+        "lpips": lpips,
+        "smoke_psnr": lambda p, t: M.masked_psnr(p, t, M.smoke_mask(t, threshold)),
+        "background_hallucination": lambda p, t: M.background_hallucination(
+            p, t, threshold, threshold
+        ),
+    }
+
+
+def _measure(fns: dict[str, M.MetricFn], pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """Per-frame values (N, F) of every metric, float32 on the CPU."""
+    pred, target = pred.float().clamp(-1, 1), target.float().clamp(-1, 1)
+    return {name: M.per_frame(fn, pred, target).float().cpu() for name, fn in fns.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    run: str | os.PathLike,
+    data_root: str | os.PathLike,
+    split: str = "test",
+    out: str | os.PathLike | None = None,
+    context: int | None = None,
+    frames: int | None = None,
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
+    samples: int = 1,
+    clips_per_video: int | None = None,
+    batch_size: int | None = None,
+    i3d: str | os.PathLike | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    max_clips: int | None = None,
+    which: str = "best",
+) -> EvaluationResult:
+    """Evaluate the river run ``run`` on ``split`` of the dataset at ``data_root``.
+
+    Args:
+        run: river run directory or checkpoint (``which`` picks best/last in a run).
+        data_root: dataset folder holding ``split``.
+        out: output folder (default ``RUN/eval/<split>/``).
+        context: observed frames per clip (default ``training.condition_frames``).
+        frames: predicted frames F (default ``training.frames_to_generate``).
+        sampler: solver, steps and warm start of the rollout.
+        samples: K stochastic predictions per clip.
+        clips_per_video: evenly spaced clips per video (default
+            ``data.eval_clips_per_video``).
+        batch_size: clips per batch (default ``data.eval_batch_size`` or
+            ``data.batch_size``).
+        i3d: TorchScript I3D file; with it, FVD is computed (needs >= 2 clips).
+        seed: seeds the sampling noise and context draws.
+        max_clips: use only the first ``max_clips`` clips.
+        progress: show a tqdm bar over batches.
+
+    Raises :class:`CheckpointError` for a missing or non-river checkpoint and
+    :class:`DataError` for a missing split or videos too short for one clip.
+    """
+    from framecast.eval.fvd import fvd as fvd_distance
+    from framecast.eval.fvd import i3d_features, load_i3d
+    from framecast.eval.lpips import load_stlpips
+
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if max_clips is not None and max_clips < 1:
+        raise ValueError(f"max_clips must be >= 1 or None, got {max_clips}")
+    device = torch.device(device)
+    pipeline = load_river(run, which=which, device=device)
+    config = pipeline.config
+    assert config is not None  # load_river sets it
+    context = context if context is not None else config.training.condition_frames
+    frames = frames if frames is not None else config.training.frames_to_generate
+    if context < 1 or frames < 1:
+        raise ValueError(f"context and frames must be >= 1, got {context} and {frames}")
+    clips_per_video = clips_per_video or config.data.eval_clips_per_video
+    batch_size = batch_size or config.data.eval_batch_size or config.data.batch_size
+    threshold = config.training.smoke_threshold
+
+    dataset: Any = ClipDataset(
+        split_dir(data_root, split),
+        num_frames=context + frames,
+        frame_stride=config.data.frame_stride,
+        image_size=pipeline.image_size,
+        train=False,
+        clips_per_video=clips_per_video,
+    )
+    if max_clips is not None and max_clips < len(dataset):
+        dataset = Subset(dataset, range(max_clips))
+    num_clips = len(dataset)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    detector = load_i3d(i3d, device) if i3d is not None else None
+    if detector is not None and num_clips < 2:
+        raise DataError(f"FVD needs at least 2 clips; split {split!r} gives {num_clips}")
+
+    lpips_net = load_stlpips("alex", device)
+    fns = _frame_metrics(threshold, lambda p, t: lpips_net(p, t).float())
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in fns} for m in METHODS}
+    best_of_k: list[Tensor] = []
+    feats: dict[str, list[Tensor]] = {m: [] for m in ("truth", *METHODS)}
+    shown: list[tuple[Tensor, Tensor, Tensor]] = []
+    predict_seconds = 0.0
+    nfe_per_frame = float("nan")
+
+    for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress, unit="batch"):
+        clip = batch["frames"].to(device)
+        ctx, truth = clip[:, :context], clip[:, context:]
+        b = clip.shape[0]
+        _sync(device)
+        start = time.perf_counter()
+        prediction = pipeline.predict(ctx, frames, sampler, samples=samples, generator=generator)
+        _sync(device)
+        predict_seconds += time.perf_counter() - start
+        nfe_per_frame = prediction.nfe_per_frame
+        pred = prediction.frames.float().clamp(-1, 1)  # (B, K, F, 3, H, W)
+
+        truth_k = truth[:, None].expand_as(pred)
+        river = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
+        for name, v in river.items():
+            values["river"][name].append(v)
+        if samples > 1:
+            psnr_k = river["psnr"].reshape(b, samples, frames)
+            best = psnr_k.mean(dim=2).argmax(dim=1)  # (B,)
+            best_of_k.append(psnr_k[torch.arange(b), best])
+        copy_last = ctx[:, -1:].expand_as(truth)
+        recon = pipeline.decode(pipeline.encode(truth)).float().clamp(-1, 1)
+        for method, guess in (("copy_last", copy_last), ("autoencoder", recon)):
+            for name, v in _measure(fns, guess, truth).items():
+                values[method][name].append(v)
+
+        if detector is not None:
+            feats["truth"].append(i3d_features(detector, clip, batch_size))
+            ctx_k = ctx[:, None].expand(-1, samples, -1, -1, -1, -1)
+            river_clips = torch.cat([ctx_k, pred.to(ctx.dtype)], dim=2).flatten(0, 1)
+            feats["river"].append(i3d_features(detector, river_clips, batch_size))
+            for method, guess in (("copy_last", copy_last), ("autoencoder", recon)):
+                video = torch.cat([ctx, guess.to(ctx.dtype)], dim=1)
+                feats[method].append(i3d_features(detector, video, batch_size))
+        for i in range(min(b, SAMPLE_CLIPS - len(shown))):
+            shown.append((ctx[i].cpu(), truth[i].cpu(), pred[i, 0].cpu()))
+
+    metrics: dict[str, dict[str, list[float]]] = {}
+    for method, by_name in values.items():
+        metrics[method] = {
+            name: torch.nanmean(torch.cat(v), dim=0).tolist() for name, v in by_name.items()
+        }
+    if best_of_k:
+        metrics["river"]["psnr_best_of_k"] = torch.nanmean(torch.cat(best_of_k), dim=0).tolist()
+    means = {
+        method: {name: _mean(v) for name, v in by_name.items()}
+        for method, by_name in metrics.items()
+    }
+    fvds: dict[str, float] = {}
+    if detector is not None:
+        real = torch.cat(feats["truth"])
+        fvds = {m: fvd_distance(real, torch.cat(feats[m])) for m in METHODS}
+
+    out = Path(out) if out is not None else _default_out(pipeline, run, split)
+    result = EvaluationResult(
+        run=str(run),
+        checkpoint=str(pipeline.checkpoint),
+        split=split,
+        out=out,
+        context_frames=context,
+        frames=frames,
+        samples=samples,
+        num_clips=num_clips,
+        sampler=sampler.to_dict(),
+        nfe_per_frame=float(nfe_per_frame),
+        seconds_per_frame=predict_seconds / (num_clips * samples * frames),
+        seed=seed,
+        metrics=metrics,
+        means=means,
+        fvd=fvds,
+    )
+    result.files = write_results(result, shown)
+    return result
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over horizons, leaving out NaN horizons (NaN if all are)."""
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def write_results(
+    result: EvaluationResult, shown: list[tuple[Tensor, Tensor, Tensor]]
+) -> dict[str, Path]:
+    """Write metrics.json, per_horizon.csv, per_horizon.png and samples.png into result.out."""
+    out = result.out
+    files = {
+        "metrics": out / "metrics.json",
+        "csv": out / "per_horizon.csv",
+        "plot": out / "per_horizon.png",
+    }
+    atomic_write_text(
+        files["metrics"], json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+    )
+    atomic_write_text(files["csv"], _csv_text(result))
+    _plot(result, files["plot"])
+    if shown:
+        files["samples"] = out / "samples.png"
+        rows, labels = [], []
+        for i, (ctx, truth, pred) in enumerate(shown):
+            rows += [to_uint8_images(ctx), to_uint8_images(truth), to_uint8_images(pred)]
+            labels += [f"{i} context", f"{i} truth", f"{i} river"]
+        save_image_grid(rows, files["samples"], labels=labels)
+    return files
+
+
+def _csv_text(result: EvaluationResult) -> str:
+    """One row per method × horizon; a column per metric (empty where not measured)."""
+    names = list(dict.fromkeys(m for by in result.metrics.values() for m in by))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "horizon", *names])
+    for method, by_metric in result.metrics.items():
+        for h in range(result.frames):
+            cells = [repr(float(by_metric[n][h])) if n in by_metric else "" for n in names]
+            writer.writerow([method, h + 1, *cells])
+    return buffer.getvalue()
+
+
+def _plot(result: EvaluationResult, path: Path) -> None:
+    plt = _pyplot()
+    names = list(dict.fromkeys(m for by in result.metrics.values() for m in by))
+    cols = min(4, len(names))
+    nrows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+    horizons = list(range(1, result.frames + 1))
+    for ax, name in zip(axes.flat, names):
+        for method, by_metric in result.metrics.items():
+            if name in by_metric:
+                ax.plot(horizons, by_metric[name], marker=".", label=method)
+        arrow = "↑" if HIGHER_IS_BETTER.get(name, True) else "↓"
+        ax.set_title(f"{name} {arrow}", fontsize=9)
+        ax.set_xlabel("horizon (frames ahead)", fontsize=8)
+        ax.set_xticks(horizons)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(f"{result.split}: {result.num_clips} clips, {result.samples} sample(s)")
+    fig.tight_layout()
+    _save(fig, path)

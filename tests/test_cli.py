@@ -17,6 +17,8 @@ SUBCOMMANDS = [
     ["train"],
     ["reconstruct"],
     ["encode"],
+    ["generate"],
+    ["evaluate"],
     ["demo"],
 ]
 
@@ -26,7 +28,7 @@ def test_help_lists_subcommands(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for name in ("data", "train", "reconstruct", "encode", "demo"):
+    for name in ("data", "train", "reconstruct", "encode", "generate", "evaluate", "demo"):
         assert name in out
 
 
@@ -107,3 +109,37 @@ def test_console_script_installed():
         [sys.executable, "-m", "framecast.cli", "--version"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_generate_and_evaluate_commands(tiny_river_run, tiny_dataset, tmp_path, capsys):
+    gif = tmp_path / "out.gif"
+    shard = tiny_dataset / "test" / "part-00000.fcshard"
+    args = ["--run", str(tiny_river_run), "--steps", "2", "--warm-start", "0.1", "--no-progress"]
+    assert main(["generate", *args, "--input", str(shard), "--out", str(gif), "--frames", "2"]) == 0
+    assert gif.is_file() and "NFE" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    code = main(
+        ["evaluate", *args, "--data", str(tiny_dataset), "--max-clips", "2", "--out", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "copy_last" in printed and str(out) in printed
+    assert (out / "metrics.json").is_file()
+
+
+def test_bad_sampler_option_is_one_line_error(tiny_river_run, tmp_path, capsys):
+    code = main(
+        [
+            "generate",
+            "--run",
+            str(tiny_river_run),
+            "--input",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "x.gif"),
+            "--warm-start",
+            "1.5",
+        ]
+    )
+    assert code == 2
+    assert "warm_start" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from framecast import __version__
-from framecast.errors import FramecastError
+from framecast.errors import ConfigError, FramecastError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -142,6 +142,105 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     )
     print(result.format())
     return EXIT_OK
+
+
+def _sampler(args: argparse.Namespace):
+    from framecast.flow.sampling import SamplerConfig
+    from framecast.flow.solvers import SolverConfig
+
+    try:
+        return SamplerConfig(
+            SolverConfig(args.solver, args.steps, atol=args.tolerance, rtol=args.tolerance),
+            warm_start=args.warm_start,
+            past_horizon=args.past_horizon,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sampler options: {exc}") from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from framecast.eval.generate import generate
+
+    result = generate(
+        args.run,
+        args.input,
+        args.out,
+        context=args.context,
+        frames=args.frames,
+        sampler=_sampler(args),
+        samples=args.samples,
+        video=args.video,
+        seed=args.seed,
+        fps=args.fps,
+        device=args.device,
+        progress=not args.no_progress,
+        which=args.which,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from framecast.eval.evaluate import evaluate
+
+    result = evaluate(
+        args.run,
+        args.data,
+        split=args.split,
+        out=args.out,
+        context=args.context,
+        frames=args.frames,
+        sampler=_sampler(args),
+        samples=args.samples,
+        clips_per_video=args.clips_per_video,
+        batch_size=args.batch_size,
+        i3d=args.i3d,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+        max_clips=args.max_clips,
+        which=args.which,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by generate and evaluate: the run, the sampler, seeds, device."""
+    from framecast.flow.solvers import SOLVERS
+
+    parser.add_argument("--run", required=True, help="river run directory or checkpoint")
+    parser.add_argument(
+        "--which", choices=["best", "last"], default="best", help="checkpoint of the run"
+    )
+    parser.add_argument(
+        "--context", type=_positive_int, help="observed frames (default training.condition_frames)"
+    )
+    parser.add_argument(
+        "--frames",
+        type=_positive_int,
+        help="frames to predict (default training.frames_to_generate)",
+    )
+    parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver")
+    parser.add_argument(
+        "--steps", type=_positive_int, default=10, help="solver steps from the warm start to t = 1"
+    )
+    parser.add_argument(
+        "--warm-start",
+        type=float,
+        default=0.0,
+        help="s in [0, 1): start at t = s from the previous frame",
+    )
+    parser.add_argument(
+        "--past-horizon",
+        type=_positive_int,
+        help="draw contexts from at most this many frames back (default: as in training)",
+    )
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="atol = rtol of dopri5")
+    parser.add_argument("--samples", type=_positive_int, default=1, help="K stochastic futures")
+    parser.add_argument("--seed", type=int, default=0, help="seed of noise and context draws")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -300,6 +399,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enc.add_argument("--no-progress", action="store_true", help="no progress bar")
     enc.set_defaults(func=cmd_encode)
+
+    gen = commands.add_parser(
+        "generate", help="predict future frames of a video with a river run (GIF/MP4 + PNG strip)"
+    )
+    gen.add_argument(
+        "--input", required=True, help="video file, frame folder, or folder/shard of videos"
+    )
+    gen.add_argument("--out", required=True, help="output animation: .gif or .mp4")
+    gen.add_argument("--video", help="which video of a folder/shard: index or id (default first)")
+    gen.add_argument("--fps", type=_positive_int, default=8, help="frames per second")
+    _add_sampling_args(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    ev = commands.add_parser(
+        "evaluate", help="per-horizon metrics of a river run against baselines on a split"
+    )
+    ev.add_argument("--data", required=True, help="dataset folder (with train/ val/ test/)")
+    ev.add_argument("--split", default="test", help="split to evaluate (default test)")
+    ev.add_argument("--out", help="output folder (default RUN/eval/SPLIT)")
+    ev.add_argument(
+        "--clips-per-video",
+        type=_positive_int,
+        help="clips per video (default data.eval_clips_per_video)",
+    )
+    ev.add_argument("--max-clips", type=_positive_int, help="evaluate only the first N clips")
+    ev.add_argument("--batch-size", type=_positive_int, help="clips per batch")
+    ev.add_argument("--i3d", help="TorchScript I3D (i3d_torchscript.pt) to compute FVD")
+    _add_sampling_args(ev)
+    ev.set_defaults(func=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the pipeline on freshly simulated smoke")
     demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -68,6 +68,13 @@ class RiverPipeline(torch.nn.Module):
         self.checkpoint: Path | None = None
 
     @property
+    def trained_horizon(self) -> int:
+        """Largest context-to-reference distance seen in training: num_observations - 2."""
+        if self.config is None:
+            raise ValueError("pipeline has no training config")
+        return max(1, self.config.training.num_observations - 2)
+
+    @property
     def device(self) -> torch.device:
         return next(self.vector_field.parameters()).device
 
@@ -100,7 +107,13 @@ class RiverPipeline(torch.nn.Module):
         generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> RolloutResult:
-        """:func:`rollout` with this pipeline's vector field and path."""
+        """:func:`rollout` with this pipeline's vector field and path.
+
+        A sampler without ``past_horizon`` draws contexts only as far back as training did
+        (tau <= num_observations - 2): the distance embedding never saw larger tau.
+        """
+        if sampler.past_horizon is None and self.config is not None:
+            sampler = replace(sampler, past_horizon=self.trained_horizon)
         return rollout(
             self.vector_field,
             context_latents,

@@ -25,7 +25,7 @@ from framecast.config.river import RiverConfig
 from framecast.data.dataset import make_dataloader, split_dir
 from framecast.data.latent_cache import model_fingerprint, read_cache_info
 from framecast.data.latent_dataset import make_latent_dataloader
-from framecast.errors import ConfigError
+from framecast.errors import ConfigError, DataError
 from framecast.eval.metrics import psnr
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.flow.path import CondOTPath
@@ -69,6 +69,15 @@ def load_stage1(config: Config) -> LoadedAutoencoder:
     return loaded
 
 
+def _suggested_smoke_threshold(config: Config) -> float | None:
+    """The threshold ``framecast encode`` derived from the frames' smoke, if cached."""
+    try:
+        info = read_cache_info(config.data.root) if config.data.root else None
+    except DataError:
+        return None
+    return ((info or {}).get("smoke") or {}).get("suggested_smoke_threshold")
+
+
 class RiverModule(FramecastModule):
     kind = "river"
 
@@ -81,6 +90,7 @@ class RiverModule(FramecastModule):
         self.image_size = stage1.image_size
         self.model = VectorFieldRegressor.from_config(cfg.vector_field_regressor)
         self.path = CondOTPath(cfg.sigma)
+        self._suggested_threshold = _suggested_smoke_threshold(config)
         self._recent_smoke_ratio: deque[float] = deque(maxlen=SMOKE_RATIO_WINDOW)
         self._smoke_ratio_warned = False
         self._sample_batch: torch.Tensor | None = None
@@ -142,11 +152,17 @@ class RiverModule(FramecastModule):
             self._smoke_ratio_warned = True
             threshold = self.config.training.smoke_threshold
             side = "below" if mean < low else "above"
+            hint = (
+                f"; the latent cache suggests {self._suggested_threshold:.2f} "
+                f"({self.config.data.root}/latents/cache.json)"
+                if self._suggested_threshold is not None
+                else ""
+            )
             warnings.warn(
                 f"smoke ratio stayed {side} {low if mean < low else high} over the last "
                 f"{SMOKE_RATIO_WINDOW} steps (mean {mean:.3f}): training.smoke_threshold={threshold} "
                 "is probably wrong for these latents; smoke weighting "
-                f"{'hardly applies' if mean < low else 'covers most pixels'}",
+                f"{'hardly applies' if mean < low else 'covers most pixels'}{hint}",
                 SmokeRatioWarning,
                 stacklevel=2,
             )

@@ -15,4 +15,7 @@ def test_quick_demo_writes_report(tmp_path, capsys):
     assert "| psnr |" in report and "| lpips |" in report
     assert (out / "autoencoder" / "samples" / "reconstruct_test.png").is_file()
     assert (out / "autoencoder" / "loss_curves.png").is_file()
+    assert "## Stage 2: RIVER" in report and "| copy_last |" in report and "| river |" in report
+    assert (out / "prediction.gif").is_file()
+    assert (out / "river" / "eval" / "test" / "metrics.json").is_file()
     assert f"results: {out / 'report.md'}" in capsys.readouterr().out

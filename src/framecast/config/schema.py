@@ -73,6 +73,13 @@ class TrainingConfig(Section):
     smoke_weight: float = Field(5.0, ge=0)
     background_weight: float = Field(1.0, ge=0)
     smoke_threshold: float = Field(0.1, ge=0)
+    # Warm start (sweep phases): model weights only, from another run of the same kind.
+    init_from: str | None = Field(
+        None, description="run directory or checkpoint whose model weights start this run"
+    )
+    init_which: Literal["best", "last"] = Field(
+        "best", description="checkpoint of an init_from run directory"
+    )
 
     @field_validator("precision", mode="before")
     @classmethod

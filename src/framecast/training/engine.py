@@ -22,10 +22,10 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 
-from framecast.checkpoint import read_checkpoint
+from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_checkpoint
 from framecast.config import Config, validate_config
 from framecast.config.loader import apply_overrides
-from framecast.errors import ConfigError
+from framecast.errors import CheckpointError, ConfigError
 from framecast.training.checkpoint import AtomicCheckpointIO
 from framecast.training.loggers import RunCSVLogger, read_metrics_csv
 from framecast.training.run import RunDir, default_run_name, prepare_run_dir
@@ -73,6 +73,27 @@ def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> tu
         )
     config = validate_config(apply_overrides(stored, overrides), str(run.last_checkpoint))
     return config, int(ckpt.get("global_step", 0))
+
+
+def init_model_weights(module: pl.LightningModule, config: Config) -> Path:
+    """Load ``training.init_from``'s model weights (only) into ``module.model``.
+
+    The checkpoint must hold the same model kind and matching shapes; optimiser state,
+    step and schedule start fresh (a resumed run never re-initialises).
+    """
+    t = config.training
+    path = resolve_checkpoint(t.init_from, which=t.init_which)
+    ckpt = read_checkpoint(path, expected_kind=config.model.kind)
+    state = model_state_dict(ckpt)
+    try:
+        module.model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(
+            f"training.init_from {t.init_from}: weights of {path} do not fit this config's "
+            f"model ({first}); the model sections must describe the same architecture"
+        ) from None
+    return path
 
 
 def _trainer_devices(num_gpus: int, num_nodes: int) -> dict:
@@ -126,6 +147,8 @@ def train(
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
     module = task.build_module(config)
+    if t.init_from is not None and not resume:
+        init_model_weights(module, config)
     datamodule = task.build_datamodule(config)
 
     if not fast_dev_run:

@@ -200,6 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_clips=args.max_clips,
         which=args.which,
+        smoke_threshold=args.smoke_threshold,
     )
     print(result.format())
     return EXIT_OK
@@ -426,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-clips", type=_positive_int, help="evaluate only the first N clips")
     ev.add_argument("--batch-size", type=_positive_int, help="clips per batch")
     ev.add_argument("--i3d", help="TorchScript I3D (i3d_torchscript.pt) to compute FVD")
+    ev.add_argument(
+        "--smoke-threshold",
+        type=float,
+        default=0.1,
+        help="frame brightness in [0, 1] above which a pixel is smoke (smoke metrics)",
+    )
     _add_sampling_args(ev)
     ev.set_defaults(func=cmd_evaluate)
 

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from framecast.data.dataset import ClipDataset, split_dir
+from framecast.data.latent_cache import FRAME_SMOKE_THRESHOLD
 from framecast.errors import DataError
 from framecast.eval import metrics as M
 from framecast.eval.plots import _pyplot, _save, save_image_grid, to_uint8_images
@@ -96,6 +97,7 @@ class EvaluationResult:
     means: dict[str, dict[str, float]]
     fvd: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    smoke_threshold: float = FRAME_SMOKE_THRESHOLD
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` content; non-finite numbers become null (strict JSON)."""
@@ -111,6 +113,7 @@ class EvaluationResult:
             "nfe_per_frame": self.nfe_per_frame,
             "seconds_per_frame": self.seconds_per_frame,
             "seed": self.seed,
+            "smoke_threshold": self.smoke_threshold,
             "horizons": list(range(1, self.frames + 1)),
             "methods": {
                 method: {
@@ -218,6 +221,7 @@ def evaluate(
     progress: bool = True,
     max_clips: int | None = None,
     which: str = "best",
+    smoke_threshold: float = FRAME_SMOKE_THRESHOLD,
 ) -> EvaluationResult:
     """Evaluate the river run ``run`` on ``split`` of the dataset at ``data_root``.
 
@@ -237,6 +241,9 @@ def evaluate(
         seed: seeds the sampling noise and context draws.
         max_clips: use only the first ``max_clips`` clips.
         progress: show a tqdm bar over batches.
+        smoke_threshold: frame-space smoke: mean brightness on [0, 1] above this, for
+            smoke_psnr and background_hallucination. (``training.smoke_threshold`` is a
+            latent-norm threshold and means something else.)
 
     Raises :class:`CheckpointError` for a missing or non-river checkpoint and
     :class:`DataError` for a missing split or videos too short for one clip.
@@ -259,7 +266,7 @@ def evaluate(
         raise ValueError(f"context and frames must be >= 1, got {context} and {frames}")
     clips_per_video = clips_per_video or config.data.eval_clips_per_video
     batch_size = batch_size or config.data.eval_batch_size or config.data.batch_size
-    threshold = config.training.smoke_threshold
+    threshold = smoke_threshold
 
     dataset: Any = ClipDataset(
         split_dir(data_root, split),
@@ -357,6 +364,7 @@ def evaluate(
         metrics=metrics,
         means=means,
         fvd=fvds,
+        smoke_threshold=threshold,
     )
     result.files = write_results(result, shown)
     return result

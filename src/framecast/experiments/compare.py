@@ -1,0 +1,443 @@
+"""``framecast compare``: rank runs by a primary metric and apply decision rules.
+
+Input: a sweep folder (``runs/<sweep>/``, with ``sweep.yaml`` and ``sweep_status.json``)
+or any folder of run directories. Output: a table of best and final value of every
+validation metric per run (terminal text, markdown, CSV), each decision rule's verdict
+per run, ``curves.png`` (all runs' validation curves overlaid) and ``samples.png`` (each
+run's latest sample PNG side by side). Failed runs appear as failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from framecast.errors import ConfigError
+from framecast.experiments.spec import DecisionRuleSpec, SweepSpec
+from framecast.training.loggers import read_metrics_csv
+from framecast.utils import atomic_path, atomic_write_text
+
+_HIGHER_IS_BETTER = ("psnr", "ssim", "acc", "iou", "accuracy", "f1")
+
+
+def metric_mode(metric: str, primary: str, primary_mode: str) -> str:
+    """min or max: the primary metric's mode, else a guess from the name (psnr, ssim: max)."""
+    if metric == primary:
+        return primary_mode
+    leaf = metric.rsplit("/", 1)[-1].lower()
+    return "max" if any(word in leaf for word in _HIGHER_IS_BETTER) else "min"
+
+
+@dataclass
+class RunSummary:
+    """One run's metrics: best and final value per metric, status, steps."""
+
+    name: str
+    run_dir: Path
+    status: str  # done | failed | running | pending | submitted | unknown
+    steps: int | None = None
+    best: dict[str, float] = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    rank: int | None = None
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def value(self, metric: str, which: str = "best") -> float | None:
+        return (self.best if which == "best" else self.final).get(metric)
+
+
+@dataclass
+class Verdict:
+    """A decision rule applied to one run."""
+
+    rule: str
+    run: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    verdict: str  # pass | fail | n/a
+    text: str  # the rule, e.g. "<= 1.02 * f1_rgb_only"
+    reason: str = ""
+
+
+@dataclass
+class Comparison:
+    """Runs ranked by the primary metric, with decision-rule verdicts and written files."""
+
+    source: Path
+    primary_metric: str
+    mode: str
+    runs: list[RunSummary]
+    metrics: list[str]
+    verdicts: list[Verdict] = field(default_factory=list)
+    rules: list[DecisionRuleSpec] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    # -- table ------------------------------------------------------------------------
+    def table(self, compact: bool = False, fmt=None) -> tuple[list[str], list[list[str]]]:
+        """Header and rows: rank, run, status, steps, then best/final of each metric.
+
+        ``compact`` (the terminal): best and final of the primary metric, best of four more.
+        """
+        columns = [(m, w) for m in self.metrics for w in ("best", "final")]
+        if compact:
+            others = _preferred(self.metrics[1:])[:4]
+            columns = [(self.primary_metric, "best"), (self.primary_metric, "final")]
+            columns += [(m, "best") for m in others]
+        header = ["rank", "run", "status", "steps", *(f"{m} {w}" for m, w in columns)]
+        rows = []
+        for run in self.runs:
+            row = [
+                str(run.rank) if run.rank is not None else "-",
+                run.name,
+                run.status,
+                str(run.steps) if run.steps is not None else "-",
+            ]
+            row += [(fmt or _fmt)(run.value(m, w)) for m, w in columns]
+            rows.append(row)
+        return header, rows
+
+    def verdict_table(self) -> tuple[list[str], list[list[str]]]:
+        header = ["rule", "run", "metric", "value", "rule text", "threshold", "verdict"]
+        rows = [
+            [
+                v.rule,
+                v.run,
+                v.metric,
+                _fmt(v.value),
+                v.text,
+                _fmt(v.threshold),
+                v.verdict + (f" ({v.reason})" if v.reason else ""),
+            ]
+            for v in self.verdicts
+        ]
+        return header, rows
+
+    def decisions(self) -> list[str]:
+        """One line per rule: which runs pass and which fail."""
+        lines = []
+        for rule in self.rules:
+            mine = [v for v in self.verdicts if v.rule == rule.name]
+            passed = [v.run for v in mine if v.verdict == "pass"]
+            failed = [v.run for v in mine if v.verdict == "fail"]
+            unknown = [v.run for v in mine if v.verdict == "n/a"]
+            what = rule.description or f"{rule.metric or self.primary_metric} {rule.rule}"
+            parts = [f"pass: {', '.join(passed) or 'none'}", f"fail: {', '.join(failed) or 'none'}"]
+            if unknown:
+                parts.append(f"n/a: {', '.join(unknown)}")
+            lines.append(f"{rule.name} ({what}): " + "; ".join(parts))
+        return lines
+
+    @property
+    def winner(self) -> RunSummary | None:
+        ranked = [r for r in self.runs if r.rank == 1]
+        return ranked[0] if ranked else None
+
+    def format(self) -> str:
+        """Terminal text: aligned table, verdicts, decisions, files."""
+        header, rows = self.table(compact=True)
+        lines = [
+            f"{self.source}: {len(self.runs)} runs ranked by {self.primary_metric} ({self.mode})",
+            *_aligned(header, rows),
+        ]
+        if self.verdicts:
+            lines += ["", "decision rules:", *_aligned(*self.verdict_table())]
+            lines += ["", *self.decisions()]
+        if self.winner is not None:
+            lines.append(f"best run: {self.winner.name}")
+        for kind, path in self.files.items():
+            lines.append(f"{kind}: {path}")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        header, rows = self.table()
+        out = [
+            f"# Comparison: {self.source.name}",
+            "",
+            f"Ranked by `{self.primary_metric}` ({self.mode}); best = best value over "
+            "validations, final = last logged value.",
+            "",
+            *_markdown(header, rows),
+        ]
+        if self.verdicts:
+            out += ["", "## Decision rules", "", *_markdown(*self.verdict_table()), ""]
+            out += [f"- {line}" for line in self.decisions()]
+        if "curves" in self.files:
+            out += ["", f"![curves]({self.files['curves'].name})"]
+        if "samples" in self.files:
+            out += ["", f"![samples]({self.files['samples'].name})"]
+        return "\n".join(out) + "\n"
+
+    def to_csv(self) -> str:
+        header, rows = self.table(fmt=lambda v: "" if v is None else repr(float(v)))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([*header, "error"])
+        for run, row in zip(self.runs, rows):
+            writer.writerow([*(c if c != "-" else "" for c in row), run.error or ""])
+        return buffer.getvalue()
+
+
+_PREFERRED = ("val/loss", "train/loss", "val/psnr", "val/ssim", "val/lpips", "val/mse")
+
+
+def _preferred(metrics: list[str]) -> list[str]:
+    """``metrics`` with the commonly read ones first."""
+    first = [m for m in _PREFERRED if m in metrics]
+    return first + [m for m in metrics if m not in first]
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.5g}"
+
+
+def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    return [
+        "| " + " | ".join(esc(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(esc(c) for c in row) + " |" for row in rows),
+    ]
+
+
+# -- collecting runs -----------------------------------------------------------------------
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / name).exists() for name in ("config.yaml", "metrics.csv", "checkpoints")
+    )
+
+
+def _summarise(name: str, run_dir: Path, status: dict[str, Any], primary: str, mode: str):
+    rows = read_metrics_csv(run_dir / "metrics.csv")
+    entry = status.get(name, {})
+    state = entry.get("status") or (
+        "done" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "unknown"
+    )
+    summary = RunSummary(
+        name=name, run_dir=run_dir, status=state, error=entry.get("error"), rows=rows
+    )
+    if rows:
+        summary.steps = int(max(r.get("step", 0) for r in rows))
+    if entry.get("global_step") is not None:
+        summary.steps = int(entry["global_step"])
+    keys = sorted(
+        {k for r in rows for k in r if k.startswith("val/")} | ({primary} if rows else set())
+    )
+    for key in keys:
+        values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
+        if not values:
+            continue
+        pick = min if metric_mode(key, primary, mode) == "min" else max
+        summary.best[key] = pick(values)
+        summary.final[key] = values[-1]
+    return summary
+
+
+def _load_sweep_spec(folder: Path) -> SweepSpec | None:
+    from framecast.experiments.spec import load_spec
+    from framecast.experiments.sweep import SPEC_FILE
+
+    path = folder / SPEC_FILE
+    return load_spec(path) if path.is_file() else None
+
+
+def compare(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    spec: str | os.PathLike | None = None,
+    primary_metric: str | None = None,
+    mode: str | None = None,
+    plots: bool = True,
+) -> Comparison:
+    """Compare the runs of a sweep folder or of a folder of runs; write table and plots.
+
+    ``out_dir`` defaults to ``PATH/compare``. ``spec`` (a sweep spec) supplies the primary
+    metric and decision rules when ``PATH`` has no ``sweep.yaml``; ``primary_metric`` and
+    ``mode`` override both.
+    """
+    from framecast.experiments.spec import load_spec
+    from framecast.experiments.sweep import read_status
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(f"compare: {folder} is not a folder of runs or a sweep folder")
+    sweep_spec = load_spec(spec) if spec is not None else _load_sweep_spec(folder)
+    status = read_status(folder).get("runs", {})
+    primary = primary_metric or (sweep_spec.primary_metric if sweep_spec else "val/loss")
+    the_mode = mode or (sweep_spec.mode if sweep_spec else "min")
+    if the_mode not in ("min", "max"):
+        raise ConfigError(f"compare: mode {the_mode!r}; expected min or max")
+
+    if _is_run_dir(folder) and not status:
+        names = [folder.name]
+        folder_of = {folder.name: folder}
+    else:
+        names = list(status)  # sweep order first
+        names += sorted(p.name for p in folder.iterdir() if _is_run_dir(p) and p.name not in status)
+        folder_of = {n: folder / n for n in names}
+    if not names:
+        raise ConfigError(f"compare: {folder} holds no run directories (config.yaml/metrics.csv)")
+    runs = [_summarise(n, folder_of[n], status, primary, the_mode) for n in names]
+
+    # Rank: runs with the primary metric by its best value, then the rest (failed last).
+    scored = [r for r in runs if r.best.get(primary) is not None and r.status != "failed"]
+    scored.sort(key=lambda r: r.best[primary], reverse=the_mode == "max")
+    for i, run in enumerate(scored, start=1):
+        run.rank = i
+    rest = [r for r in runs if r not in scored]
+    rest.sort(key=lambda r: r.status == "failed")
+    runs = scored + rest
+
+    metrics = [primary] + _preferred(sorted({k for r in runs for k in r.best} - {primary}))
+    rules = list(sweep_spec.decision_rules) if sweep_spec else []
+    comparison = Comparison(
+        source=folder,
+        primary_metric=primary,
+        mode=the_mode,
+        runs=runs,
+        metrics=metrics,
+        rules=rules,
+    )
+    comparison.verdicts = [v for rule in rules for v in _apply_rule(rule, runs, primary)]
+
+    out = Path(out_dir) if out_dir is not None else folder / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    if plots:
+        panels = [primary, *_preferred([m for m in metrics if m != primary] + ["train/loss"])]
+        curves = plot_run_curves(runs, out / "curves.png", panels[:6])
+        if curves is not None:
+            comparison.files["curves"] = curves
+        samples = sample_grid(runs, out / "samples.png")
+        if samples is not None:
+            comparison.files["samples"] = samples
+    comparison.files = {
+        "table": out / "comparison.md",
+        "csv": out / "comparison.csv",
+        **comparison.files,
+    }
+    atomic_write_text(out / "comparison.csv", comparison.to_csv())
+    atomic_write_text(out / "comparison.md", comparison.to_markdown())
+    return comparison
+
+
+def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) -> list[Verdict]:
+    parsed = rule.parsed
+    metric = rule.metric or primary
+    by_name = {r.name: r for r in runs}
+    values = {r.name: r.value(metric, rule.value) for r in runs if r.status != "failed"}
+    judged = (
+        rule.runs
+        if rule.runs is not None
+        else [r.name for r in runs if r.name not in parsed.references]
+    )
+    out = []
+    for name in judged:
+        run = by_name.get(name)
+        verdict = Verdict(rule.name, name, metric, None, None, "n/a", rule.rule)
+        if run is None:
+            verdict.reason = "no such run"
+        elif run.status == "failed":
+            verdict.reason = "run failed"
+        elif run.value(metric, rule.value) is None:
+            verdict.reason = f"no {metric}"
+        else:
+            verdict.value = run.value(metric, rule.value)
+            try:
+                ok, verdict.threshold = parsed.check(verdict.value, values)
+                verdict.verdict = "pass" if ok else "fail"
+            except KeyError as exc:
+                verdict.reason = f"reference run {exc.args[0]} has no {metric}"
+            except ZeroDivisionError:
+                verdict.reason = "division by zero"
+        out.append(verdict)
+    return out
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+
+def plot_run_curves(runs: list[RunSummary], path: Path, metrics: list[str]) -> Path | None:
+    """One panel per metric, one line per run (step on x); None when nothing was logged."""
+    metrics = [m for m in dict.fromkeys(metrics) if any(m in row for r in runs for row in r.rows)]
+    if not metrics:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(metrics))
+    nrows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.5 * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for run in runs:
+            pts = [
+                (row["step"], row[metric]) for row in run.rows if metric in row and "step" in row
+            ]
+            pts = [(x, y) for x, y in pts if math.isfinite(y)]
+            if pts:
+                x, y = zip(*pts)
+                label = run.name + (" (failed)" if run.status == "failed" else "")
+                ax.plot(x, y, marker="o" if len(pts) < 30 else None, label=label)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def latest_sample(run_dir: Path) -> Path | None:
+    """The newest PNG in ``run_dir/samples`` (by step in the name, then modification time)."""
+    pngs = list((run_dir / "samples").glob("*.png"))
+    if not pngs:
+        return None
+    return max(pngs, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def sample_grid(runs: list[RunSummary], path: Path) -> Path | None:
+    """Each run's latest sample PNG side by side, run names above; None when there are none."""
+    from PIL import Image, ImageDraw
+
+    images = []
+    for run in runs:
+        sample = latest_sample(run.run_dir)
+        if sample is not None:
+            images.append((run.name, Image.open(sample).convert("RGB")))
+    if not images:
+        return None
+    pad, label_h = 6, 16
+    width = sum(im.width for _, im in images) + pad * (len(images) + 1)
+    height = max(im.height for _, im in images) + label_h + 2 * pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = pad
+    for name, image in images:
+        draw.text((x, pad // 2), name, fill=(0, 0, 0))
+        canvas.paste(image, (x, label_h + pad))
+        x += image.width + pad
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return path

@@ -1,0 +1,356 @@
+"""Sweep specs: a base config, a table (or grid) of experiments, ordered phases.
+
+A spec is YAML validated like a config (unknown keys fail, naming the key)::
+
+    name: phase1_4                  # default: the spec file's stem
+    base: ../f1_rgb_only.yaml       # relative to the spec file
+    overrides: [training.max_steps=6000]
+    experiments:                    # name -> overrides   (or `grid:`, not both)
+      f1_rgb_only: []
+      f2_rgb_seg: [model.seg_weight=0.05]
+    grid:                           # key -> values; one experiment per combination
+      model.latent_channels: [4, 8]
+    grid_labels: {model.latent_channels: c}   # run names c4, c8
+    phases:                         # optional; each phase starts from the previous one
+      - {name: 2a, overrides: [model.kl_weight=1e-5]}
+      - {name: 2b, from: best, overrides: [model.kl_weight=1e-4]}
+    resources: {gpus: 1, nodes: 1, cpus: 8, memory: 32G, time: "12:00", queue: gpu}
+    primary_metric: val/loss
+    mode: min
+    decision_rules:                 # see framecast.experiments.rules for the language
+      - {name: aux_helps, metric: val/loss, rule: "<= 1.02 * f1_rgb_only"}
+
+Run names: the experiment name, ``<experiment>_<phase>`` with phases, the phase name
+alone when there is no table. :func:`expand_sweep` turns a spec into its runs (name,
+phase, resolved config, predecessor) and validates every resolved config before
+anything runs; a phase's config gets ``training.init_from`` = its predecessor's run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from framecast.config import Config, apply_overrides, validate_config
+from framecast.config.loader import _format_errors, parse_override, read_yaml
+from framecast.errors import ConfigError
+from framecast.experiments.rules import Rule, RuleSyntaxError, parse_rule
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_name(value: str, what: str) -> str:
+    if not NAME.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} must be letters, digits, '_', '.', '-' (it names a run directory)"
+        )
+    return value
+
+
+def _check_overrides(values: list[str]) -> list[str]:
+    for text in values:
+        try:
+            parse_override(text)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return values
+
+
+class PhaseSpec(_Section):
+    """One phase: its own overrides; it starts from the previous phase's checkpoint."""
+
+    name: str
+    overrides: list[str] = []
+    from_: Literal["best", "last"] = Field("best", alias="from")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "phase name")
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, value: list[str]) -> list[str]:
+        return _check_overrides(value)
+
+
+class ResourceSpec(_Section):
+    """Cluster resources of every job (``#BSUB`` / ``#SBATCH`` lines)."""
+
+    gpus: NonNegativeInt = Field(1, description="GPUs per node (0: CPU job)")
+    nodes: PositiveInt = 1
+    cpus: PositiveInt = Field(4, description="CPU cores per GPU process (per job when gpus=0)")
+    memory: str | None = Field(None, description="per node, e.g. 32G")
+    time: str | None = Field(None, description="wall-clock limit H:MM or H:MM:SS")
+    queue: str | None = Field(None, description="LSF queue")
+    partition: str | None = Field(None, description="Slurm partition")
+    account: str | None = Field(None, description="LSF project (-P) / Slurm account (-A)")
+    lsf_extra: list[str] = Field([], description="extra '#BSUB' options, e.g. '-R select[a100]'")
+    slurm_extra: list[str] = Field([], description="extra '#SBATCH' options, e.g. '--qos=high'")
+    setup: list[str] = Field([], description="shell lines before the command (module load ...)")
+    command_prefix: str | None = Field(
+        None, description="launcher before 'framecast' (default: srun for multi-process Slurm)"
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+(\.\d+)?[KMGT]?B?", str(value), re.I):
+            raise ValueError(f"expected an amount like 32G or 16000M, got {value!r}")
+        return None if value is None else str(value).upper().removesuffix("B")
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+:[0-5]\d(:[0-5]\d)?", str(value)):
+            raise ValueError(f"expected a wall-clock limit H:MM or H:MM:SS, got {value!r}")
+        return value
+
+
+class DecisionRuleSpec(_Section):
+    """Verdict per run: ``<its metric value> <rule>``, e.g. ``<= 1.02 * f1_rgb_only``."""
+
+    name: str
+    rule: str
+    metric: str | None = Field(None, description="default: the spec's primary_metric")
+    mode: Literal["min", "max"] | None = Field(None, description="default: the spec's mode")
+    value: Literal["best", "final"] = Field("best", description="which value of the metric")
+    runs: list[str] | None = Field(
+        None, description="runs judged (default: every run the rule does not refer to)"
+    )
+    description: str = ""
+
+    @field_validator("rule")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        try:
+            parse_rule(value)
+        except RuleSyntaxError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def parsed(self) -> Rule:
+        return parse_rule(self.rule)
+
+
+class SweepSpec(_Section):
+    """A sweep: base config + common overrides + experiments or grid (+ phases)."""
+
+    name: str | None = None
+    description: str = ""
+    base: str
+    overrides: list[str] = []
+    experiments: dict[str, list[str]] | None = None
+    grid: dict[str, list[Any]] | None = None
+    grid_labels: dict[str, str] = Field(
+        {}, description="short names of grid keys in run names (default: the key's last part)"
+    )
+    phases: list[PhaseSpec] | None = None
+    resources: ResourceSpec = ResourceSpec()
+    primary_metric: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    decision_rules: list[DecisionRuleSpec] = []
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, value: list[str]) -> list[str]:
+        return _check_overrides(value)
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiments(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, overrides in (value or {}).items():
+            _check_name(str(name), "experiment name")
+            _check_overrides(overrides or [])
+        if value is not None and not value:
+            raise ValueError("needs at least one experiment")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("needs at least one key")
+            for key, values in value.items():
+                if not values:
+                    raise ValueError(f"key {key!r} has no values")
+                _check_overrides([f"{key}={values[0]}"])
+        return value
+
+    @model_validator(mode="after")
+    def _one_table(self) -> SweepSpec:
+        if self.experiments is not None and self.grid is not None:
+            raise ValueError("give either 'experiments' or 'grid', not both")
+        if self.phases is not None:
+            if not self.phases:
+                raise ValueError("'phases' needs at least one phase")
+            names = [p.name for p in self.phases]
+            if len(set(names)) != len(names):
+                raise ValueError(f"phase names repeat: {names}")
+        return self
+
+
+@dataclass
+class SweepRun:
+    """One run of a sweep: a resolved config, and the run it starts from (phases)."""
+
+    name: str
+    experiment: str
+    phase: str | None
+    config: Config
+    overrides: list[str]
+    parent: str | None = None  # run name of the previous phase
+    parent_which: str = "best"
+    phase_index: int = 0
+
+
+@dataclass
+class Sweep:
+    """An expanded spec: its runs in execution order (phases in order within each experiment)."""
+
+    name: str
+    spec: SweepSpec
+    spec_path: Path
+    runs: list[SweepRun] = field(default_factory=list)
+
+    @property
+    def run_names(self) -> list[str]:
+        return [r.name for r in self.runs]
+
+    def run(self, name: str) -> SweepRun:
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise KeyError(name)
+
+
+def load_spec(path: str | os.PathLike) -> SweepSpec:
+    """Read and validate a spec file; ConfigError names the file and the key."""
+    path = Path(path)
+    raw = read_yaml(path)
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        message = _format_errors(exc, f"sweep spec {path}", SweepSpec)
+        raise ConfigError(message.replace("'from_'", "'from'")) from None
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _grid_experiments(grid: dict[str, list[Any]], labels: dict[str, str]) -> dict[str, list[str]]:
+    keys = list(grid)
+    out: dict[str, list[str]] = {}
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        parts = [f"{labels.get(k, k.split('.')[-1])}{_value_text(v)}" for k, v in zip(keys, combo)]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "", "_".join(parts))
+        out[name] = [f"{k}={_value_text(v)}" for k, v in zip(keys, combo)]
+    return out
+
+
+def expand_sweep(
+    spec_path: str | os.PathLike,
+    sweep_dir: str | os.PathLike | None = None,
+    extra_overrides: list[str] | None = None,
+) -> Sweep:
+    """Validate ``spec_path`` and resolve every run's config (ConfigError before any work).
+
+    ``sweep_dir`` is where the runs will live (phase configs point ``training.init_from``
+    into it); ``extra_overrides`` apply to every run last (command-line ``k=v``).
+    """
+    spec_path = Path(spec_path)
+    spec = load_spec(spec_path)
+    name = spec.name or spec_path.stem
+    _check_name_error(name, spec_path)
+    base_path = (spec_path.parent / spec.base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(
+            f"sweep spec {spec_path}: key 'base' has value {spec.base!r}: no config at {base_path}"
+        )
+    base_raw = read_yaml(base_path)
+    extra = list(extra_overrides or [])
+    for text in extra:
+        parse_override(text)
+    if spec.grid is not None:
+        experiments = _grid_experiments(spec.grid, spec.grid_labels)
+    elif spec.experiments is not None:
+        experiments = {k: list(v or []) for k, v in spec.experiments.items()}
+    else:
+        experiments = {"": []}
+    phases = spec.phases or [None]
+    sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / name
+    sweep = Sweep(name=name, spec=spec, spec_path=spec_path)
+    for experiment, exp_overrides in experiments.items():
+        previous: str | None = None
+        for index, phase in enumerate(phases):
+            run_name = "_".join(p for p in (experiment, phase.name if phase else "") if p)
+            overrides = [*spec.overrides, *exp_overrides]
+            if phase is not None:
+                overrides += phase.overrides
+            overrides += extra
+            if previous is not None:
+                overrides += [
+                    f"training.init_from={(sweep_dir / previous).resolve()}",
+                    f"training.init_which={phase.from_}",
+                ]
+            source = f"sweep spec {spec_path} (run {run_name})"
+            config = validate_config(apply_overrides(base_raw, overrides), source)
+            sweep.runs.append(
+                SweepRun(
+                    name=run_name,
+                    experiment=experiment,
+                    phase=phase.name if phase else None,
+                    config=config,
+                    overrides=overrides,
+                    parent=previous,
+                    parent_which=phase.from_ if phase else "best",
+                    phase_index=index,
+                )
+            )
+            previous = run_name
+    names = sweep.run_names
+    if len(set(names)) != len(names):
+        raise ConfigError(f"sweep spec {spec_path}: run names repeat: {names}")
+    for i, rule in enumerate(spec.decision_rules):
+        for ref in [*rule.parsed.references, *(rule.runs or [])]:
+            if ref not in names:
+                raise ConfigError(
+                    f"sweep spec {spec_path}: key 'decision_rules.{i}' ({rule.name}) refers to "
+                    f"run {ref!r}; runs of this sweep: {', '.join(names)}"
+                )
+    return sweep
+
+
+def _check_name_error(name: str, spec_path: Path) -> None:
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"sweep spec {spec_path}: key 'name' has value {name!r}: use letters, digits, '_', '.', '-'"
+        )

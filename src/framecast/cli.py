@@ -262,6 +262,42 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from framecast.experiments.sweep import run_sweep
+
+    extra = list(args.overrides)
+    if args.data is not None:
+        extra.append(f"data.root={args.data}")
+    if args.max_steps is not None:
+        extra.append(f"training.max_steps={args.max_steps}")
+    result = run_sweep(
+        args.spec,
+        runs_dir=args.runs_dir,
+        launcher=args.launcher,
+        submit=args.submit,
+        dry_run=args.dry_run,
+        extra_overrides=extra,
+        echo=print,
+    )
+    print(result.format())
+    return EXIT_OK if not result.failed else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from framecast.experiments.compare import compare
+
+    comparison = compare(
+        args.path,
+        out_dir=args.out,
+        spec=args.spec,
+        primary_metric=args.primary_metric,
+        mode=args.mode,
+        plots=not args.no_plots,
+    )
+    print(comparison.format())
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from framecast.demo import run_demo
 
@@ -435,6 +471,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sampling_args(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+    sw = commands.add_parser(
+        "sweep", help="run a sweep spec locally in order, or write/submit LSF or Slurm jobs"
+    )
+    sw.add_argument("spec", help="sweep spec YAML (e.g. configs/sweeps/phase1_4.yaml)")
+    sw.add_argument(
+        "--runs-dir", default="runs", help="runs go to RUNS_DIR/<sweep>/ (default runs/)"
+    )
+    sw.add_argument("--launcher", choices=["lsf", "slurm"], help="write cluster job scripts")
+    sw.add_argument("--submit", action="store_true", help="submit the job scripts (bsub/sbatch)")
+    sw.add_argument(
+        "--dry-run", action="store_true", help="write configs (and job scripts) only; run nothing"
+    )
+    sw.add_argument("--data", help="dataset folder for every run (sets data.root)")
+    sw.add_argument("--max-steps", type=int, help="sets training.max_steps of every run")
+    sw.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="overrides applied to every run, last"
+    )
+    sw.set_defaults(func=cmd_sweep)
+
+    cmp = commands.add_parser(
+        "compare", help="rank runs by a metric, apply decision rules, plot curves and samples"
+    )
+    cmp.add_argument("path", help="a sweep folder (runs/<sweep>) or a folder of run directories")
+    cmp.add_argument("--out", help="output folder (default PATH/compare)")
+    cmp.add_argument("--spec", help="sweep spec with primary metric and decision rules")
+    cmp.add_argument(
+        "--primary-metric", help="rank by this metric (default: the spec's or val/loss)"
+    )
+    cmp.add_argument("--mode", choices=["min", "max"], help="whether lower or higher is better")
+    cmp.add_argument("--no-plots", action="store_true", help="table only, no PNGs")
+    cmp.set_defaults(func=cmd_compare)
 
     demo = commands.add_parser("demo", help="run the pipeline on freshly simulated smoke")
     demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")

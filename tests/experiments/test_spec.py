@@ -1,0 +1,107 @@
+"""Sweep specs: the shipped ones expand; malformed ones fail before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from framecast.config.loader import read_yaml
+from framecast.errors import ConfigError
+from framecast.experiments.rules import RuleSyntaxError, parse_rule
+from framecast.experiments.spec import expand_sweep
+from framecast.experiments.sweep import run_sweep
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+EXPECTED = {
+    "phase1_4": ["f1_rgb_only", "f2_rgb_seg", "f3_rgb_seg_cls"],
+    "latent_shape": [f"c{c}_ds{d}" for c in (4, 8, 16) for d in (2, 3, 4)],
+    "kl_annealing": ["2a", "2b", "2c"],
+    "smoke_weights": ["aggressive", "balanced"],
+}
+
+
+def test_every_shipped_sweep_expands_into_valid_configs(tmp_path):
+    assert {p.stem for p in SWEEPS} == set(EXPECTED)
+    for path in SWEEPS:
+        sweep = expand_sweep(path, tmp_path / path.stem)
+        assert sweep.name == path.stem
+        assert sweep.run_names == EXPECTED[path.stem], path
+
+
+def test_phase1_4_reproduces_the_f_configs():
+    sweep = expand_sweep(REPO / "configs" / "sweeps" / "phase1_4.yaml")
+    for name in EXPECTED["phase1_4"]:
+        shipped = read_yaml(REPO / "configs" / f"{name}.yaml")["model"]
+        resolved = sweep.run(name).config.model.model_dump()
+        assert {k: resolved[k] for k in shipped} == shipped, name
+    rule = sweep.spec.decision_rules[0]
+    assert rule.parsed.references == ["f1_rgb_only"] and rule.metric == "val/mse"
+
+
+def test_shapes_kl_phases_and_smoke_weights(tmp_path):
+    shapes = expand_sweep(REPO / "configs" / "sweeps" / "latent_shape.yaml")
+    c16 = shapes.run("c16_ds4").config.model
+    assert (c16.latent_channels, c16.downsampling_steps) == (16, 4)
+    assert len(c16.resolved_channel_multipliers) == 5
+
+    kl = expand_sweep(REPO / "configs" / "sweeps" / "kl_annealing.yaml", tmp_path / "kl")
+    weights = [r.config.model.kl_weight for r in kl.runs]
+    assert weights == sorted(weights) and len(set(weights)) == 3
+    assert kl.runs[0].config.training.init_from is None
+    for prev, run in zip(kl.runs, kl.runs[1:]):
+        assert run.parent == prev.name
+        assert run.config.training.init_from == str((tmp_path / "kl" / prev.name).resolve())
+        assert run.config.training.init_which == "best"
+
+    smoke = expand_sweep(REPO / "configs" / "sweeps" / "smoke_weights.yaml")
+    got = {
+        r.name: (r.config.training.smoke_weight, r.config.training.smoke_threshold)
+        for r in smoke.runs
+    }
+    assert got == {"aggressive": (10.0, 0.05), "balanced": (3.0, 0.15)}
+
+
+BASE = str(REPO / "configs" / "f1_rgb_only.yaml")
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("base: BASE\nexperimnts: {a: []}\n", "unknown key 'experimnts'"),
+        ("base: BASE\nphases: [{name: p1, form: best}]\n", "unknown key 'phases.0.form'"),
+        ("base: BASE\nphases: [{name: p1, from: worst}]\n", "phases.0.from"),
+        ("base: BASE\nexperiments: {a: [training.lr]}\n", "experiments"),
+        ("base: BASE\nexperiments: {a: []}\ngrid: {training.lr: [1]}\n", "not both"),
+        ("base: nope.yaml\n", "key 'base'"),
+        ("base: BASE\nexperiments: {a: [model.latent_channels=-1]}\n", "model.latent_channels"),
+        ("base: BASE\ndecision_rules: [{name: r, rule: '1.02 * a'}]\n", "decision_rules.0.rule"),
+        ("base: BASE\ndecision_rules: [{name: r, rule: '<= __import__(1)'}]\n", "decision_rules"),
+        (
+            "base: BASE\nexperiments: {a: []}\ndecision_rules: [{name: r, rule: '<= b'}]\n",
+            "run 'b'",
+        ),
+        ("base: BASE\nresources: {time: 3h}\n", "resources.time"),
+        ("base: BASE\nexperiments: {'a/b': []}\n", "experiment name"),
+    ],
+)
+def test_malformed_spec_fails_before_anything_runs(tmp_path, body, match):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(body.replace("BASE", BASE))
+    with pytest.raises(ConfigError, match=match):
+        run_sweep(spec, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rule_language_is_parsed_not_evaluated():
+    rule = parse_rule("<= 1.02 * f1_rgb_only + 0.5 * (x - 'vae-2a') / 2")
+    assert rule.references == ["f1_rgb_only", "x", "vae-2a"]
+    ok, threshold = rule.check(1.0, {"f1_rgb_only": 1.0, "x": 3.0, "vae-2a": 1.0})
+    assert threshold == pytest.approx(1.52) and ok
+    assert parse_rule("> -2").check(0.0, {}) == (True, -2.0)
+    with pytest.raises(KeyError):
+        parse_rule("<= a").check(1.0, {"a": None})
+    for bad in ["", "1 < 2", "<= a b", "<= (a", "<= a.b", "<= open('x')", "<= a < b", "<= 1;"]:
+        with pytest.raises(RuleSyntaxError):
+            parse_rule(bad)

@@ -36,6 +36,7 @@ def _crash_on(monkeypatch, names: set[str]) -> list[str]:
     return called
 
 
+@pytest.mark.slow
 def test_phase1_4_end_to_end_compare_and_skip_finished(tmp_path, tiny_sweep_overrides, monkeypatch):
     spec = REPO / "configs" / "sweeps" / "phase1_4.yaml"
     result = run_sweep(spec, tmp_path, extra_overrides=tiny_sweep_overrides())
@@ -70,6 +71,7 @@ def test_phase1_4_end_to_end_compare_and_skip_finished(tmp_path, tiny_sweep_over
     called = _crash_on(monkeypatch, set(names))
     again = run_sweep(spec, tmp_path, extra_overrides=tiny_sweep_overrides())
     assert called == [] and not again.failed
+    assert not any(entry.get("config_changed") for entry in again.runs.values())
 
 
 def test_crash_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_sweep_overrides, monkeypatch):
@@ -92,6 +94,7 @@ def test_crash_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_sweep_overrides,
     assert main(["compare", str(result.sweep_dir), "--no-plots"]) == 0
 
 
+@pytest.mark.slow
 def test_phases_chain_missing_predecessor_and_resume(tmp_path, tiny_sweep_overrides, monkeypatch):
     spec = tmp_path / "phased.yaml"
     spec.write_text(

@@ -130,6 +130,17 @@ def _finished_step(
     return step, entry.get("status") == "done"  # epoch-limited: trust the recorded status
 
 
+def _config_changed(run: SweepRun, run_dir: Path) -> bool:
+    """Whether a finished run was trained with another config than the spec resolves to now."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return False
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) != run.config.to_dict()
+    except yaml.YAMLError:
+        return True
+
+
 def run_sweep(
     spec_path: str | os.PathLike,
     runs_dir: str | os.PathLike = "runs",
@@ -197,8 +208,23 @@ def _run_one(run: SweepRun, sweep_dir: Path, status: _Status, say: Callable[[str
         say(f"{run.name}: {exc}; starting over")
         step, finished = None, False
     if finished:
-        say(f"{run.name}: finished at step {step}, skipped")
-        status.set(run.name, status="done", global_step=step, run_dir=str(run_dir), error=None)
+        changed = _config_changed(run, run_dir)
+        say(
+            f"{run.name}: finished at step {step}, skipped"
+            + (
+                " (its config differs from the spec's now; delete the run to retrain)"
+                if changed
+                else ""
+            )
+        )
+        status.set(
+            run.name,
+            status="done",
+            global_step=step,
+            run_dir=str(run_dir),
+            error=None,
+            config_changed=changed,
+        )
         return
     resume = step is not None
     if run.parent is not None and not resume:

@@ -109,7 +109,7 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from framecast.config import load_config
-    from framecast.training.engine import train
+    from framecast.training.engine import launch_rank_is_zero, train
 
     overrides = train_overrides(args)
     config = None
@@ -123,9 +123,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides=overrides,
         num_gpus=args.num_gpus,
         num_nodes=args.num_nodes,
+        num_processes=args.num_processes,
         fast_dev_run=args.fast_dev_run,
     )
-    print(result.format())
+    if launch_rank_is_zero():  # one report for a multi-process run
+        print(result.format())
     return EXIT_OK
 
 
@@ -397,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--num-gpus", type=_non_negative_int, default=0, help="GPUs per node (0 = CPU)")
     tr.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes (multi-node DDP)")
+    tr.add_argument(
+        "--num-processes",
+        type=_positive_int,
+        default=1,
+        help="CPU processes per node without --num-gpus (DDP over gloo when > 1)",
+    )
     tr.add_argument("--random-seed", type=int, help="sets training.seed")
     tr.add_argument(
         "--resume", action="store_true", help="continue --run-name from checkpoints/last.ckpt"

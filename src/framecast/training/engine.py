@@ -8,7 +8,9 @@ the last checkpoint and the loss curves, report where everything is.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from lightning.pytorch.callbacks import (
     EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
+    RichProgressBar,
     TQDMProgressBar,
 )
 
@@ -26,6 +29,7 @@ from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_chec
 from framecast.config import Config, validate_config
 from framecast.config.loader import apply_overrides
 from framecast.errors import CheckpointError, ConfigError
+from framecast.training.callbacks import SampleMediaCallback
 from framecast.training.checkpoint import AtomicCheckpointIO
 from framecast.training.loggers import RunCSVLogger, read_metrics_csv
 from framecast.training.run import RunDir, default_run_name, prepare_run_dir
@@ -96,9 +100,102 @@ def init_model_weights(module: pl.LightningModule, config: Config) -> Path:
     return path
 
 
-def _trainer_devices(num_gpus: int, num_nodes: int) -> dict:
+# Launch-time rank variables, one per way processes get started: Lightning's own launcher
+# (LOCAL_RANK/NODE_RANK for the processes it re-runs), torchrun (RANK), srun (SLURM_PROCID),
+# jsrun on LSF (JSM_NAMESPACE_RANK), mpirun (OMPI_COMM_WORLD_RANK, PMI_RANK).
+_RANK_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "SLURM_PROCID",
+    "JSM_NAMESPACE_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "PMI_RANK",
+)
+
+
+def launch_rank_is_zero(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is global rank 0, judged before the Trainer exists.
+
+    Every process of a multi-process run executes ``train`` from the start; only the one
+    for which this is true prepares (and, with ``overwrite``, clears) the run directory and
+    writes ``config.yaml``. The others never write into the run directory.
+    """
+    environ = os.environ if environ is None else environ
+    for name in _RANK_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value.isdigit() and int(value) != 0:
+            return False
+    return True
+
+
+def detect_cluster(environ: Mapping[str, str] | None = None) -> str | None:
+    """``"slurm"`` inside a Slurm job, ``"lsf"`` inside an LSF job, else ``None``."""
+    environ = os.environ if environ is None else environ
+    if environ.get("SLURM_JOB_ID"):
+        return "slurm"
+    if environ.get("LSB_JOBID"):
+        return "lsf"
+    return None
+
+
+_LSF_JSRUN_VARIABLES = (
+    "LSB_JOBID",
+    "LSB_DJOB_RANKFILE",
+    "JSM_NAMESPACE_LOCAL_RANK",
+    "JSM_NAMESPACE_SIZE",
+)
+
+
+def cluster_environment(environ: Mapping[str, str] | None = None):
+    """The Lightning cluster-environment plugin for this process, or ``None``.
+
+    - Slurm, processes started by ``srun`` (``SLURM_NTASKS`` set, job name not ``bash`` or
+      ``interactive``): ``SLURMEnvironment`` -- ranks, world size and the main address come
+      from Slurm; start one task per GPU (``--ntasks-per-node`` = ``--num-gpus``).
+    - LSF, processes started by ``jsrun`` (``LSB_DJOB_RANKFILE`` and ``JSM_NAMESPACE_*`` set):
+      ``LSFEnvironment``.
+    - Anything else, including an LSF job that runs ``framecast train`` once per node
+      without ``jsrun``, and a single-node Slurm job without ``srun``: ``None``; Lightning
+      starts the per-GPU processes itself (single node; several nodes then need
+      ``MASTER_ADDR``, ``MASTER_PORT`` and ``NODE_RANK`` set by the user).
+
+    Lightning would pick the same two plugins by itself; passing them makes the choice
+    explicit and testable.
+    """
+    from lightning.pytorch.plugins.environments import LSFEnvironment, SLURMEnvironment
+
+    environ = os.environ if environ is None else environ
+    kind = detect_cluster(environ)
+    if kind == "slurm":
+        if "SLURM_NTASKS" in environ and environ.get("SLURM_JOB_NAME") not in (
+            "bash",
+            "interactive",
+        ):
+            return SLURMEnvironment()
+    elif kind == "lsf":
+        if all(name in environ for name in _LSF_JSRUN_VARIABLES):
+            return LSFEnvironment()
+    return None
+
+
+def _trainer_devices(num_gpus: int, num_nodes: int, num_processes: int = 1) -> dict:
+    """Accelerator, devices and strategy: CUDA with ``num_gpus`` > 0, else ``num_processes``
+    CPU processes; more than one process in all means DDP (NCCL on GPUs, gloo on CPU)."""
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes {num_processes}: must be at least 1")
     if num_gpus <= 0:
-        return {"accelerator": "cpu", "devices": 1, "num_nodes": num_nodes}
+        multi = num_processes > 1 or num_nodes > 1
+        return {
+            "accelerator": "cpu",
+            "devices": num_processes,
+            "num_nodes": num_nodes,
+            "strategy": "ddp" if multi else "auto",
+        }
+    if num_processes > 1:
+        raise ConfigError(
+            "--num-processes is for CPU runs; with --num-gpus there is one process per GPU"
+        )
     if not torch.cuda.is_available():
         raise ConfigError(f"--num-gpus {num_gpus}: no CUDA device is available on this machine")
     if num_gpus > torch.cuda.device_count():
@@ -114,6 +211,18 @@ def _trainer_devices(num_gpus: int, num_nodes: int) -> dict:
     }
 
 
+def _progress_bar(refresh_rate: int) -> pl.Callback:
+    """Rich's bar on a terminal when rich is installed, else the TQDM bar (logs, pipes)."""
+    if sys.stdout.isatty():
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return RichProgressBar(refresh_rate=refresh_rate)
+    return TQDMProgressBar(refresh_rate=refresh_rate)
+
+
 def train(
     config: Config | None,
     runs_dir: str | os.PathLike = "runs",
@@ -122,27 +231,37 @@ def train(
     overrides: list[str] | None = None,
     num_gpus: int = 0,
     num_nodes: int = 1,
+    num_processes: int = 1,
     fast_dev_run: bool = False,
     progress: bool | None = None,
     overwrite: bool = False,
+    callbacks: list[pl.Callback] | None = None,
 ) -> TrainResult:
     """Train ``config`` into ``runs_dir/run_name``; ``resume`` continues from ``last.ckpt``.
 
     ``overwrite`` deletes an existing run of the same name first (the demo re-runs itself).
+    ``callbacks`` are added to the kind's own (tests and scripts hook in here).
+    ``num_gpus`` GPUs per node, or ``num_processes`` CPU processes, on ``num_nodes`` nodes:
+    more than one process in all trains with DDP; every process runs this function, each
+    trains on its own shard of the data (Lightning's DistributedSampler), and only global
+    rank 0 writes into the run directory.
     """
+    devices = _trainer_devices(num_gpus, num_nodes, num_processes)
+    rank_zero = launch_rank_is_zero()
     overrides = list(overrides or [])
     if resume:
         if run_name is None:
             raise ConfigError("--resume needs --run-name (the run to continue)")
-        run = prepare_run_dir(runs_dir, run_name, resume=True)
+        run = _run_dir(runs_dir, run_name, True, False, rank_zero)
         config, resume_step = resume_config(run, overrides, config)
     else:
         resume_step = None
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
-        run = prepare_run_dir(
-            runs_dir, run_name or default_run_name(config), resume=False, overwrite=overwrite
-        )
+        if run_name is None and devices["devices"] * num_nodes > 1:
+            raise ConfigError("a multi-process run needs --run-name (one name for every rank)")
+        name = run_name or default_run_name(config)
+        run = _run_dir(runs_dir, name, False, overwrite, rank_zero)
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
@@ -151,9 +270,10 @@ def train(
         init_model_weights(module, config)
     datamodule = task.build_datamodule(config)
 
-    if not fast_dev_run:
+    if not fast_dev_run and rank_zero:
         run.save_config(config)
-    callbacks: list[pl.Callback] = [
+    extra_callbacks = callbacks
+    callbacks = [
         ModelCheckpoint(
             dirpath=run.checkpoints,
             filename="best",
@@ -166,10 +286,11 @@ def train(
         ),
         LearningRateMonitor(logging_interval="step"),
         *task.build_callbacks(config, run),
+        *(extra_callbacks or []),
     ]
     show_progress = config.logging.progress_bar if progress is None else progress
     if show_progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps)))
+        callbacks.append(_progress_bar(max(1, t.log_every_n_steps)))
     if t.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
     if t.early_stopping_patience is not None:
@@ -186,10 +307,11 @@ def train(
         )
     if config.logging.wandb:
         loggers.append(_wandb_logger(config, run))
+        callbacks.append(SampleMediaCallback(run.samples))
 
     automatic = module.automatic_optimization
     trainer = pl.Trainer(
-        **_trainer_devices(num_gpus, num_nodes),
+        **devices,
         precision=t.precision,
         max_steps=t.max_steps,
         max_epochs=t.max_epochs if t.max_epochs is not None else (-1 if t.max_steps > 0 else None),
@@ -201,7 +323,7 @@ def train(
         fast_dev_run=fast_dev_run,
         callbacks=callbacks,
         logger=loggers,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *filter(None, [cluster_environment()])],
         default_root_dir=str(run.root),
         enable_progress_bar=show_progress,
         enable_model_summary=False,
@@ -229,6 +351,16 @@ def train(
             _plot_curves(run)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return TrainResult(run.root, last, best, trainer.global_step, metrics)
+
+
+def _run_dir(
+    runs_dir: str | os.PathLike, name: str, resume: bool, overwrite: bool, rank_zero: bool
+) -> RunDir:
+    """Rank 0 checks, clears (``overwrite``) and creates the run directory; the other ranks
+    of a multi-process run only need its paths (they may start before rank 0 made it)."""
+    if rank_zero:
+        return prepare_run_dir(runs_dir, name, resume=resume, overwrite=overwrite)
+    return RunDir(Path(runs_dir) / name)
 
 
 def _plot_curves(run: RunDir) -> None:

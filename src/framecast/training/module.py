@@ -87,4 +87,6 @@ class FramecastModule(pl.LightningModule):
     def log_dict_prefixed(
         self, prefix: str, values: dict[str, torch.Tensor | float], **kwargs
     ) -> None:
+        # Validation metrics are averaged over the ranks of a DDP run (a no-op on one process).
+        kwargs.setdefault("sync_dist", prefix == "val")
         self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, **kwargs)

@@ -207,7 +207,9 @@ class RiverModule(FramecastModule):
             truth = self._decode(latents[:, observed : observed + future].float())
             predicted = self._decode(result.latents[:, 0])
             score = psnr(predicted.flatten(0, 1), truth.flatten(0, 1)).mean()
-        self.log("val/rollout_psnr", score, on_epoch=True, batch_size=latents.shape[0])
+        self.log(
+            "val/rollout_psnr", score, on_epoch=True, batch_size=latents.shape[0], sync_dist=True
+        )
         self._sample_batch = torch.stack([truth, predicted])  # (2, B, F, 3, H, W)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:

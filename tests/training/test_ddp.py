@@ -1,0 +1,246 @@
+"""Multi-process training (CPU DDP over gloo), cluster detection, seeding, W&B, progress bars."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from framecast.config import save_config
+from framecast.errors import ConfigError
+from framecast.training import engine
+from framecast.training.engine import (
+    _trainer_devices,
+    cluster_environment,
+    detect_cluster,
+    launch_rank_is_zero,
+    train,
+)
+from framecast.training.loggers import read_metrics_csv
+
+REPO = Path(__file__).resolve().parents[2]
+AE_SMOKE = REPO / "configs" / "ae_smoke.yaml"
+
+# Launched in a fresh interpreter: Lightning's DDP launcher re-runs this script once per
+# extra rank (LOCAL_RANK=1), so the test process itself never joins a process group.
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from pathlib import Path
+
+    import lightning.pytorch as pl
+
+    from framecast.config import load_config
+    from framecast.training.engine import train
+
+    config_path, runs_dir, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+
+    class Record(pl.Callback):
+        # Which clips each rank trained on, and a hash of its final parameters.
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.seen.append([trainer.current_epoch, batch["video_index"].tolist()])
+
+        def on_train_end(self, trainer, module):
+            digest = hashlib.sha256()
+            for name, value in sorted(module.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            record = {"hash": digest.hexdigest(), "seen": self.seen,
+                      "world_size": trainer.world_size}
+            (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+    train(load_config(config_path), runs_dir=runs_dir, run_name="ddp", num_processes=2,
+          progress=False, callbacks=[Record()])
+    """
+)
+
+
+def _param_hash(state: dict) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_identical_parameters_one_metrics_file(tmp_path, tiny_dataset, shrink):
+    from framecast.checkpoint import model_state_dict, read_checkpoint
+
+    config_path = tmp_path / "ae.yaml"
+    save_config(shrink(AE_SMOKE, tiny_dataset, max_steps=2), config_path)
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(config_path), str(runs), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # DDP keeps the replicas in step: same parameters on both ranks, and in the checkpoint.
+    assert ranks[0]["hash"] == ranks[1]["hash"]
+    run = runs / "ddp"
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert _param_hash(model_state_dict(ckpt)) == ranks[0]["hash"]
+    assert ckpt["global_step"] == 2
+    # Data sharded per rank: each epoch, the two ranks train on different clips.
+    assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 2
+    for (epoch0, clips0), (epoch1, clips1) in zip(ranks[0]["seen"], ranks[1]["seen"], strict=True):
+        assert epoch0 == epoch1
+        assert not set(clips0) & set(clips1)
+    # Only rank 0 wrote: one metrics.csv, one row per step, one config.
+    assert sorted(p.name for p in run.rglob("metrics.csv")) == ["metrics.csv"]
+    steps = [int(row["step"]) for row in read_metrics_csv(run / "metrics.csv")]
+    assert steps and len(steps) == len(set(steps))
+    assert (run / "config.yaml").is_file()
+
+
+def _train_losses(config, runs: Path, name: str) -> list[float]:
+    train(config, runs_dir=runs, run_name=name, progress=False)
+    rows = read_metrics_csv(runs / name / "metrics.csv")
+    losses = [row["train/loss"] for row in rows if "train/loss" in row]
+    assert len(losses) == 2
+    return losses
+
+
+@pytest.mark.slow
+def test_random_seed_reproduces_losses(tmp_path, tiny_dataset, shrink):
+    config = shrink(AE_SMOKE, tiny_dataset, max_steps=2)
+    config.training.limit_val_batches = 0  # the training losses are what is compared
+    seeded = config.model_copy(deep=True)
+    seeded.training.seed = 7
+    other = config.model_copy(deep=True)
+    other.training.seed = 8
+    first = _train_losses(seeded, tmp_path, "a")
+    again = _train_losses(seeded, tmp_path, "b")
+    different = _train_losses(other, tmp_path, "c")
+    assert first == again
+    assert first != different
+
+
+def test_detect_cluster():
+    assert detect_cluster({}) is None
+    assert detect_cluster({"SLURM_JOB_ID": "42", "SLURM_NTASKS": "4"}) == "slurm"
+    assert detect_cluster({"LSB_JOBID": "17"}) == "lsf"
+    assert detect_cluster({"SLURM_JOB_ID": ""}) is None
+
+
+def test_cluster_environment_plugins(tmp_path, monkeypatch):
+    from lightning.pytorch.plugins.environments import LSFEnvironment, SLURMEnvironment
+
+    assert cluster_environment({}) is None
+    slurm = {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_NAME": "train"}
+    assert isinstance(cluster_environment(slurm), SLURMEnvironment)
+    # An interactive Slurm shell: Lightning starts the processes itself.
+    assert cluster_environment({**slurm, "SLURM_JOB_NAME": "bash"}) is None
+    rankfile = tmp_path / "rankfile"
+    host = socket.gethostname()
+    rankfile.write_text(f"batchhost\n{host}\n{host}\n")
+    jsrun = {
+        "LSB_JOBID": "3",
+        "LSB_DJOB_RANKFILE": str(rankfile),
+        "JSM_NAMESPACE_LOCAL_RANK": "0",
+        "JSM_NAMESPACE_SIZE": "2",
+        "JSM_NAMESPACE_RANK": "0",
+    }
+    for name, value in jsrun.items():  # LSFEnvironment() reads the rank file from os.environ
+        monkeypatch.setenv(name, value)
+    assert isinstance(cluster_environment(jsrun), LSFEnvironment)
+    # An LSF job without jsrun: Lightning's own launcher.
+    assert cluster_environment({"LSB_JOBID": "3"}) is None
+
+
+def test_launch_rank_is_zero():
+    assert launch_rank_is_zero({})
+    assert launch_rank_is_zero({"LOCAL_RANK": "0", "NODE_RANK": "0", "SLURM_PROCID": "0"})
+    assert not launch_rank_is_zero({"LOCAL_RANK": "1"})
+    assert not launch_rank_is_zero({"LOCAL_RANK": "0", "NODE_RANK": "1"})
+    assert not launch_rank_is_zero({"SLURM_PROCID": "3"})
+    assert not launch_rank_is_zero({"JSM_NAMESPACE_RANK": "2"})
+
+
+def test_trainer_devices_cpu_processes():
+    assert _trainer_devices(0, 1) == {
+        "accelerator": "cpu",
+        "devices": 1,
+        "num_nodes": 1,
+        "strategy": "auto",
+    }
+    ddp = _trainer_devices(0, 1, num_processes=2)
+    assert ddp["devices"] == 2 and ddp["strategy"] == "ddp" and ddp["accelerator"] == "cpu"
+    assert _trainer_devices(0, 2)["strategy"] == "ddp"
+    with pytest.raises(ConfigError, match="--num-processes"):
+        _trainer_devices(0, 1, num_processes=0)
+
+
+def test_multi_process_run_needs_a_run_name(tmp_path, tiny_dataset, shrink):
+    config = shrink(AE_SMOKE, tiny_dataset, max_steps=2)
+    with pytest.raises(ConfigError, match="--run-name"):
+        train(config, runs_dir=tmp_path, num_processes=2, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_num_processes_flag(monkeypatch):
+    from framecast import cli
+
+    seen = {}
+
+    def fake_train(config, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(engine, "train", fake_train)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--resume", "--run-name", "r", "--num-processes", "3"])
+    assert seen["num_processes"] == 3
+
+
+def test_wandb_missing_gives_clear_error(tmp_path, tiny_dataset, shrink, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    config = shrink(AE_SMOKE, tiny_dataset, max_steps=2)
+    config.logging.wandb = True
+    with pytest.raises(ConfigError, match=r"pip install 'framecast\[wandb\]'"):
+        train(config, runs_dir=tmp_path, run_name="w", progress=False)
+
+
+@pytest.mark.slow
+def test_wandb_offline_writes_into_run_dir(tmp_path, tiny_dataset, shrink, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = shrink(AE_SMOKE, tiny_dataset, max_steps=2)
+    config.logging.wandb = True
+    config.logging.wandb_offline = True
+    train(config, runs_dir=tmp_path, run_name="w", progress=False)
+    (offline,) = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    # The run's sample grids went along as media.
+    assert list(offline.rglob("media/images/samples/*.png"))
+
+
+def test_progress_bar_choice(monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert isinstance(engine._progress_bar(1), TQDMProgressBar)
+    pytest.importorskip("rich")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert isinstance(engine._progress_bar(1), RichProgressBar)

@@ -36,7 +36,8 @@ SIZES = {
         "river_steps": 800,
         "river_dim": 128,
         "observations": 10,
-        "future": 9,
+        "context": 3,
+        "future": 7,
         "solver_steps": 10,
     },
     "quick": {
@@ -49,7 +50,8 @@ SIZES = {
         "river_steps": 2,
         "river_dim": 32,
         "observations": 5,
-        "future": 4,
+        "context": 3,
+        "future": 2,
         "solver_steps": 2,
     },
 }
@@ -178,7 +180,9 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     _say(river.format())
 
     sampler = SamplerConfig(SolverConfig("euler", sizes["solver_steps"]), warm_start=0.1)
-    context = river_config.training.condition_frames
+    # Three observed frames: one frame alone shows where the smoke is but not how it moves
+    # (the reference run: +0.7 dB over copy-last from one frame, +14 dB from three).
+    context = sizes["context"]
     _say(f"6/6 predicting {sizes['future']} frames from {context} and evaluating the test split")
     gif = generate(
         river.run_dir,
@@ -189,7 +193,9 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
         sampler=sampler,
     )
     _say(gif.format())
-    scores = evaluate(river.run_dir, data, split="test", sampler=sampler)
+    scores = evaluate(
+        river.run_dir, data, split="test", context=context, frames=sizes["future"], sampler=sampler
+    )
     _say(scores.format())
 
     elapsed = time.perf_counter() - started

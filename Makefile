@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
-	$(PIP) install --quiet $(FIND_LINKS) -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet $(FIND_LINKS) -c constraints.txt -e ".[dev,wandb]"
 	# Data/test extras whose own pins (numpy<2, torchvision) would break the env: no deps.
 	$(PIP) install --quiet --no-deps -c constraints.txt stlpips-pytorch==0.0.2 scikit-video==1.1.11
 	touch $(STAMP)

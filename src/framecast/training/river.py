@@ -17,7 +17,6 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 
 from framecast.config import Config
@@ -34,6 +33,7 @@ from framecast.flow.solvers import SolverConfig
 from framecast.losses.flow import FlowLossOutput, river_flow_loss
 from framecast.models.autoencoder.loading import LoadedAutoencoder, load_autoencoder
 from framecast.models.river import VectorFieldRegressor
+from framecast.training.datamodule import ClipDataModule
 from framecast.training.module import FramecastModule
 from framecast.training.tasks import Task, register_task
 
@@ -245,15 +245,12 @@ class RiverModule(FramecastModule):
         }
 
 
-class RiverDataModule(pl.LightningDataModule):
+class RiverDataModule(ClipDataModule):
     """Latent clips from the cache when it was written by this run's autoencoder; otherwise
     frame clips that the module encodes online (slower; a warning says how to cache)."""
 
     def __init__(self, config: Config):
-        super().__init__()
-        if config.data.root is None:
-            raise ConfigError("no dataset: set data.root in the config or pass --data DIR")
-        self.config = config
+        super().__init__(config)
         stage1 = load_stage1(config)
         self.image_size = stage1.image_size
         self.use_cache = self._cache_matches(stage1)
@@ -285,15 +282,6 @@ class RiverDataModule(pl.LightningDataModule):
         # Frames at the size the autoencoder was trained on.
         data = data.model_copy(update={"image_size": self.image_size})
         return make_dataloader(split_dir(data.root, split), data, training, train=train)
-
-    def train_dataloader(self):
-        return self._loader("train", train=True)
-
-    def val_dataloader(self):
-        return self._loader("val", train=False)
-
-    def test_dataloader(self):
-        return self._loader("test", train=False)
 
 
 register_task("river", Task(build_module=RiverModule, build_datamodule=RiverDataModule))

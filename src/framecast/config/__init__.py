@@ -2,6 +2,7 @@
 
 # Model kinds register their schema on import.
 from framecast.config import autoencoder as _autoencoder  # noqa: E402,F401
+from framecast.config import motion as _motion  # noqa: E402,F401
 from framecast.config import river as _river  # noqa: E402,F401
 from framecast.config.loader import (
     apply_overrides,

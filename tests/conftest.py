@@ -39,6 +39,8 @@ TINY_MODEL = {
         "vector_field_regressor.depth": 1,
         "vector_field_regressor.mid_depth": 1,
     },
+    # Trained on ``tiny_motion_json`` (the shrunk data.root), not on frames.
+    "motion": {"hidden_size": 8, "sequence_length": 4},
 }
 
 
@@ -143,14 +145,27 @@ def tiny_river_run(tmp_path_factory, tiny_dataset, tiny_autoencoder_run) -> Path
     return train(config, runs_dir=runs, run_name="river", progress=False).run_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_motion_json(tmp_path_factory) -> Path:
+    """A JSON session file of 8 synthetic tracking sessions of about 24 frames."""
+    from framecast.data.motion import save_sessions, synthetic_sessions
+
+    path = tmp_path_factory.mktemp("tiny_motion") / "sessions.json"
+    return save_sessions(synthetic_sessions(8, length=24, seed=0), path)
+
+
 @pytest.fixture
 def shrink(request):
-    """``shrink(path, data_root, max_steps=2)``; river configs get the tiny autoencoder."""
+    """``shrink(path, data_root, max_steps=2)``; river configs get the tiny autoencoder,
+    motion configs the tiny session file instead of ``data_root``."""
 
     def _shrink(path: Path, data_root: Path, max_steps: int = 2) -> Config:
         autoencoder = None
-        if read_yaml(path)["model"]["kind"] == "river":
+        kind = read_yaml(path)["model"]["kind"]
+        if kind == "river":
             autoencoder = request.getfixturevalue("tiny_autoencoder_run")
+        if kind == "motion":
+            data_root = request.getfixturevalue("tiny_motion_json")
         return shrink_config(path, data_root, max_steps, autoencoder)
 
     return _shrink

@@ -124,6 +124,6 @@ def test_synthetic_sessions_are_noisy_versions_of_a_smooth_track():
     (s,) = synthetic_sessions(1, length=300, seed=0)
     assert s.raw.shape == s.clean.shape and np.isfinite(s.raw).all()
     noise = s.raw - s.clean
-    assert 0.5 < np.median(np.abs(noise)) < 2  # jitter of about a degree
+    assert 0.2 < np.median(np.abs(noise)) < 1  # jitter of about half a degree
     assert np.abs(noise).max() > 10  # some outliers
     assert np.abs(np.diff(s.clean, axis=0)).max() < 10  # smooth at 30 fps

@@ -191,15 +191,15 @@ def synthetic_sessions(
     length: int = 200,
     seed: int = 0,
     fps: float = 30.0,
-    jitter: float = 1.0,
-    dropout_rate: float = 0.01,
+    jitter: float = 0.5,
+    dropout_rate: float = 0.005,
     outlier_rate: float = 0.005,
 ) -> list[Session]:
     """``n`` sessions of smooth articulated motion with sensor faults; clean track kept.
 
     Per feature: a resting offset, a sum of three sinusoids (0.1–1.2 Hz) and a slow smoothed
     random walk. Raw = clean + Gaussian jitter (``jitter`` degrees), dropouts (a joint holds
-    its last value for 2–6 frames) and outliers (a joint jumps 15–40 degrees for one frame).
+    its last value for 2–4 frames) and outliers (a joint jumps 10–30 degrees for one frame).
     Lengths vary ±25 % around ``length``.
     """
     rng = np.random.default_rng(seed)
@@ -227,12 +227,12 @@ def synthetic_sessions(
             i = 1
             while i < T:
                 if rng.random() < dropout_rate:
-                    hold = int(rng.integers(2, 7))
+                    hold = int(rng.integers(2, 5))
                     raw[i : i + hold, sl] = raw[i - 1, sl]
                     i += hold
                     continue
                 if rng.random() < outlier_rate:
-                    raw[i, sl] += rng.choice([-1, 1], 3) * rng.uniform(15, 40, 3)
+                    raw[i, sl] += rng.choice([-1, 1], 3) * rng.uniform(10, 30, 3)
                 i += 1
         sessions.append(
             Session(raw.astype(np.float32), clean.astype(np.float32), t, f"synthetic#{s}")

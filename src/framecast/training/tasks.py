@@ -45,4 +45,5 @@ def get_task(kind: str) -> Task:
 def _import_builtin_tasks() -> None:
     # Imported lazily so that `framecast --help` and config validation stay fast.
     import framecast.training.autoencoder  # noqa: F401
+    import framecast.training.motion  # noqa: F401
     import framecast.training.river  # noqa: F401

@@ -1,0 +1,87 @@
+"""Training the motion LSTM: a short synthetic run, its evaluation files; data and config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from framecast.checkpoint import read_checkpoint
+from framecast.config import apply_overrides, validate_config
+from framecast.config.loader import read_yaml
+from framecast.data.motion import save_sessions, synthetic_sessions
+from framecast.errors import ConfigError, DataError
+from framecast.training.engine import train
+from framecast.training.loggers import read_metrics_csv
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "motion_lstm.yaml"
+
+
+def motion_config(*overrides: str):
+    base = [
+        "model.synthetic.num_sessions=10",
+        "model.synthetic.length=80",
+        "model.hidden_size=32",
+        "data.batch_size=32",
+        "training.max_epochs=6",
+        "training.early_stopping_patience=null",
+        "training.lr=3.0e-3",
+        "logging.tensorboard=false",
+        "logging.progress_bar=false",
+        "training.log_every_n_steps=5",
+    ]
+    return validate_config(apply_overrides(read_yaml(CONFIG), [*base, *overrides]), str(CONFIG))
+
+
+def test_short_synthetic_run_logs_and_writes_the_evaluation(tmp_path):
+    result = train(motion_config(), runs_dir=tmp_path, run_name="m", progress=False)
+    metrics = json.loads((result.run_dir / "eval" / "motion_metrics.json").read_text())
+    test = metrics["splits"]["test"]
+    assert set(test) == {"model", "copy_last", "moving_average"}
+    assert {"mse", "mae", "mse_norm", "mae_head", "mse_norm_right_arm"} <= set(test["model"])
+    # A few seconds of training do not reliably beat copy-last (the full config does, see
+    # the closing note of issue 6); here: the model is sane and starts from copy-last.
+    assert 0 < test["model"]["mse"] < 2 * test["copy_last"]["mse"]
+    assert metrics["sessions"] == {"train": 6, "val": 2, "test": 2}
+    assert (result.run_dir / "eval" / "motion_metrics.csv").read_text().startswith("split,")
+    rows = read_metrics_csv(result.run_dir / "metrics.csv")
+    logged = set().union(*rows)
+    assert {
+        "val/loss",
+        "val/mse_head",
+        "val/copy_last/mse",
+        "val/moving_average/mae_norm",
+    } <= logged
+    assert (result.run_dir / "loss_curves.png").is_file()
+    assert list((result.run_dir / "samples").glob("tracks_*.png"))
+    norm = read_checkpoint(result.best_checkpoint, expected_kind="motion")["framecast"]
+    assert len(norm["normalisation"]["std"]) == 12
+
+
+@pytest.mark.parametrize("overrides", [["model.target=denoise", "model.attention=true"]])
+def test_variants_train_from_a_json_folder(tmp_path, overrides):
+    sessions = synthetic_sessions(6, length=30, seed=3)
+    sessions[0].raw, sessions[0].clean = sessions[0].raw[:5], sessions[0].clean[:5]
+    save_sessions(sessions[:3], tmp_path / "data" / "a.json")
+    save_sessions(sessions[3:], tmp_path / "data" / "b.json")
+    config = motion_config(
+        f"data.root={tmp_path / 'data'}",
+        "training.max_epochs=null",
+        "training.max_steps=3",
+        *overrides,
+    )
+    with pytest.warns(UserWarning, match="skipped 1 of 6 sessions shorter than"):
+        result = train(config, runs_dir=tmp_path, run_name="m", progress=False)
+    assert result.global_step == 3
+    assert (result.run_dir / "eval" / "motion_metrics.json").is_file()
+
+
+def test_missing_or_unusable_data_fails_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="set data.root .* or set model.synthetic.enabled"):
+        train(motion_config("model.synthetic.enabled=false"), runs_dir=tmp_path, run_name="a")
+    save_sessions(synthetic_sessions(4, length=6, seed=0), tmp_path / "short.json")
+    with pytest.raises(DataError, match="no session has sequence_length"):
+        train(
+            motion_config(f"data.root={tmp_path / 'short.json'}"), runs_dir=tmp_path, run_name="b"
+        )

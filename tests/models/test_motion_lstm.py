@@ -8,10 +8,10 @@ import torch
 from framecast.models.motion_lstm import MotionLSTM
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_shapes_any_batch_and_sequence_length(attention):
+@pytest.mark.parametrize("attention, deltas", [(False, True), (True, True), (False, False)])
+def test_shapes_any_batch_and_sequence_length(attention, deltas):
     torch.manual_seed(0)
-    model = MotionLSTM(hidden_size=16, attention=attention).eval()
+    model = MotionLSTM(hidden_size=16, attention=attention, deltas=deltas).eval()
     for b, t in [(1, 10), (3, 4)]:
         assert model(torch.randn(b, t, 12)).shape == (b, 12)
 

@@ -62,6 +62,7 @@ class MotionConfig(ModelConfig):
     dropout: float = Field(0.2, ge=0, lt=1)
     attention: bool = Field(False, description="attention pooling over the sequence")
     residual: bool = Field(True, description="predict a correction to the last input frame")
+    deltas: bool = Field(True, description="feed frame-to-frame differences beside the frames")
     synthetic: MotionSyntheticConfig = Field(default_factory=MotionSyntheticConfig)
     augment: MotionAugmentConfig = Field(default_factory=MotionAugmentConfig)
     plateau: MotionPlateauConfig = Field(default_factory=MotionPlateauConfig)

@@ -2,7 +2,7 @@
 
 Normalisation is part of the model (buffers ``mean`` and ``std``, fitted on the training
 split), so an exported graph takes and returns the users' units. The forward pass has no
-Python control flow on tensor values: normalise → LSTM → (attention pooling | last state) →
+Python control flow on tensor values: normalise → (+ frame-to-frame differences) → LSTM → (attention pooling | last state) →
 fully connected head → (+ last input frame when ``residual``) → de-normalise.
 """
 
@@ -23,12 +23,14 @@ class MotionLSTM(nn.Module):
         dropout: float = 0.2,
         attention: bool = False,
         residual: bool = True,
+        deltas: bool = True,
     ):
         super().__init__()
         self.attention = attention
         self.residual = residual
+        self.deltas = deltas
         self.lstm = nn.LSTM(
-            input_size,
+            input_size * (2 if deltas else 1),
             hidden_size,
             num_layers=num_layers,
             batch_first=True,
@@ -53,6 +55,7 @@ class MotionLSTM(nn.Module):
             dropout=cfg.dropout,
             attention=cfg.attention,
             residual=cfg.residual,
+            deltas=cfg.deltas,
         )
 
     @torch.no_grad()
@@ -68,7 +71,11 @@ class MotionLSTM(nn.Module):
 
     def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 12) normalised → (B, 12) normalised."""
-        states, _ = self.lstm(x)  # (B, T, H)
+        features = x
+        if self.deltas:  # frame-to-frame changes: jumps (outliers) and holds (dropouts) stand out
+            steps = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+            features = torch.cat([x, steps], dim=-1)
+        states, _ = self.lstm(features)  # (B, T, H)
         if self.score is not None:
             weights = torch.softmax(self.score(states), dim=1)  # (B, T, 1)
             summary = (weights * states).sum(dim=1)

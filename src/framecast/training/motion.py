@@ -31,9 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from framecast.config import Config
 from framecast.config.motion import MotionConfig
 from framecast.data.motion import (
-    Normalisation as Normalisation,
-)
-from framecast.data.motion import (
+    Normalisation,
     Session,
     load_sessions,
     make_window,
@@ -280,8 +278,15 @@ class MotionEvalCallback(pl.Callback):
         if not trainer.is_global_zero or trainer.fast_dev_run or trainer.datamodule is None:
             return
         best = self.run.best_checkpoint
+        out_dir = self.run.root / "eval"
         self.results = evaluate_run(
-            pl_module, trainer.datamodule, self.run.root / "eval", best if best.is_file() else None
+            pl_module, trainer.datamodule, out_dir, best if best.is_file() else None
+        )
+        test = self.results["test"]
+        print(
+            f"motion evaluation (test mse_norm: model {test['model']['mse_norm']:.4g}, "
+            f"copy-last {test['copy_last']['mse_norm']:.4g}, moving average "
+            f"{test['moving_average']['mse_norm']:.4g}): {out_dir / 'motion_metrics.json'}"
         )
 
 

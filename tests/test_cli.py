@@ -19,6 +19,8 @@ SUBCOMMANDS = [
     ["encode"],
     ["generate"],
     ["evaluate"],
+    ["export"],
+    ["export", "onnx"],
     ["demo"],
 ]
 

@@ -300,6 +300,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from framecast.export.onnx import export_onnx
+
+    result = export_onnx(
+        args.run,
+        args.out,
+        which=args.which,
+        opset=args.opset,
+        check=not args.no_check,
+        tolerance=args.tolerance,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from framecast.demo import run_demo
 
@@ -511,6 +526,27 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--mode", choices=["min", "max"], help="whether lower or higher is better")
     cmp.add_argument("--no-plots", action="store_true", help="table only, no PNGs")
     cmp.set_defaults(func=cmd_compare)
+
+    ex = commands.add_parser("export", help="export a trained model (ONNX for motion runs)")
+    ex_commands = ex.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
+    onnx = ex_commands.add_parser(
+        "onnx",
+        help="motion run -> one ONNX file (dynamic batch and sequence) + JSON, parity-checked",
+    )
+    onnx.add_argument("--run", required=True, help="run directory or checkpoint file")
+    onnx.add_argument(
+        "--out", default="motion_correction.onnx", help="ONNX file (default motion_correction.onnx)"
+    )
+    onnx.add_argument("--which", choices=["best", "last"], default="best", help="checkpoint")
+    onnx.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    onnx.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="max abs difference onnxruntime vs torch (default 1e-4)",
+    )
+    onnx.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    onnx.set_defaults(func=cmd_export_onnx)
 
     demo = commands.add_parser("demo", help="run the pipeline on freshly simulated smoke")
     demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")

@@ -25,3 +25,7 @@ class CheckpointError(FramecastError):
 
 class TrainingError(FramecastError):
     """Training cannot go on (for example a non-finite loss)."""
+
+
+class ExportError(FramecastError):
+    """A model cannot be exported, or the exported model disagrees with the original."""

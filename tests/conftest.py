@@ -82,21 +82,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
     )
 
 
-def shrink_config(
-    path: Path, data_root: Path, max_steps: int = 2, autoencoder: Path | None = None
-) -> Config:
-    """A shipped config cut down to ``max_steps`` CPU steps on tiny frames.
-
-    Stage-2 (river) configs need ``autoencoder``, a trained tiny autoencoder run.
-    """
-    raw = read_yaml(path)
-    kind = raw["model"]["kind"]
-    overrides = [f"model.{k}={v}" for k, v in TINY_MODEL.get(kind, {}).items()]
-    if kind == "river":
-        if autoencoder is None:
-            raise ValueError(f"{path}: a river config needs a trained autoencoder run")
-        overrides.append(f"model.autoencoder={autoencoder}")
-    overrides += [
+def tiny_run_overrides(data_root: Path, max_steps: int = 2) -> list[str]:
+    """Data, training and logging overrides of a ``max_steps`` CPU run on tiny frames."""
+    return [
         f"data.root={data_root}",
         f"data.image_size={TINY_SIZE}",
         "data.batch_size=2",
@@ -116,6 +104,29 @@ def shrink_config(
         "logging.tensorboard=false",
         "logging.progress_bar=false",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """``tiny_run(data_root, max_steps=2)`` → :func:`tiny_run_overrides`."""
+    return tiny_run_overrides
+
+
+def shrink_config(
+    path: Path, data_root: Path, max_steps: int = 2, autoencoder: Path | None = None
+) -> Config:
+    """A shipped config cut down to ``max_steps`` CPU steps on tiny frames.
+
+    Stage-2 (river) configs need ``autoencoder``, a trained tiny autoencoder run.
+    """
+    raw = read_yaml(path)
+    kind = raw["model"]["kind"]
+    overrides = [f"model.{k}={v}" for k, v in TINY_MODEL.get(kind, {}).items()]
+    if kind == "river":
+        if autoencoder is None:
+            raise ValueError(f"{path}: a river config needs a trained autoencoder run")
+        overrides.append(f"model.autoencoder={autoencoder}")
+    overrides += tiny_run_overrides(data_root, max_steps)
     return validate_config(apply_overrides(raw, overrides), str(path))
 
 

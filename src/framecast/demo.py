@@ -209,7 +209,9 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
 
 
 def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, elapsed) -> str:
-    rel = lambda path: os.path.relpath(path, out)  # noqa: E731
+    def rel(path) -> str:
+        return os.path.relpath(path, out)
+
     recon_rows = "\n".join(f"| {k} | {v:.5g} |" for k, v in recon.metrics.items())
     names = list(next(iter(scores.means.values())))
     header = "| method | " + " | ".join(names) + " |"

@@ -64,6 +64,25 @@ def list_splits(root: str | os.PathLike) -> list[str]:
     return found
 
 
+def clip_span(num_frames: int, frame_stride: int, clips_per_video: int) -> int:
+    """Frames one clip spans in its video, first to last inclusive; the three counts
+    must be positive (ValueError naming the one that is not)."""
+    for name, value in (
+        ("num_frames", num_frames),
+        ("frame_stride", frame_stride),
+        ("clips_per_video", clips_per_video),
+    ):
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    return (num_frames - 1) * frame_stride + 1
+
+
+def all_have_labels(labels: list[Any]) -> bool:
+    """Batches need a label for every item: labels are exposed only if all videos have an
+    integer one (bools excluded)."""
+    return all(isinstance(x, int) and not isinstance(x, bool) for x in labels)
+
+
 def clip_start(
     last_start: int, clip_index: int, clips_per_video: int, rng: np.random.Generator | None
 ) -> int:
@@ -124,13 +143,7 @@ class ClipDataset(Dataset):
         strict: bool = True,
         max_frames: int | None = None,
     ):
-        for name, value in (
-            ("num_frames", num_frames),
-            ("frame_stride", frame_stride),
-            ("clips_per_video", clips_per_video),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+        self.span = clip_span(num_frames, frame_stride, clips_per_video)
         if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be a positive integer or None, got {image_size}")
         if channels not in (1, 3):
@@ -143,8 +156,6 @@ class ClipDataset(Dataset):
         self.clips_per_video = clips_per_video
         self.seed = seed
         self.channels = channels
-        # Frames one clip spans in the video, first to last inclusive.
-        self.span = (num_frames - 1) * frame_stride + 1
 
         self.videos: list[VideoSource] = []
         self.skipped: list[tuple[str, int]] = []  # (video id, length) of videos too short
@@ -175,8 +186,7 @@ class ClipDataset(Dataset):
                     f"{b.id!r}: {b.frame_size}); set image_size to resize them to one size"
                 )
         labels = [v.meta.get("label") for v in self.videos]
-        # Batches need a label for every item: only expose labels if all videos have one.
-        self.has_labels = all(isinstance(x, int) and not isinstance(x, bool) for x in labels)
+        self.has_labels = all_have_labels(labels)
         self._rng_cache: dict = {}
 
     def __len__(self) -> int:

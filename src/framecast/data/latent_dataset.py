@@ -22,7 +22,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from framecast.config.schema import DataConfig, TrainingConfig
-from framecast.data.dataset import clip_start, loader_for, worker_rng
+from framecast.data.dataset import (
+    all_have_labels,
+    clip_span,
+    clip_start,
+    loader_for,
+    worker_rng,
+)
 from framecast.data.latent_cache import CACHE_DIR
 from framecast.data.shard import ShardReader
 from framecast.errors import DataError
@@ -58,13 +64,7 @@ class LatentClipDataset(Dataset):
         clips_per_video: int = 1,
         seed: int = 0,
     ):
-        for name, value in (
-            ("num_frames", num_frames),
-            ("frame_stride", frame_stride),
-            ("clips_per_video", clips_per_video),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+        self.span = clip_span(num_frames, frame_stride, clips_per_video)
         self.reader = ShardReader(shard_path)
         if self.reader.dtype != np.float32 or len(self.reader.frame_shape) != 3:
             raise DataError(
@@ -76,7 +76,6 @@ class LatentClipDataset(Dataset):
         self.train = train
         self.clips_per_video = clips_per_video
         self.seed = seed
-        self.span = (num_frames - 1) * frame_stride + 1
         short = [v for v in self.reader.videos if v.num_frames < self.span]
         if short:
             raise DataError(
@@ -86,7 +85,7 @@ class LatentClipDataset(Dataset):
         # The cache stores each video under its id in the frame dataset.
         self.video_ids = [v.id for v in self.reader.videos]
         labels = [v.meta.get("label") for v in self.reader.videos]
-        self.has_labels = all(isinstance(x, int) and not isinstance(x, bool) for x in labels)
+        self.has_labels = all_have_labels(labels)
         self._rng_cache: dict = {}
 
     @property

@@ -43,7 +43,7 @@ from framecast.data.dataset import ClipDataset, split_dir
 from framecast.data.latent_cache import FRAME_SMOKE_THRESHOLD
 from framecast.errors import DataError
 from framecast.eval import metrics as M
-from framecast.eval.plots import _pyplot, _save, save_image_grid, to_uint8_images
+from framecast.eval.plots import pyplot, save_figure, save_image_grid, to_uint8_images
 from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
@@ -420,7 +420,7 @@ def _csv_text(result: EvaluationResult) -> str:
 
 
 def _plot(result: EvaluationResult, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(dict.fromkeys(m for by in result.metrics.values() for m in by))
     cols = min(4, len(names))
     nrows = math.ceil(len(names) / cols)
@@ -440,4 +440,4 @@ def _plot(result: EvaluationResult, path: Path) -> None:
         ax.axis("off")
     fig.suptitle(f"{result.split}: {result.num_clips} clips, {result.samples} sample(s)")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

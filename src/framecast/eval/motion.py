@@ -107,9 +107,9 @@ def plot_motion_tracks(
 ) -> Path:
     """One panel per joint (its x feature): raw track, clean track, and the model's
     predictions, which start at frame ``offset``."""
-    from framecast.eval.plots import _pyplot, _save
+    from framecast.eval.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(FEATURE_GROUPS), figsize=(4 * len(FEATURE_GROUPS), 3))
     t = np.arange(len(raw))
     for ax, (name, sl) in zip(axes, FEATURE_GROUPS.items()):
@@ -122,4 +122,4 @@ def plot_motion_tracks(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -12,7 +12,8 @@ import numpy as np
 from framecast.utils import atomic_path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -28,7 +29,7 @@ def plot_metric_curves(
 
     ``rows``: metrics CSV rows, each with a ``step`` key.
     """
-    plt = _pyplot()
+    plt = pyplot()
     groups: dict[str, list[str]] = {}
     for row in rows:
         for key in row:
@@ -56,7 +57,7 @@ def plot_metric_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_image_grid(
@@ -117,8 +118,9 @@ def to_uint8_images(frames) -> np.ndarray:
     return array
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    plt = pyplot()
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

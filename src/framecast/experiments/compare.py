@@ -378,11 +378,9 @@ def plot_run_curves(runs: list[RunSummary], path: Path, metrics: list[str]) -> P
     metrics = [m for m in dict.fromkeys(metrics) if any(m in row for r in runs for row in r.rows)]
     if not metrics:
         return None
-    import matplotlib
+    from framecast.eval.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.5 * nrows), squeeze=False)
@@ -403,14 +401,11 @@ def plot_run_curves(runs: list[RunSummary], path: Path, metrics: list[str]) -> P
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def latest_sample(run_dir: Path) -> Path | None:
-    """The newest PNG in ``run_dir/samples`` (by step in the name, then modification time)."""
+    """The newest PNG in ``run_dir/samples`` (by modification time, then name)."""
     pngs = list((run_dir / "samples").glob("*.png"))
     if not pngs:
         return None

@@ -8,7 +8,6 @@ and learning rate.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -201,18 +200,10 @@ class AutoencoderModule(FramecastModule):
             moments.squares = reduce(moments.squares, reduce_op="sum")
             moments.count = int(reduce(count, reduce_op="sum"))
             self.model.set_latent_normalization(*moments.mean_std())
-        if (
-            self._sample_batch is not None
-            and self.trainer.is_global_zero
-            and not self.trainer.sanity_checking
-        ):
+        path = self.sample_path("recon")
+        if self._sample_batch is not None and path is not None:
             rows = [to_uint8_images(images) for images in self._sample_batch]
             labels = ["input", "reconstruction", "segmentation"][: len(rows)]
-            path = (
-                Path(self.trainer.default_root_dir)
-                / "samples"
-                / f"recon_step{self.global_step:07d}.png"
-            )
             save_image_grid(rows, path, labels=labels)
 
     def checkpoint_extra(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ guard. Models, losses and metrics stay plain modules in ``framecast.models``,
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -72,6 +73,15 @@ class FramecastModule(pl.LightningModule):
             + (f" ({bad})" if bad else "")
             + "; the last good checkpoint is intact (lower training.lr or enable training.grad_clip)"
         )
+
+    # -- samples --------------------------------------------------------------------
+    def sample_path(self, name: str) -> Path | None:
+        """``RUN/samples/<name>_stepNNNNNNN.png``, or None where no sample is written: on
+        ranks other than 0 and during the sanity check."""
+        if not self.trainer.is_global_zero or self.trainer.sanity_checking:
+            return None
+        root = Path(self.trainer.default_root_dir)
+        return root / "samples" / f"{name}_step{self.global_step:07d}.png"
 
     # -- checkpoints ----------------------------------------------------------------
     def checkpoint_extra(self) -> dict[str, Any]:

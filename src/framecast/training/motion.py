@@ -204,21 +204,15 @@ class MotionModule(FramecastModule):
         self.log_dict_prefixed("val", values, on_epoch=True, batch_size=x.shape[0])
 
     def on_validation_epoch_end(self) -> None:
-        if not self.trainer.is_global_zero or self.trainer.sanity_checking:
-            return
+        path = self.sample_path("tracks")
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
+        if path is None or datamodule is None:
             return
         session = datamodule.splits["val"][0]
         T = self.config.model.sequence_length
         x, _ = stack_windows([session], T, self.config.model.target)
         predicted = predict(self.model, torch.from_numpy(x)).numpy()
         offset = T if self.config.model.target == "next" else T - 1
-        path = (
-            Path(self.trainer.default_root_dir)
-            / "samples"
-            / f"tracks_step{self.global_step:07d}.png"
-        )
         plot_motion_tracks(
             session.raw,
             session.clean,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -219,22 +218,14 @@ class RiverModule(FramecastModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        if (
-            self._sample_batch is None
-            or not self.trainer.is_global_zero
-            or self.trainer.sanity_checking
-        ):
+        path = self.sample_path("rollout")
+        if self._sample_batch is None or path is None:
             return
         truth, predicted = self._sample_batch
         rows, labels = [], []
         for clip in range(truth.shape[0]):
             rows += [to_uint8_images(truth[clip]), to_uint8_images(predicted[clip])]
             labels += [f"clip {clip} truth (AE)", f"clip {clip} predicted"]
-        path = (
-            Path(self.trainer.default_root_dir)
-            / "samples"
-            / f"rollout_step{self.global_step:07d}.png"
-        )
         save_image_grid(rows, path, labels=labels)
 
     def checkpoint_extra(self) -> dict[str, Any]:

@@ -1,0 +1,241 @@
+"""3-D convolutional video generator of the WuBu-GAAD VAE-GAN, with GAAD-FiLM conditioning.
+
+A latent vector becomes a whole clip at once: a linear layer makes a (C0, T, 4, 4) seed
+volume, transposed 3-D convolutions double its height and width per block while their
+temporal kernels mix neighbouring frames, and a last 3-D convolution maps to pixels.
+
+GAAD-FiLM tells every block where the golden-ratio (GAAD) regions are: the boxes go
+through a small MLP that emits a per-channel scale and shift for each block, applied as
+``x * (1 + gamma) + beta``. The MLP's output layer starts at zero, so a fresh generator
+ignores the boxes and the conditioning is learned from the identity rather than from
+random modulation. ``BoxFiLM`` is shared with the discriminator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import Tensor, nn
+
+
+def size_doublings(image_size: int) -> int:
+    """k such that image_size == 4 * 2**k, k >= 1 (the generator's up-blocks from a 4x4
+    seed, the discriminator's down-blocks to 4x4); ValueError otherwise."""
+    k = 0
+    size = image_size
+    while size > 4 and size % 2 == 0:
+        size //= 2
+        k += 1
+    if size != 4 or k < 1:
+        raise ValueError(
+            f"image_size must be 4 * 2**k with k >= 1 (8, 16, 32, 64, ...), got {image_size}"
+        )
+    return k
+
+
+def check_temporal_kernel_size(temporal_kernel_size: int) -> None:
+    """ValueError unless the temporal kernel is odd and positive."""
+    # An odd kernel with padding k // 2 keeps the frame count ('same' padding in time).
+    if temporal_kernel_size < 1 or temporal_kernel_size % 2 == 0:
+        raise ValueError(f"temporal_kernel_size must be odd and >= 1, got {temporal_kernel_size}")
+
+
+def _group_count(channels: int, max_groups: int = 8) -> int:
+    """Largest group count <= max_groups that divides channels (GroupNorm needs a divisor)."""
+    return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+
+
+class BoxFiLM(nn.Module):
+    """GAAD boxes -> per-block FiLM parameters.
+
+    Boxes are divided by ``image_size`` (so coordinates lie in [0, 1] whatever the
+    resolution), flattened to N*4 numbers, embedded by ``Linear -> SiLU`` and projected to
+    one (gamma, beta) pair per channel of every block. The projection is zero-initialised:
+    at construction every gamma and beta is 0 and FiLM is the identity.
+
+    Args:
+        num_regions: N, the number of boxes per sample.
+        image_size: pixel size the boxes refer to.
+        block_channels: channel count of each modulated block, in order.
+        hidden_dim: width of the box embedding.
+        wrap_linear: applied to the embedding Linear (e.g. spectral norm in the
+            discriminator). Not applied to the zero-initialised projection: spectral norm
+            of an all-zero weight divides 0 by 0.
+    """
+
+    def __init__(
+        self,
+        num_regions: int,
+        image_size: int,
+        block_channels: Sequence[int],
+        hidden_dim: int = 64,
+        wrap_linear: Callable[[nn.Module], nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_regions = num_regions
+        self.image_size = image_size
+        self.block_channels = tuple(block_channels)
+        embed = nn.Linear(num_regions * 4, hidden_dim)
+        self.embed = wrap_linear(embed) if wrap_linear is not None else embed
+        self.activation = nn.SiLU()
+        self.project = nn.Linear(hidden_dim, 2 * sum(self.block_channels))
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, boxes: Tensor, batch_size: int) -> list[tuple[Tensor, Tensor]]:
+        """Boxes -> one (gamma, beta) pair per block.
+
+        Args:
+            boxes: (B, N, 4) or (N, 4) ``[x1, y1, x2, y2]`` pixel boxes; (N, 4) is shared by
+                the batch.
+            batch_size: B.
+
+        Returns:
+            For each block, gamma and beta of shape (B, C_block, 1, 1, 1), ready to
+            broadcast over a (B, C_block, T, H, W) activation.
+        """
+        if boxes.ndim == 2:
+            boxes = boxes.unsqueeze(0).expand(batch_size, -1, -1)
+        if boxes.shape != (batch_size, self.num_regions, 4):
+            raise ValueError(
+                f"boxes must be (B, N, 4) or (N, 4) with B={batch_size}, N={self.num_regions}, "
+                f"got shape {tuple(boxes.shape)}"
+            )
+        dtype = self.project.weight.dtype
+        normalised = boxes.to(dtype) / float(self.image_size)
+        params = self.project(self.activation(self.embed(normalised.flatten(1))))
+        pairs = []
+        for gamma_beta in params.split([2 * c for c in self.block_channels], dim=1):
+            gamma, beta = gamma_beta.view(batch_size, 2, -1, 1, 1, 1).unbind(dim=1)
+            pairs.append((gamma, beta))
+        return pairs
+
+
+def apply_film(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+    """FiLM as a residual modulation: ``x * (1 + gamma) + beta`` (identity at gamma=beta=0)."""
+    return x * (1.0 + gamma) + beta
+
+
+class _UpBlock(nn.Module):
+    """(B, C_in, T, H, W) -> (B, C_out, T, 2H, 2W): transposed conv, GroupNorm, FiLM, SiLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, temporal_kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose3d(
+            in_channels,
+            out_channels,
+            kernel_size=(temporal_kernel_size, 4, 4),
+            stride=(1, 2, 2),
+            padding=(temporal_kernel_size // 2, 1, 1),
+            bias=False,  # GroupNorm's shift makes a bias redundant
+        )
+        # GroupNorm, not BatchNorm: batch-independent, so batch 1 and eval mode behave alike.
+        self.norm = nn.GroupNorm(_group_count(out_channels), out_channels)
+        self.activation = nn.SiLU()
+
+    def forward(self, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        x = self.norm(self.conv(x))
+        if film is not None:
+            x = apply_film(x, *film)
+        return self.activation(x)
+
+
+class VideoGenerator(nn.Module):
+    """Latent vector (+ GAAD boxes) -> video clip.
+
+    Architecture for ``image_size = 4 * 2**k``:
+
+    - ``Linear(latent_dim, C0 * num_frames * 16)`` reshaped to (B, C0, num_frames, 4, 4),
+      then GroupNorm + SiLU, with ``C0 = base_channels * 2**(k-1)``.
+    - k up-blocks ``ConvTranspose3d(kernel (kt, 4, 4), stride (1, 2, 2), padding
+      (kt // 2, 1, 1))`` -> GroupNorm -> FiLM -> SiLU. Spatial size doubles per block;
+      width halves per block but not below ``base_channels`` (so the last block maps
+      base_channels to base_channels).
+    - ``Conv3d(base_channels, channels, kernel (kt, 3, 3), 'same' padding)`` -> tanh.
+
+    Time: the seed volume already has ``num_frames`` frames and every layer keeps that
+    count (stride 1 in time, odd temporal kernel with padding kt // 2); temporal kernels
+    mix neighbouring frames, so the frames are generated jointly, not independently.
+
+    Args:
+        latent_dim: size of z.
+        num_frames: frames per generated clip (>= 1).
+        image_size: output height and width, ``4 * 2**k`` with k >= 1.
+        channels: output image channels.
+        base_channels: width of the last up-block.
+        num_regions: GAAD boxes per sample (N).
+        use_gaad_film: condition every up-block on the boxes.
+        temporal_kernel_size: odd temporal extent kt of every 3-D kernel.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        num_frames: int,
+        image_size: int,
+        channels: int = 3,
+        base_channels: int = 64,
+        num_regions: int = 12,
+        use_gaad_film: bool = True,
+        temporal_kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        num_blocks = size_doublings(image_size)
+        check_temporal_kernel_size(temporal_kernel_size)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.latent_dim = latent_dim
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.channels = channels
+        self.use_gaad_film = use_gaad_film
+
+        widths = [base_channels * 2 ** (num_blocks - 1)]
+        for _ in range(num_blocks):
+            widths.append(max(widths[-1] // 2, base_channels))
+        self.seed_channels = widths[0]
+        self.project = nn.Linear(latent_dim, widths[0] * num_frames * 4 * 4)
+        self.seed_norm = nn.GroupNorm(_group_count(widths[0]), widths[0])
+        self.seed_activation = nn.SiLU()
+        self.blocks = nn.ModuleList(
+            _UpBlock(c_in, c_out, temporal_kernel_size)
+            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.to_pixels = nn.Conv3d(
+            widths[-1],
+            channels,
+            kernel_size=(temporal_kernel_size, 3, 3),
+            padding=(temporal_kernel_size // 2, 1, 1),
+        )
+        self.film = (
+            BoxFiLM(num_regions, image_size, widths[1:], hidden_dim=max(64, 4 * num_regions))
+            if use_gaad_film
+            else None
+        )
+
+    def forward(self, z: Tensor, boxes: Tensor | None = None) -> Tensor:
+        """Generate clips.
+
+        Args:
+            z: (B, latent_dim) latent vectors.
+            boxes: (B, N, 4) or (N, 4) ``[x1, y1, x2, y2]`` pixel GAAD boxes; required when
+                ``use_gaad_film``, ignored otherwise.
+
+        Returns:
+            (B, num_frames, channels, image_size, image_size) in [-1, 1].
+        """
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must be (B, {self.latent_dim}), got shape {tuple(z.shape)}")
+        batch = z.shape[0]
+        film_params: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
+        if self.film is not None:
+            if boxes is None:
+                raise ValueError("use_gaad_film=True needs boxes (B, N, 4) or (N, 4), got None")
+            film_params = self.film(boxes.to(z.device), batch)
+
+        x = self.project(z).view(batch, self.seed_channels, self.num_frames, 4, 4)
+        x = self.seed_activation(self.seed_norm(x))
+        for block, film in zip(self.blocks, film_params, strict=True):
+            x = block(x, film)
+        clip = self.to_pixels(x).tanh()  # (B, C, T, H, W)
+        return clip.permute(0, 2, 1, 3, 4).contiguous()

@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_nodes=args.num_nodes,
         num_processes=args.num_processes,
         fast_dev_run=args.fast_dev_run,
+        detect_anomaly=args.detect_anomaly,
     )
     if launch_rank_is_zero():  # one report for a multi-process run
         print(result.format())
@@ -411,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-steps", type=int, help="sets training.max_steps")
     tr.add_argument(
         "--fast-dev-run", action="store_true", help="one batch of train and val; writes no files"
+    )
+    tr.add_argument(
+        "--detect-anomaly",
+        "--detect_anomaly",
+        action="store_true",
+        help="autograd anomaly detection: slow, names the operation that produced a NaN",
     )
     tr.add_argument("--num-gpus", type=_non_negative_int, default=0, help="GPUs per node (0 = CPU)")
     tr.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes (multi-node DDP)")

@@ -25,6 +25,8 @@ from framecast.training.loggers import read_metrics_csv
 
 REPO = Path(__file__).resolve().parents[2]
 AE_SMOKE = REPO / "configs" / "ae_smoke.yaml"
+# The VAE-GAN steps two optimisers by hand: its gradients must be all-reduced as well.
+VAEGAN = REPO / "configs" / "wubu_vaegan.yaml"
 
 # Launched in a fresh interpreter: Lightning's DDP launcher re-runs this script once per
 # extra rank (LOCAL_RANK=1), so the test process itself never joins a process group.
@@ -76,11 +78,14 @@ def _param_hash(state: dict) -> str:
 
 
 @pytest.mark.slow
-def test_two_process_cpu_ddp_identical_parameters_one_metrics_file(tmp_path, tiny_dataset, shrink):
+@pytest.mark.parametrize("shipped", [AE_SMOKE, VAEGAN], ids=lambda p: p.stem)
+def test_two_process_cpu_ddp_identical_parameters_one_metrics_file(
+    shipped, tmp_path, tiny_dataset, shrink
+):
     from framecast.checkpoint import model_state_dict, read_checkpoint
 
-    config_path = tmp_path / "ae.yaml"
-    save_config(shrink(AE_SMOKE, tiny_dataset, max_steps=2), config_path)
+    config_path = tmp_path / "config.yaml"
+    save_config(shrink(shipped, tiny_dataset, max_steps=2), config_path)
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "out"

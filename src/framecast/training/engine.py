@@ -179,9 +179,14 @@ def cluster_environment(environ: Mapping[str, str] | None = None):
     return None
 
 
-def _trainer_devices(num_gpus: int, num_nodes: int, num_processes: int = 1) -> dict:
+def _trainer_devices(
+    num_gpus: int, num_nodes: int, num_processes: int = 1, find_unused_parameters: bool = False
+) -> dict:
     """Accelerator, devices and strategy: CUDA with ``num_gpus`` > 0, else ``num_processes``
-    CPU processes; more than one process in all means DDP (NCCL on GPUs, gloo on CPU)."""
+    CPU processes; more than one process in all means DDP (NCCL on GPUs, gloo on CPU),
+    with ``find_unused_parameters`` for kinds whose backward passes reach only part of the
+    model (the VAE-GAN's two players)."""
+    ddp = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     if num_processes < 1:
         raise ConfigError(f"--num-processes {num_processes}: must be at least 1")
     if num_gpus <= 0:
@@ -190,7 +195,7 @@ def _trainer_devices(num_gpus: int, num_nodes: int, num_processes: int = 1) -> d
             "accelerator": "cpu",
             "devices": num_processes,
             "num_nodes": num_nodes,
-            "strategy": "ddp" if multi else "auto",
+            "strategy": ddp if multi else "auto",
         }
     if num_processes > 1:
         raise ConfigError(
@@ -207,7 +212,7 @@ def _trainer_devices(num_gpus: int, num_nodes: int, num_processes: int = 1) -> d
         "accelerator": "gpu",
         "devices": num_gpus,
         "num_nodes": num_nodes,
-        "strategy": "ddp" if multi else "auto",
+        "strategy": ddp if multi else "auto",
     }
 
 
@@ -233,6 +238,7 @@ def train(
     num_nodes: int = 1,
     num_processes: int = 1,
     fast_dev_run: bool = False,
+    detect_anomaly: bool = False,
     progress: bool | None = None,
     overwrite: bool = False,
     callbacks: list[pl.Callback] | None = None,
@@ -241,12 +247,13 @@ def train(
 
     ``overwrite`` deletes an existing run of the same name first (the demo re-runs itself).
     ``callbacks`` are added to the kind's own (tests and scripts hook in here).
+    ``detect_anomaly`` runs autograd's anomaly detection (slow; names the op that made a NaN).
     ``num_gpus`` GPUs per node, or ``num_processes`` CPU processes, on ``num_nodes`` nodes:
     more than one process in all trains with DDP; every process runs this function, each
     trains on its own shard of the data (Lightning's DistributedSampler), and only global
     rank 0 writes into the run directory.
     """
-    devices = _trainer_devices(num_gpus, num_nodes, num_processes)
+    devices = _trainer_devices(num_gpus, num_nodes, num_processes)  # bad flags fail first
     rank_zero = launch_rank_is_zero()
     overrides = list(overrides or [])
     if resume:
@@ -265,6 +272,7 @@ def train(
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
+    devices = _trainer_devices(num_gpus, num_nodes, num_processes, task.find_unused_parameters)
     module = task.build_module(config)
     if t.init_from is not None and not resume:
         init_model_weights(module, config)
@@ -321,6 +329,7 @@ def train(
         gradient_clip_val=t.grad_clip if automatic else None,
         log_every_n_steps=t.log_every_n_steps,
         fast_dev_run=fast_dev_run,
+        detect_anomaly=detect_anomaly,
         callbacks=callbacks,
         logger=loggers,
         plugins=[AtomicCheckpointIO(), *filter(None, [cluster_environment()])],

@@ -24,6 +24,9 @@ class Task:
     build_callbacks: Callable[[Config, object], list[pl.Callback]] = field(
         default=lambda config, run: []
     )
+    # DDP must find the parameters a backward did not reach (each of a GAN's two backward
+    # passes reaches only one player); costs a graph traversal per backward.
+    find_unused_parameters: bool = False
 
 
 TASKS: dict[str, Task] = {}
@@ -47,3 +50,4 @@ def _import_builtin_tasks() -> None:
     import framecast.training.autoencoder  # noqa: F401
     import framecast.training.motion  # noqa: F401
     import framecast.training.river  # noqa: F401
+    import framecast.training.vaegan  # noqa: F401

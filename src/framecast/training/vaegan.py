@@ -1,0 +1,286 @@
+"""The WuBu-GAAD VAE-GAN in Lightning: a thin wrapper around :class:`WuBuGAADVAEGAN`.
+
+One training step, top to bottom (two optimisers, stepped by hand):
+
+1. clip (B, Tc + F, C, H, W) → context = first Tc frames, real = the next F frames;
+2. encoder(context) → mu, logvar → z → generator → fake (B, F, C, H, W);
+3. discriminator step: loss_d_real on D(real), loss_d_fake on D(fake.detach());
+4. generator step: λ_recon·MSE(fake, real) + λ_KL·KL + λ_gan·adversarial(D(fake)).
+
+Under DDP the module is wrapped in ``DistributedDataParallel`` with
+``find_unused_parameters`` (each backward touches only one player's weights) and Lightning
+prepares the reducer before every ``manual_backward``, so both players' gradients are
+all-reduced across ranks (the users' script unwrapped ``.module`` and never synchronised;
+``tests/training/test_vaegan.py`` checks that two ranks end with identical weights).
+
+Logged as the users' script did: ``train/loss_recon``, ``loss_kl``, ``loss_g_adv``,
+``loss_g_total``, ``loss_d_real``, ``loss_d_fake``, ``loss_d_total``, ``lr_gen``,
+``lr_disc``; ``val/avg_val_psnr``, ``val/ssim``, ``val/lpips`` (ST-LPIPS),
+``val/recon_mse`` (and ``val/loss`` = λ_recon·recon_mse + λ_KL·KL); a sample panel (context | truth | prediction) and fixed-noise
+generations at each validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from framecast.config import Config
+from framecast.config.vaegan import VAEGANConfig
+from framecast.errors import ConfigError
+from framecast.eval.lpips import load_stlpips
+from framecast.eval.metrics import psnr, ssim
+from framecast.eval.plots import save_image_grid, to_uint8_images
+from framecast.losses.adversarial import (
+    discriminator_hinge,
+    generator_hinge,
+    generator_non_saturating,
+)
+from framecast.models.vaegan.model import WuBuGAADVAEGAN, kl_divergence
+from framecast.training.callbacks import KLScheduleCallback
+from framecast.training.datamodule import ClipDataModule
+from framecast.training.kl_schedule import KLSchedule
+from framecast.training.module import FramecastModule
+from framecast.training.tasks import Task, register_task
+
+SAMPLE_CLIPS = 4  # clips in each validation panel
+FIXED_NOISE_SAMPLES = 4  # fixed-noise generations per validation
+
+
+def discriminator_losses(
+    logits_real: torch.Tensor, logits_fake: torch.Tensor, kind: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss_d_real, loss_d_fake, loss_d_total); total = the mean of the two halves."""
+    if kind == "hinge":
+        real = F.relu(1.0 - logits_real).mean()
+        fake = F.relu(1.0 + logits_fake).mean()
+        return real, fake, discriminator_hinge(logits_real, logits_fake)
+    real = F.softplus(-logits_real).mean()  # BCE with logits against 1
+    fake = F.softplus(logits_fake).mean()  # BCE with logits against 0
+    return real, fake, 0.5 * (real + fake)
+
+
+def kl_schedule(cfg: VAEGANConfig) -> KLSchedule:
+    """``model.kl_schedule`` with ``model.lambda_kl`` as the constant/target weight."""
+    sched = cfg.kl_schedule
+    return KLSchedule(
+        mode=sched.mode,
+        target=cfg.lambda_kl,
+        start=sched.start,
+        warmup_steps=sched.warmup_steps,
+        phases=tuple(sched.phases),
+    )
+
+
+class VAEGANModule(FramecastModule):
+    kind = "vaegan"
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        cfg: VAEGANConfig = config.model
+        t = config.training
+        if t.precision == "16-mixed":
+            raise ConfigError(
+                "training.precision '16-mixed' is not supported for kind vaegan (two "
+                "optimisers stepped by hand); use 'bf16-mixed' or '32'"
+            )
+        self.context_frames = t.condition_frames
+        self.future_frames = t.frames_to_generate
+        try:
+            self.model = WuBuGAADVAEGAN.from_config(
+                cfg, config.data.image_size, self.context_frames, self.future_frames
+            )
+        except ValueError as exc:
+            raise ConfigError(f"model (kind vaegan): {exc}") from None
+        self.automatic_optimization = False
+        self.kl_weight = kl_schedule(cfg).value(0)
+        self._sample_batch: torch.Tensor | None = None
+        # Fixed noise: the same latents at every validation show how generation evolves.
+        noise = torch.randn(
+            FIXED_NOISE_SAMPLES, cfg.latent_dim, generator=torch.Generator().manual_seed(t.seed)
+        )
+        self.register_buffer("fixed_noise", noise, persistent=False)
+
+    # -- data -----------------------------------------------------------------------
+    def split_clip(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, Tc + F, C, H, W) → context (B, Tc, ...), real future (B, F, ...)."""
+        clip = batch["frames"]
+        needed = self.context_frames + self.future_frames
+        if clip.shape[1] < needed:
+            raise ValueError(
+                f"clips of {clip.shape[1]} frames; kind vaegan needs condition_frames + "
+                f"frames_to_generate = {needed}"
+            )
+        return clip[:, : self.context_frames], clip[:, self.context_frames : needed]
+
+    # -- losses -----------------------------------------------------------------------
+    def generator_adversarial(self, logits_fake: torch.Tensor) -> torch.Tensor:
+        if self.config.model.gan_loss == "hinge":
+            return generator_hinge(logits_fake)
+        return generator_non_saturating(logits_fake)
+
+    # -- training -----------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        cfg: VAEGANConfig = self.config.model
+        opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers()
+        context, real = self.split_clip(batch)
+        out = self.model(context)
+
+        # Discriminator step on real futures and detached fakes.
+        self.toggle_optimizer(opt_d)
+        d_real, d_fake, d_total = discriminator_losses(
+            self.model.discriminate(real),
+            self.model.discriminate(out.frames.detach()),
+            cfg.gan_loss,
+        )
+        d_logs = {"loss_d_real": d_real, "loss_d_fake": d_fake, "loss_d_total": d_total}
+        self.check_finite(d_total, d_logs)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_total)
+        self._clip(opt_d)
+        # The inner optimiser's step: the wrapped one would count a second global step.
+        opt_d.optimizer.step()
+        sched_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        # Generator (encoder + generator) step; the discriminator is frozen meanwhile.
+        self.toggle_optimizer(opt_g)
+        recon = F.mse_loss(out.frames.float(), real.float())
+        kl = kl_divergence(out.mu.float(), out.logvar.float())
+        g_adv = self.generator_adversarial(self.model.discriminate(out.frames))
+        g_total = cfg.lambda_recon * recon + self.kl_weight * kl + cfg.lambda_gan * g_adv
+        g_logs = {"loss_recon": recon, "loss_kl": kl, "loss_g_adv": g_adv, "loss_g_total": g_total}
+        self.check_finite(g_total, g_logs)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_total)
+        self._clip(opt_g)
+        opt_g.step()
+        sched_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        logs = {k: v.detach() for k, v in {**g_logs, **d_logs}.items()}
+        logs["lr_gen"] = opt_g.param_groups[0]["lr"]
+        logs["lr_disc"] = opt_d.param_groups[0]["lr"]
+        self.log_dict_prefixed("train", logs, on_step=True, on_epoch=False)
+        self.log("train/loss", logs["loss_g_total"], prog_bar=True, on_step=True, on_epoch=False)
+
+    def _clip(self, optimizer) -> None:
+        max_norm = self.config.model.global_max_grad_norm
+        if max_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
+            )
+
+    def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        cfg: VAEGANConfig = self.config.model
+        weight_decay = self.config.training.weight_decay
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=lr, momentum=cfg.sgd_momentum, weight_decay=weight_decay
+            )
+        return torch.optim.Adam(
+            params, lr=lr, betas=(cfg.adam_beta1, 0.999), weight_decay=weight_decay
+        )
+
+    def configure_optimizers(self):
+        opt_g = self._optimizer(self.model.generator_parameters(), self.config.training.lr)
+        opt_d = self._optimizer(
+            self.model.discriminator.parameters(), self.config.model.learning_rate_disc
+        )
+        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+
+    # -- validation ---------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._sample_batch = None
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        context, real = self.split_clip(batch)
+        out = self.model(context, sample_posterior=False)
+        fake = out.frames.float()
+        # Metrics in fp32 even under bf16 autocast (SSIM and LPIPS convolutions).
+        with torch.autocast(real.device.type, enabled=False):
+            pred_frames, true_frames = fake.flatten(0, 1), real.float().flatten(0, 1)
+            recon = F.mse_loss(pred_frames, true_frames)
+            kl = kl_divergence(out.mu.float(), out.logvar.float())
+            cfg: VAEGANConfig = self.config.model
+            metrics = {
+                # The generator's objective without the adversarial term (comparable across
+                # runs whatever the discriminator does).
+                "loss": cfg.lambda_recon * recon + self.kl_weight * kl,
+                "avg_val_psnr": psnr(pred_frames, true_frames).mean(),
+                "ssim": ssim(pred_frames, true_frames).mean(),
+                "lpips": load_stlpips("alex", real.device)(pred_frames, true_frames).mean(),
+                "recon_mse": recon,
+                "loss_kl": kl,
+            }
+        self.log_dict_prefixed("val", metrics, on_epoch=True, batch_size=real.shape[0])
+        if batch_idx == 0:
+            n = min(SAMPLE_CLIPS, real.shape[0])
+            self._sample_batch = torch.cat([context[:n], real[:n], fake[:n]], dim=1).float()
+
+    def on_validation_epoch_end(self) -> None:
+        path = self.sample_path("vaegan")
+        if self._sample_batch is None or path is None:
+            return
+        rows = [to_uint8_images(clip) for clip in self._sample_batch]
+        tc, f = self.context_frames, self.future_frames
+        labels = [f"clip {i}: {tc} context | {f} truth | {f} predicted" for i in range(len(rows))]
+        save_image_grid(rows, path, labels=labels)
+        with torch.no_grad():
+            generated = self.model.generate(self.fixed_noise.to(self.device)).float()
+        noise_path = path.with_name(path.name.replace("vaegan_", "fixed_noise_"))
+        save_image_grid(
+            [to_uint8_images(clip) for clip in generated],
+            noise_path,
+            labels=[f"z{i}" for i in range(len(generated))],
+        )
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"image_size": self.config.data.image_size}
+
+
+def _callbacks(config: Config, run) -> list:
+    cfg: VAEGANConfig = config.model
+    callbacks: list = []
+    q = cfg.q_controller
+    if not (q.enabled and q.control_kl):
+        callbacks.append(KLScheduleCallback(kl_schedule(cfg)))
+    if q.enabled:
+        from framecast.training.q_controller import QControllerCallback, QControllerConfig
+
+        callbacks.append(
+            QControllerCallback(
+                QControllerConfig(
+                    learning_rate=q.learning_rate,
+                    discount=q.discount,
+                    epsilon=q.epsilon,
+                    epsilon_min=q.epsilon_min,
+                    epsilon_decay=q.epsilon_decay,
+                    seed=q.seed,
+                ),
+                every_n_steps=q.every_n_steps,
+                gen_optimizer_index=0,
+                disc_optimizer_index=1,
+                control_kl=q.control_kl,
+            )
+        )
+    return callbacks
+
+
+def _datamodule(config: Config) -> ClipDataModule:
+    t = config.training
+    return ClipDataModule(config, num_frames=t.condition_frames + t.frames_to_generate)
+
+
+register_task(
+    "vaegan",
+    Task(
+        build_module=VAEGANModule,
+        build_datamodule=_datamodule,
+        build_callbacks=_callbacks,
+        find_unused_parameters=True,
+    ),
+)

@@ -1,0 +1,148 @@
+"""The WuBu-GAAD VAE-GAN end to end on tiny clips: prediction from context only, gradients
+into curvature and scale, the users' metric names, sample panels, the Q-controller's state
+in checkpoints and on resume, and bad configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from framecast.checkpoint import read_checkpoint
+from framecast.config import apply_overrides, validate_config
+from framecast.config.loader import read_yaml
+from framecast.errors import ConfigError
+from framecast.models.vaegan.model import WuBuGAADVAEGAN
+from framecast.training.engine import train
+from framecast.training.loggers import read_metrics_csv
+
+REPO = Path(__file__).resolve().parents[2]
+VAEGAN = REPO / "configs" / "wubu_vaegan.yaml"
+
+TRAIN_KEYS = (
+    "loss_recon",
+    "loss_kl",
+    "loss_g_adv",
+    "loss_g_total",
+    "loss_d_real",
+    "loss_d_fake",
+    "loss_d_total",
+    "lr_gen",
+    "lr_disc",
+)
+VAL_KEYS = ("avg_val_psnr", "ssim", "lpips", "recon_mse")
+
+
+@pytest.fixture
+def tiny_vaegan(tiny_dataset, shrink):
+    """``tiny_vaegan(*overrides, max_steps=2)``: the shipped config shrunk (32×32 frames,
+    3 context → 3 future frames, motion branch on)."""
+
+    def make(*overrides: str, max_steps: int = 2):
+        config = shrink(VAEGAN, tiny_dataset, max_steps=max_steps)
+        return validate_config(apply_overrides(config.to_dict(), list(overrides)), "test")
+
+    return make
+
+
+def _model(config) -> WuBuGAADVAEGAN:
+    t = config.training
+    torch.manual_seed(0)
+    return WuBuGAADVAEGAN.from_config(
+        config.model, config.data.image_size, t.condition_frames, t.frames_to_generate
+    )
+
+
+def test_encoder_predicts_from_context_and_mixes_every_frame(tiny_vaegan):
+    config = tiny_vaegan()
+    model = _model(config).eval()
+    size = config.data.image_size
+    context = torch.rand(2, config.training.condition_frames, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        out = model(context, sample_posterior=False)
+        changed_first = context.clone()
+        changed_first[:, 0] = -1.0  # only the oldest frame differs
+        mu_first, _ = model.encoder(changed_first)
+    assert out.frames.shape == (2, config.training.frames_to_generate, 3, size, size)
+    assert out.frames.abs().max() <= 1.0
+    # The temporal stage reads every context frame, not only the last one.
+    assert not torch.allclose(mu_first, out.mu)
+    # The encoder takes the context only: handing it context + future is refused.
+    clip = torch.cat([context, out.frames], dim=1)
+    with pytest.raises(ValueError, match="context frames"):
+        model.encoder(clip)
+
+
+def test_generator_step_reaches_every_curvature_and_scale(tiny_vaegan):
+    config = tiny_vaegan()
+    model = _model(config)
+    size = config.data.image_size
+    context = torch.rand(2, config.training.condition_frames, 3, size, size) * 2 - 1
+    target = torch.rand(2, config.training.frames_to_generate, 3, size, size) * 2 - 1
+    out = model(context)
+    loss = torch.nn.functional.mse_loss(out.frames, target)
+    loss.backward()
+    stacks = [model.encoder.wubu_s, model.encoder.wubu_t, model.encoder.wubu_m]
+    levels = [level for stack in stacks for level in stack.levels]
+    assert len(levels) == 4  # S has two levels, T and M one each (tiny config)
+    for level in levels:
+        for param in (level.raw_curvature, level.raw_scale):
+            assert param.grad is not None and torch.isfinite(param.grad).all()
+            assert param.grad.abs().sum() > 0
+
+
+def test_two_step_training_logs_the_users_metrics_and_panels(tiny_vaegan, tmp_path):
+    result = train(tiny_vaegan(), runs_dir=tmp_path, run_name="v", progress=False)
+    assert result.global_step == 2
+    rows = read_metrics_csv(result.run_dir / "metrics.csv")
+    logged = {key for row in rows for key in row}
+    assert {f"train/{k}" for k in TRAIN_KEYS} <= logged
+    assert {f"val/{k}" for k in VAL_KEYS} <= logged
+    samples = result.run_dir / "samples"
+    assert list(samples.glob("vaegan_step*.png")) and list(samples.glob("fixed_noise_step*.png"))
+    ckpt = read_checkpoint(result.best_checkpoint, expected_kind="vaegan")
+    assert ckpt["framecast"]["config"]["training"]["monitor"] == "val/avg_val_psnr"
+
+
+def test_q_controller_state_in_checkpoint_and_resume(tiny_vaegan, tmp_path):
+    config = tiny_vaegan(
+        "model.q_controller.enabled=true",
+        "model.q_controller.every_n_steps=1",
+        "model.q_controller.epsilon=1.0",
+        max_steps=3,
+    )
+    train(config, runs_dir=tmp_path, run_name="q", progress=False)
+    run = tmp_path / "q"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    states = [v for k, v in ckpt["callbacks"].items() if "QController" in k]
+    assert len(states) == 1 and states[0]
+    rows = read_metrics_csv(run / "metrics.csv")
+    assert any(k.startswith("q_ctrl_gen/") for row in rows for k in row)
+    assert any(k.startswith("q_ctrl_disc/") for row in rows for k in row)
+    resumed = train(
+        None,
+        runs_dir=tmp_path,
+        run_name="q",
+        resume=True,
+        overrides=["training.max_steps=5"],
+        progress=False,
+    )
+    assert resumed.global_step == 5
+
+
+def test_phased_kl_schedule_and_controller_conflict(tiny_vaegan):
+    raw = read_yaml(VAEGAN)
+    raw["model"]["kl_schedule"] = {"mode": "steps", "phases": [[0, 1e-4], [10, 1e-3]]}
+    raw["model"]["q_controller"] = {"enabled": True, "control_kl": True}
+    with pytest.raises(ConfigError, match="control_kl"):
+        validate_config(raw, "wubu.yaml")
+    raw["model"]["wubu_s"] = {"hyperbolic_dims": [8, 4], "initial_curvatures": [1.0]}
+    with pytest.raises(ConfigError, match="initial_curvatures"):
+        validate_config(raw, "wubu.yaml")
+
+
+def test_motion_branch_needs_two_context_frames(tiny_vaegan, tmp_path):
+    config = tiny_vaegan("training.condition_frames=1")
+    with pytest.raises(ConfigError, match="at least 2 context frames"):
+        train(config, runs_dir=tmp_path, run_name="m", progress=False)

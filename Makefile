@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Local wheel folders some machines carry (e.g. a CPU torch wheel); harmless when absent.
 FIND_LINKS := $(foreach d,/opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
 
-.PHONY: install demo test lint clean-venv
+.PHONY: install demo test lint clean-venv web-deps
 
 install: $(STAMP)
 
@@ -23,8 +23,30 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/framecast demo
 
-test: install
+test: install web-deps
 	$(BIN)/python -m pytest
+
+# The browser test (tests/web) needs web/node_modules (npm ci; re-run when the lock file
+# changes) and Debian's /usr/bin/chromium (installed when apt-get and root are available).
+WEB_STAMP := web/node_modules/.framecast-npm-ci
+
+web-deps: $(WEB_STAMP)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) || \
+	      echo "web-deps: installing chromium failed; tests/web will be skipped (fail under CI)"; \
+	  else \
+	    echo "web-deps: /usr/bin/chromium is missing; install it as root with" \
+	      "'apt-get install -y chromium chromium-driver'; tests/web will be skipped (fail under CI)"; \
+	  fi; \
+	fi
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix web --no-audit --no-fund && touch $@; \
+	else \
+	  echo "web-deps: npm is missing (install Node.js >= 18 with npm); tests/web will be skipped"; \
+	fi
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -1,0 +1,251 @@
+"""The web page (web/) in headless Chromium: onnxruntime-web matches onnxruntime in Python.
+
+A tiny motion run is trained and exported into a temporary folder with a short synthetic
+session; ``web/serve.py`` serves web/ at ``/`` and that folder at ``/data/``; a Node script
+(``web/tests/browser_check.mjs``, playwright-core driving Debian's ``/usr/bin/chromium``)
+opens the page, calls ``window.framecast.runAll()`` and saves a screenshot. The predictions
+are compared with onnxruntime's on the same windows; bad inputs must show an error on the
+page.
+
+Needs ``/usr/bin/chromium`` (``apt-get install -y chromium chromium-driver``), Node and
+``web/node_modules`` (``make web-deps``); without them the tests are skipped, except when
+``CI`` is set, where a missing piece is a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framecast.data.motion import load_sessions, save_sessions, synthetic_sessions
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = REPO / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+CHECK_SCRIPT = WEB / "tests" / "browser_check.mjs"
+SESSION_FRAMES = 30
+TOLERANCE = 1e-4
+_CACHE: dict[str, Path] = {}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _require(condition: bool, reason: str) -> None:
+    """Skip with ``reason`` when ``condition`` is false; fail instead under CI."""
+    if condition:
+        return
+    if _in_ci():
+        pytest.fail(f"CI is set and the browser test cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser_ready() -> str:
+    """Path of ``node``, once Chromium, Node and web/node_modules are checked."""
+    _require(
+        CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK),
+        f"{CHROMIUM} is missing: install it with `apt-get install -y chromium chromium-driver` "
+        "(or `make web-deps` as root)",
+    )
+    node = shutil.which("node")
+    _require(
+        node is not None,
+        "node is missing: install Node.js (>= 18, e.g. `apt-get install -y nodejs npm`), "
+        "then `make web-deps`",
+    )
+    _require(
+        (WEB / "node_modules" / "playwright-core" / "package.json").is_file()
+        and (WEB / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs").is_file(),
+        "web/node_modules is not installed: run `make web-deps` "
+        "(or `npm ci --prefix web --no-audit --no-fund`)",
+    )
+    pytest.importorskip("onnxruntime")
+    return node
+
+
+@pytest.fixture
+def web_data(shrink, tmp_path_factory) -> Path:
+    """A folder with motion_correction.onnx/.json of a tiny trained run and session.json
+    (one synthetic session of SESSION_FRAMES frames); made once per test session."""
+    if "data" not in _CACHE:
+        from framecast.export.onnx import export_onnx
+        from framecast.training.engine import train
+
+        runs = tmp_path_factory.mktemp("web_motion_runs")
+        config = shrink(REPO / "configs" / "motion_lstm.yaml", runs, max_steps=2)
+        run = train(config, runs_dir=runs, run_name="motion", progress=False).run_dir
+        data = tmp_path_factory.mktemp("web_data")
+        result = export_onnx(run, data / "motion_correction.onnx")
+        assert result.max_diff <= TOLERANCE
+        (session,) = synthetic_sessions(1, length=2 * SESSION_FRAMES, seed=11)
+        session = dataclasses.replace(
+            session,
+            raw=session.raw[:SESSION_FRAMES],
+            clean=session.clean[:SESSION_FRAMES],
+            timestamps=session.timestamps[:SESSION_FRAMES],
+        )
+        save_sessions([session], data / "session.json")
+        _CACHE["data"] = data
+    return _CACHE["data"]
+
+
+@pytest.fixture
+def base_url(web_data):
+    """web/ at / and the data folder at /data/, on 127.0.0.1 and a free port."""
+    spec = importlib.util.spec_from_file_location("framecast_web_serve", WEB / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    server, url = serve.start_server(WEB, data_dir=web_data)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_page(node: str, url: str, screenshot: Path, *extra: str) -> dict:
+    """Run browser_check.mjs on ``url``; its JSON report."""
+    proc = subprocess.run(
+        [node, str(CHECK_SCRIPT), url, str(screenshot), *extra],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and lines, (
+        f"browser_check.mjs exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
+        f"stderr:\n{proc.stderr[-4000:]}"
+    )
+    return json.loads(lines[-1])
+
+
+def onnxruntime_predictions(model: Path, raw: np.ndarray, sequence_length: int) -> np.ndarray:
+    """onnxruntime (Python, CPU) on every window of ``raw``, batch 1, in order."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    out = []
+    for end in range(sequence_length - 1, len(raw)):
+        window = np.ascontiguousarray(raw[None, end + 1 - sequence_length : end + 1], np.float32)
+        (prediction,) = session.run(["prediction"], {"window": window})
+        out.append(prediction[0])
+    return np.asarray(out, dtype=np.float64)
+
+
+def distinct_colours(png: Path) -> int:
+    from PIL import Image
+
+    with Image.open(png) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    return len(colours or [])
+
+
+def test_page_matches_onnxruntime_and_draws(browser_ready, web_data, base_url, tmp_path):
+    shot = web_data / "framecast_web.png"
+    url = f"{base_url}index.html?model=data/motion_correction.onnx&session=data/session.json"
+    report = run_page(browser_ready, url, shot)
+    assert report["status"] == "ready", report
+    assert report["page_errors"] == [], report["page_errors"]
+    assert report["external_requests"] == [], "the page must load nothing from the internet"
+    assert report["failed_requests"] == [], report["failed_requests"]
+    assert not [line for line in report["console"] if line.startswith("error")], report["console"]
+    assert not report["error_box"]["visible"]
+
+    meta = json.loads((web_data / "motion_correction.json").read_text())
+    length = meta["sequence_length"]
+    # Step ×6 runs the model once per frame from the first full window; Play runs to the end.
+    steps = report["playback"]["after_steps"]
+    assert steps == {"frame": 6, "calls": 6 - length + 1}, report["playback"]
+    assert report["playback"]["after_play"] == {
+        "frame": SESSION_FRAMES,
+        "calls": SESSION_FRAMES - length + 1,
+    }, report["playback"]
+    (session,) = load_sessions(web_data / "session.json")
+    want = onnxruntime_predictions(web_data / "motion_correction.onnx", session.raw, length)
+    got = np.asarray(report["predictions"], dtype=np.float64)
+    assert got.shape == want.shape == (SESSION_FRAMES - length + 1, 12)
+    diff = float(np.abs(got - want).max())
+    latencies = np.asarray(report["latencies_ms"], dtype=np.float64)
+    print(
+        f"\nonnxruntime-web (WASM, 1 thread) vs onnxruntime (Python): {len(got)} windows of "
+        f"{length} frames, max abs diff {diff:.3e}; latency per call median "
+        f"{np.median(latencies):.3f} ms, p95 {np.percentile(latencies, 95):.3f} ms "
+        f"({report['backend']})"
+    )
+    assert diff <= TOLERANCE
+
+    assert latencies.shape == (len(got),)
+    assert np.all(np.isfinite(latencies)) and np.all(latencies > 0), latencies
+    assert report["latency_text"]["count"] == str(len(got))
+    assert report["latency_text"]["median"].endswith(" ms")
+
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    assert distinct_colours(shot) >= 20, "the screenshot looks blank"
+    kept = tmp_path / "framecast_web.png"
+    shutil.copyfile(shot, kept)
+    print(f"screenshot: {kept}")
+
+
+BAD_INPUTS = {
+    # name: (file written into the data folder or None, URL parameters, expected message part)
+    "malformed-json": (
+        ("bad_json.json", '[[{"timestamp": 0.0, "head": [1, 2'),
+        "session=data/bad_json.json",
+        "malformed JSON",
+    ),
+    "wrong-feature-length": (
+        (
+            "bad_length.json",
+            json.dumps(
+                [
+                    [
+                        {
+                            "timestamp": 0.0,
+                            "head": [1.0, 2.0],
+                            "hips": [0.0, 0.0, 0.0],
+                            "left_arm": [0.0, 0.0, 0.0],
+                            "right_arm": [0.0, 0.0, 0.0],
+                        }
+                    ]
+                ]
+            ),
+        ),
+        "session=data/bad_length.json",
+        "head must be a list of 3 numbers, got length 2",
+    ),
+    "missing-model": (
+        None,
+        "model=data/missing.onnx&session=data/session.json",
+        "model data/missing.onnx: HTTP 404",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_show_an_error_on_the_page(browser_ready, web_data, base_url, tmp_path, case):
+    file, query, expected = BAD_INPUTS[case]
+    if file is not None:
+        (web_data / file[0]).write_text(file[1], encoding="utf-8")
+    if "model=" not in query:
+        query = f"model=data/motion_correction.onnx&{query}"
+    report = run_page(
+        browser_ready, f"{base_url}index.html?{query}", tmp_path / "error.png", "--no-run"
+    )
+    print(f"\n{case}: {report['status']}")
+    assert report["status"].startswith("error: "), report
+    assert expected in report["status"]
+    assert report["error_box"]["visible"], "the error must be shown on the page"
+    assert expected in report["error_box"]["text"]
+    assert report["predictions"] is None
+    assert (tmp_path / "error.png").is_file()

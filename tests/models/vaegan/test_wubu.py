@@ -142,3 +142,15 @@ def test_stack_without_levels_is_linear():
 def test_stack_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="level_dims has 2 .* initial_curvatures has 1"):
         WuBuStack(6, [8, 5], [1.0], output_dim=3)
+
+
+def test_stack_stays_finite_under_bf16_autocast():
+    # bf16 rounds the 1 - 1e-5 clamp to 1 (artanh -> inf); the ball maths runs in float32.
+    torch.manual_seed(0)
+    stack = WuBuStack(16, [8, 8], [1.0, 0.8], 4)
+    x = torch.randn(32, 16) * 10
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = stack(x)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(level.raw_curvature.grad).all() for level in stack.levels)

@@ -178,17 +178,23 @@ class HyperbolicLevel(nn.Module):
         return expmap0(self.boundary_tangents, self.curvature)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        """Tangent ``(..., D)`` → tangent ``(..., D)``."""
-        c, s = self.curvature, self.scale
-        point = expmap0(s * v, c)  # (..., D)
-        parts = [logmap0(point, c) / s]
-        if self.num_boundary_points > 0:
-            boundary = self.boundary_points()  # (P, D)
-            relative = logmap0(mobius_add(-boundary, point.unsqueeze(-2), c), c)  # (..., P, D)
-            parts.append(relative.flatten(start_dim=-2))
-        if self.descriptor is not None:
-            parts.append(self.descriptor.expand(*v.shape[:-1], self.dim))
-        return v + self.combiner(torch.cat(parts, dim=-1))
+        """Tangent ``(..., D)`` → tangent ``(..., D)``.
+
+        The ball maths runs in float32 even under bf16/fp16 autocast: in bf16 the clamp
+        1 − 1e-5 rounds to 1 and artanh returns inf (a bf16 training run went NaN at step 2).
+        """
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            c, s = self.curvature.float(), self.scale.float()
+            point = expmap0(s * v.float(), c)  # (..., D)
+            parts = [logmap0(point, c) / s]
+            if self.num_boundary_points > 0:
+                boundary = self.boundary_points().float()  # (P, D)
+                relative = logmap0(mobius_add(-boundary, point.unsqueeze(-2), c), c)  # (..., P, D)
+                parts.append(relative.flatten(start_dim=-2))
+            if self.descriptor is not None:
+                parts.append(self.descriptor.float().expand(*v.shape[:-1], self.dim))
+            geometry = torch.cat(parts, dim=-1)
+        return v + self.combiner(geometry)
 
 
 class LevelTransform(nn.Module):

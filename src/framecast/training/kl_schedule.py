@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from framecast.config.autoencoder import AutoencoderConfig
+    from framecast.config.autoencoder import AutoencoderConfig, KLScheduleConfig
 
 KLMode = Literal["constant", "linear", "steps"]
 
@@ -44,10 +44,14 @@ class KLSchedule:
     @classmethod
     def from_config(cls, cfg: AutoencoderConfig) -> KLSchedule:
         """From ``model.kl_schedule`` with ``model.kl_weight`` as the target."""
-        sched = cfg.kl_schedule
+        return cls.from_section(cfg.kl_schedule, cfg.kl_weight)
+
+    @classmethod
+    def from_section(cls, sched: KLScheduleConfig, target: float) -> KLSchedule:
+        """From a ``kl_schedule`` config section and the constant/target weight."""
         return cls(
             mode=sched.mode,
-            target=cfg.kl_weight,
+            target=target,
             start=sched.start,
             warmup_steps=sched.warmup_steps,
             phases=tuple(sched.phases),

@@ -64,14 +64,7 @@ def discriminator_losses(
 
 def kl_schedule(cfg: VAEGANConfig) -> KLSchedule:
     """``model.kl_schedule`` with ``model.lambda_kl`` as the constant/target weight."""
-    sched = cfg.kl_schedule
-    return KLSchedule(
-        mode=sched.mode,
-        target=cfg.lambda_kl,
-        start=sched.start,
-        warmup_steps=sched.warmup_steps,
-        phases=tuple(sched.phases),
-    )
+    return KLSchedule.from_section(cfg.kl_schedule, cfg.lambda_kl)
 
 
 class VAEGANModule(FramecastModule):

@@ -19,6 +19,13 @@ EXPECTED = {
     "latent_shape": [f"c{c}_ds{d}" for c in (4, 8, 16) for d in (2, 3, 4)],
     "kl_annealing": ["2a", "2b", "2c"],
     "smoke_weights": ["aggressive", "balanced"],
+    "wubu_kl_annealing": ["kl1e-4", "kl1e-3", "kl1e-2", "kl1e-1"],
+    "wubu_film": [
+        "gfilmfalse_dfilmfalse",
+        "gfilmfalse_dfilmtrue",
+        "gfilmtrue_dfilmfalse",
+        "gfilmtrue_dfilmtrue",
+    ],
 }
 
 

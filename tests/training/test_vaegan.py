@@ -146,3 +146,23 @@ def test_motion_branch_needs_two_context_frames(tiny_vaegan, tmp_path):
     config = tiny_vaegan("training.condition_frames=1")
     with pytest.raises(ConfigError, match="at least 2 context frames"):
         train(config, runs_dir=tmp_path, run_name="m", progress=False)
+
+
+def test_detect_anomaly_flag_reaches_the_trainer(tiny_vaegan, tmp_path):
+    import lightning.pytorch as pl
+
+    seen: list[bool] = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            seen.append(torch.is_anomaly_enabled())
+
+    train(
+        tiny_vaegan("training.limit_val_batches=0", max_steps=1),
+        runs_dir=tmp_path,
+        run_name="a",
+        detect_anomaly=True,
+        progress=False,
+        callbacks=[Probe()],
+    )
+    assert seen == [True]

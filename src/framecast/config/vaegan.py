@@ -56,7 +56,17 @@ class QControllerSection(Section):
     learning_rate: float = Field(0.1, gt=0, le=1, description="Q-learning α")
     discount: float = Field(0.9, ge=0, le=1, description="Q-learning γ")
     control_kl: bool = Field(False, description="also let a controller set λ_KL")
+    min_lr: PositiveFloat = Field(
+        1e-7, description="lower bound of both learning rates (the discriminator's can starve)"
+    )
+    max_lr: PositiveFloat = Field(1e-2, description="upper bound of both learning rates")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> QControllerSection:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr {self.min_lr} must be below max_lr {self.max_lr}")
+        return self
 
 
 @register_model_kind("vaegan")

@@ -252,6 +252,8 @@ def _callbacks(config: Config, run) -> list:
                     epsilon=q.epsilon,
                     epsilon_min=q.epsilon_min,
                     epsilon_decay=q.epsilon_decay,
+                    min_lr=q.min_lr,
+                    max_lr=q.max_lr,
                     seed=q.seed,
                 ),
                 every_n_steps=q.every_n_steps,

@@ -210,22 +210,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by generate and evaluate: the run, the sampler, seeds, device."""
+    """Options shared by generate and evaluate: the run, the sampler (river), seeds, device."""
     from framecast.flow.solvers import SOLVERS
 
-    parser.add_argument("--run", required=True, help="river run directory or checkpoint")
+    parser.add_argument("--run", required=True, help="river or vaegan run directory or checkpoint")
     parser.add_argument(
         "--which", choices=["best", "last"], default="best", help="checkpoint of the run"
     )
     parser.add_argument(
-        "--context", type=_positive_int, help="observed frames (default training.condition_frames)"
+        "--context",
+        type=_positive_int,
+        help="observed frames (default training.condition_frames; vaegan: only that)",
     )
     parser.add_argument(
         "--frames",
         type=_positive_int,
-        help="frames to predict (default training.frames_to_generate)",
+        help="frames to predict (default training.frames_to_generate; vaegan: only that)",
     )
-    parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver")
+    # The sampler options below drive the river rollout; vaegan runs ignore them.
+    parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver (river)")
     parser.add_argument(
         "--steps", type=_positive_int, default=10, help="solver steps from the warm start to t = 1"
     )
@@ -468,7 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.set_defaults(func=cmd_encode)
 
     gen = commands.add_parser(
-        "generate", help="predict future frames of a video with a river run (GIF/MP4 + PNG strip)"
+        "generate",
+        help="predict future frames of a video with a river or vaegan run (GIF/MP4 + PNG strip)",
     )
     gen.add_argument(
         "--input", required=True, help="video file, frame folder, or folder/shard of videos"
@@ -480,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     ev = commands.add_parser(
-        "evaluate", help="per-horizon metrics of a river run against baselines on a split"
+        "evaluate",
+        help="per-horizon metrics of a river or vaegan run against baselines on a split",
     )
     ev.add_argument("--data", required=True, help="dataset folder (with train/ val/ test/)")
     ev.add_argument("--split", default="test", help="split to evaluate (default test)")

@@ -1,13 +1,18 @@
-"""The evaluation runner behind ``framecast evaluate``: a river run against ground truth.
+"""The evaluation runner behind ``framecast evaluate``: a trained run against ground truth.
 
 Clips of ``context + frames`` frames are read from one split with the fixed, evenly
 spaced starts of evaluation. For each clip the model predicts ``frames`` future frames
-from the ``context`` frames (K samples), and two baselines are measured on the same
-clips:
+from the ``context`` frames (K samples), and baselines are measured on the same clips:
 
 - ``copy_last``: the last context frame repeated (the floor a predictor must beat);
-- ``autoencoder``: decode(encode(true future frames)), the ceiling the frozen
-  autoencoder allows in latent space.
+- ``autoencoder`` (river runs): decode(encode(true future frames)), the ceiling the
+  frozen autoencoder allows in latent space.
+
+Two kinds of run are evaluated, told apart by the kind stored in the checkpoint
+(:func:`load_predictor`): ``river`` (a latent flow rollout with a sampler) and
+``vaegan`` (one forward pass predicts the F frames it was trained for, from the
+posterior mean mu, or from K posterior draws with K > 1; sampler options do not apply).
+The model's row is named after its kind.
 
 Per horizon h = 1..F the mean over clips (and samples) of MSE, PSNR, SSIM, ST-LPIPS
 (alex), smoke PSNR (PSNR inside the true smoke mask) and background hallucination, in
@@ -39,20 +44,21 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from framecast.checkpoint import read_checkpoint, resolve_checkpoint
+from framecast.config import Config
 from framecast.data.dataset import ClipDataset, split_dir
 from framecast.data.latent_cache import FRAME_SMOKE_THRESHOLD
-from framecast.errors import DataError
+from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.eval import metrics as M
 from framecast.eval.plots import pyplot, save_figure, save_image_grid, to_uint8_images
 from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
+from framecast.models.vaegan.loading import VAEGANRun, load_vaegan
 from framecast.utils import atomic_write_text
 
-METHODS = ("river", "copy_last", "autoencoder")
-"""Methods in the order they are reported: the model, then the two baselines."""
 METRICS = ("mse", "psnr", "ssim", "lpips", "smoke_psnr", "background_hallucination")
-"""Per-horizon metrics of every method (``psnr_best_of_k`` is added for river, K > 1)."""
+"""Per-horizon metrics of every method (``psnr_best_of_k`` is added for the model, K > 1)."""
 HIGHER_IS_BETTER = {
     "mse": False,
     "psnr": True,
@@ -64,6 +70,180 @@ HIGHER_IS_BETTER = {
 }
 DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
 SAMPLE_CLIPS = 4  # clips shown in samples.png
+SUPPORTED_KINDS = ("river", "vaegan")
+"""Model kinds :func:`load_predictor` (and so ``evaluate`` and ``generate``) accept."""
+
+ProgressFn = Callable[[int], None]
+"""Called once per predicted frame (for a progress bar)."""
+
+
+class Predictor:
+    """A trained run as the evaluation and generation loops see it, whatever its kind.
+
+    Attributes:
+        kind: the run's model kind; also the name of the method row of its predictions.
+        baselines_reported: baseline methods measured beside it, in report order.
+        checkpoint: the checkpoint file the model came from.
+        config: the run's config.
+        image_size: frame size H = W the model expects.
+    """
+
+    kind: str
+    baselines_reported: tuple[str, ...] = ("copy_last",)
+    checkpoint: Path
+    config: Config
+    image_size: int
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Every reported method: the model, then its baselines."""
+        return (self.kind, *self.baselines_reported)
+
+    def frame_counts(self, context: int | None, frames: int | None) -> tuple[int, int]:
+        """(context, frames) to use; None means the run's training values."""
+        training = self.config.training
+        return (
+            training.condition_frames if context is None else context,
+            training.frames_to_generate if frames is None else frames,
+        )
+
+    def predict(
+        self,
+        context: Tensor,
+        frames: int,
+        samples: int,
+        generator: torch.Generator,
+        progress: ProgressFn | None = None,
+    ) -> tuple[Tensor, float | None]:
+        """Context (B, T0, 3, H, W) in [-1, 1] -> (futures (B, K, F, 3, H, W) in [-1, 1],
+        network evaluations per predicted frame, or None where that means nothing)."""
+        raise NotImplementedError
+
+    def baselines(self, context: Tensor, truth: Tensor) -> dict[str, Tensor]:
+        """Each of :attr:`baselines_reported` -> its guess of ``truth`` (B, F, 3, H, W)."""
+        return {"copy_last": context[:, -1:].expand_as(truth)}
+
+    def sampler_settings(self) -> dict[str, Any] | None:
+        """The sampler as recorded in metrics.json; None for kinds that use none."""
+        return None
+
+    def describe(self, samples: int) -> str:
+        """How the predictions were made, for metrics.json and the printed header."""
+        raise NotImplementedError
+
+
+class RiverPredictor(Predictor):
+    """A river run: encode the context, roll the flow model forward with ``sampler``, decode."""
+
+    kind = "river"
+    baselines_reported = ("copy_last", "autoencoder")
+
+    def __init__(self, pipeline: RiverPipeline, sampler: SamplerConfig):
+        assert pipeline.config is not None and pipeline.checkpoint is not None  # load_river
+        self.pipeline = pipeline
+        self.sampler = sampler
+        self.checkpoint = pipeline.checkpoint
+        self.config = pipeline.config
+        self.image_size = pipeline.image_size
+
+    def predict(
+        self,
+        context: Tensor,
+        frames: int,
+        samples: int,
+        generator: torch.Generator,
+        progress: ProgressFn | None = None,
+    ) -> tuple[Tensor, float | None]:
+        prediction = self.pipeline.predict(
+            context, frames, self.sampler, samples=samples, generator=generator, progress=progress
+        )
+        return prediction.frames, prediction.nfe_per_frame
+
+    def baselines(self, context: Tensor, truth: Tensor) -> dict[str, Tensor]:
+        recon = self.pipeline.decode(self.pipeline.encode(truth))
+        return {**super().baselines(context, truth), "autoencoder": recon}
+
+    def sampler_settings(self) -> dict[str, Any]:
+        return self.sampler.to_dict()
+
+    def describe(self, samples: int) -> str:
+        return "latent flow rollout, decoded by the run's autoencoder"
+
+
+class VAEGANPredictor(Predictor):
+    """A VAE-GAN run: one forward pass predicts the F frames it was trained for; the
+    encoder takes exactly the context frames it was trained with."""
+
+    kind = "vaegan"
+
+    def __init__(self, run: VAEGANRun):
+        self.run = run
+        self.checkpoint = run.checkpoint
+        self.config = run.config
+        self.image_size = run.image_size
+
+    def frame_counts(self, context: int | None, frames: int | None) -> tuple[int, int]:
+        trained = (self.run.context_frames, self.run.future_frames)
+        asked = super().frame_counts(context, frames)
+        if asked != trained:
+            raise ConfigError(
+                f"the vaegan run {self.checkpoint} predicts exactly {trained[1]} frames from "
+                f"exactly {trained[0]} context frames (training.condition_frames and "
+                f"frames_to_generate); got context {asked[0]} and frames {asked[1]}: leave "
+                "--context and --frames out or give the trained values"
+            )
+        return trained
+
+    def predict(
+        self,
+        context: Tensor,
+        frames: int,
+        samples: int,
+        generator: torch.Generator,
+        progress: ProgressFn | None = None,
+    ) -> tuple[Tensor, float | None]:
+        futures = self.run.predict(context, samples=samples, generator=generator)
+        if progress is not None:  # every frame comes out of the one forward pass at once
+            for frame in range(frames):
+                progress(frame)
+        return futures, None
+
+    def describe(self, samples: int) -> str:
+        if samples == 1:
+            return "one forward pass from the posterior mean mu"
+        return f"one forward pass per posterior draw z = mu + sigma * eps, {samples} draws"
+
+
+def checkpoint_kind(run: str | os.PathLike, which: str = "best") -> str:
+    """The model kind stored in the checkpoint of ``run`` (a run directory or checkpoint)."""
+    return read_checkpoint(resolve_checkpoint(run, which))["framecast"]["kind"]
+
+
+def load_predictor(
+    run: str | os.PathLike,
+    which: str = "best",
+    device: str | torch.device = "cpu",
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
+) -> Predictor:
+    """The :class:`Predictor` of a river or vaegan run (``sampler`` is used by river only).
+
+    Raises :class:`CheckpointError` for a missing checkpoint or one of another kind.
+    """
+    # Peeking reads the checkpoint once more than the loaders do; it keeps each loader
+    # strict about its own kind rather than teaching it to accept a loaded dict.
+    kind = checkpoint_kind(run, which)
+    if kind == "river":
+        return RiverPredictor(load_river(run, which=which, device=device), sampler)
+    if kind == "vaegan":
+        return VAEGANPredictor(load_vaegan(run, which=which, device=device))
+    raise CheckpointError(
+        f"checkpoint {resolve_checkpoint(run, which)} holds a {kind!r} model; "
+        f"expected one of {', '.join(repr(k) for k in SUPPORTED_KINDS)}"
+    )
+
+
+METHODS = (RiverPredictor.kind, *RiverPredictor.baselines_reported)
+"""Methods of a river run in the order they are reported: the model, then the baselines."""
 
 
 @dataclass
@@ -74,11 +254,14 @@ class EvaluationResult:
         metrics: method -> metric -> per-horizon means (length F, horizon 1 first).
         means: method -> metric -> mean over horizons.
         fvd: method -> FVD against the true clips (empty without an I3D file).
-        nfe_per_frame: velocity evaluations per predicted frame.
+        sampler: the sampler settings; None for a kind that uses none (vaegan).
+        nfe_per_frame: velocity evaluations per predicted frame (None without a sampler).
         seconds_per_frame: wall time of the predictions (encode, rollout, decode) per
             predicted frame of one sample, at this batch size: clips x samples x frames
             frames in all.
         files: name -> path of each written file.
+        kind: the run's model kind, the name of the model's method row.
+        prediction: how the predictions were made.
     """
 
     run: str
@@ -89,8 +272,8 @@ class EvaluationResult:
     frames: int
     samples: int
     num_clips: int
-    sampler: dict[str, Any]
-    nfe_per_frame: float
+    sampler: dict[str, Any] | None
+    nfe_per_frame: float | None
     seconds_per_frame: float
     seed: int
     metrics: dict[str, dict[str, list[float]]]
@@ -98,11 +281,14 @@ class EvaluationResult:
     fvd: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     smoke_threshold: float = FRAME_SMOKE_THRESHOLD
+    kind: str = "river"
+    prediction: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` content; non-finite numbers become null (strict JSON)."""
         return {
             "run": self.run,
+            "kind": self.kind,
             "checkpoint": self.checkpoint,
             "split": self.split,
             "num_clips": self.num_clips,
@@ -110,7 +296,8 @@ class EvaluationResult:
             "frames": self.frames,
             "samples": self.samples,
             "sampler": self.sampler,
-            "nfe_per_frame": self.nfe_per_frame,
+            "prediction": self.prediction,
+            "nfe_per_frame": _json_number(self.nfe_per_frame),
             "seconds_per_frame": self.seconds_per_frame,
             "seed": self.seed,
             "smoke_threshold": self.smoke_threshold,
@@ -148,14 +335,19 @@ class EvaluationResult:
             )
             for row in rows
         )
-        solver = self.sampler.get("solver", {})
+        if self.sampler is None:
+            cost = f"sampler: none, sampler options ignored ({self.kind}: {self.prediction}); "
+        else:
+            solver = self.sampler.get("solver", {})
+            cost = (
+                f"sampler: {solver.get('method')} {solver.get('steps')} steps, warm start "
+                f"{self.sampler.get('warm_start')}; {self.nfe_per_frame:g} NFE per frame, "
+            )
         lines = [
-            f"evaluated {self.checkpoint} on {self.num_clips} clips of split {self.split!r} "
-            f"({self.context_frames} context + {self.frames} predicted frames, "
+            f"evaluated {self.kind} {self.checkpoint} on {self.num_clips} clips of split "
+            f"{self.split!r} ({self.context_frames} context + {self.frames} predicted frames, "
             f"{self.samples} sample(s) each)",
-            f"sampler: {solver.get('method')} {solver.get('steps')} steps, warm start "
-            f"{self.sampler.get('warm_start')}; {self.nfe_per_frame:g} NFE per frame, "
-            f"{self.seconds_per_frame:.4g} s per predicted frame",
+            f"{cost}{self.seconds_per_frame:.4g} s per predicted frame",
             "means over horizons (per-horizon values in the files):",
             table,
         ]
@@ -169,15 +361,15 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4g}"
 
 
-def _json_number(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+def _json_number(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _default_out(pipeline: RiverPipeline, run: str | os.PathLike, split: str) -> Path:
+def _default_out(checkpoint: Path, run: str | os.PathLike, split: str) -> Path:
     run = Path(run)
     if run.is_dir():
         return run / "eval" / split
-    ckpt = Path(pipeline.checkpoint or run)
+    ckpt = Path(checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     return run_dir / "eval" / split
 
@@ -223,16 +415,19 @@ def evaluate(
     which: str = "best",
     smoke_threshold: float = FRAME_SMOKE_THRESHOLD,
 ) -> EvaluationResult:
-    """Evaluate the river run ``run`` on ``split`` of the dataset at ``data_root``.
+    """Evaluate the river or vaegan run ``run`` on ``split`` of the dataset at ``data_root``.
 
     Args:
-        run: river run directory or checkpoint (``which`` picks best/last in a run).
+        run: run directory or checkpoint (``which`` picks best/last in a run).
         data_root: dataset folder holding ``split``.
         out: output folder (default ``RUN/eval/<split>/``).
-        context: observed frames per clip (default ``training.condition_frames``).
-        frames: predicted frames F (default ``training.frames_to_generate``).
-        sampler: solver, steps and warm start of the rollout.
-        samples: K stochastic predictions per clip.
+        context: observed frames per clip (default ``training.condition_frames``; a vaegan
+            run accepts only that value).
+        frames: predicted frames F (default ``training.frames_to_generate``; a vaegan run
+            accepts only that value).
+        sampler: solver, steps and warm start of the rollout (river only; ignored for vaegan).
+        samples: K stochastic predictions per clip (vaegan: K = 1 decodes the posterior
+            mean, K > 1 decodes K posterior draws).
         clips_per_video: evenly spaced clips per video (default
             ``data.eval_clips_per_video``).
         batch_size: clips per batch (default ``data.eval_batch_size`` or
@@ -245,7 +440,8 @@ def evaluate(
             smoke_psnr and background_hallucination. (``training.smoke_threshold`` is a
             latent-norm threshold and means something else.)
 
-    Raises :class:`CheckpointError` for a missing or non-river checkpoint and
+    Raises :class:`CheckpointError` for a missing checkpoint or one of another kind,
+    :class:`ConfigError` for frame counts a vaegan run was not trained with, and
     :class:`DataError` for a missing split or videos too short for one clip.
     """
     from framecast.eval.fvd import fvd as fvd_distance
@@ -257,11 +453,9 @@ def evaluate(
     if max_clips is not None and max_clips < 1:
         raise ValueError(f"max_clips must be >= 1 or None, got {max_clips}")
     device = torch.device(device)
-    pipeline = load_river(run, which=which, device=device)
-    config = pipeline.config
-    assert config is not None  # load_river sets it
-    context = context if context is not None else config.training.condition_frames
-    frames = frames if frames is not None else config.training.frames_to_generate
+    predictor = load_predictor(run, which=which, device=device, sampler=sampler)
+    config = predictor.config
+    context, frames = predictor.frame_counts(context, frames)
     if context < 1 or frames < 1:
         raise ValueError(f"context and frames must be >= 1, got {context} and {frames}")
     clips_per_video = clips_per_video or config.data.eval_clips_per_video
@@ -272,7 +466,7 @@ def evaluate(
         split_dir(data_root, split),
         num_frames=context + frames,
         frame_stride=config.data.frame_stride,
-        image_size=pipeline.image_size,
+        image_size=predictor.image_size,
         train=False,
         clips_per_video=clips_per_video,
     )
@@ -287,12 +481,13 @@ def evaluate(
     lpips_net = load_stlpips("alex", device)
     fns = _frame_metrics(threshold, lambda p, t: lpips_net(p, t).float())
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in fns} for m in METHODS}
+    model_method, methods = predictor.kind, predictor.methods
+    values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in fns} for m in methods}
     best_of_k: list[Tensor] = []
-    feats: dict[str, list[Tensor]] = {m: [] for m in ("truth", *METHODS)}
+    feats: dict[str, list[Tensor]] = {m: [] for m in ("truth", *methods)}
     shown: list[tuple[Tensor, Tensor, Tensor]] = []
     predict_seconds = 0.0
-    nfe_per_frame = float("nan")
+    nfe_per_frame: float | None = None
 
     for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress, unit="batch"):
         clip = batch["frames"].to(device)
@@ -300,32 +495,30 @@ def evaluate(
         b = clip.shape[0]
         _sync(device)
         start = time.perf_counter()
-        prediction = pipeline.predict(ctx, frames, sampler, samples=samples, generator=generator)
+        pred, nfe_per_frame = predictor.predict(ctx, frames, samples, generator)
         _sync(device)
         predict_seconds += time.perf_counter() - start
-        nfe_per_frame = prediction.nfe_per_frame
-        pred = prediction.frames.float().clamp(-1, 1)  # (B, K, F, 3, H, W)
+        pred = pred.float().clamp(-1, 1)  # (B, K, F, 3, H, W)
 
         truth_k = truth[:, None].expand_as(pred)
-        river = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
-        for name, v in river.items():
-            values["river"][name].append(v)
+        predicted = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
+        for name, v in predicted.items():
+            values[model_method][name].append(v)
         if samples > 1:
-            psnr_k = river["psnr"].reshape(b, samples, frames)
+            psnr_k = predicted["psnr"].reshape(b, samples, frames)
             best = psnr_k.mean(dim=2).argmax(dim=1)  # (B,)
             best_of_k.append(psnr_k[torch.arange(b), best])
-        copy_last = ctx[:, -1:].expand_as(truth)
-        recon = pipeline.decode(pipeline.encode(truth)).float().clamp(-1, 1)
-        for method, guess in (("copy_last", copy_last), ("autoencoder", recon)):
+        baselines = {m: g.float().clamp(-1, 1) for m, g in predictor.baselines(ctx, truth).items()}
+        for method, guess in baselines.items():
             for name, v in _measure(fns, guess, truth).items():
                 values[method][name].append(v)
 
         if detector is not None:
             feats["truth"].append(i3d_features(detector, clip, batch_size))
             ctx_k = ctx[:, None].expand(-1, samples, -1, -1, -1, -1)
-            river_clips = torch.cat([ctx_k, pred.to(ctx.dtype)], dim=2).flatten(0, 1)
-            feats["river"].append(i3d_features(detector, river_clips, batch_size))
-            for method, guess in (("copy_last", copy_last), ("autoencoder", recon)):
+            model_clips = torch.cat([ctx_k, pred.to(ctx.dtype)], dim=2).flatten(0, 1)
+            feats[model_method].append(i3d_features(detector, model_clips, batch_size))
+            for method, guess in baselines.items():
                 video = torch.cat([ctx, guess.to(ctx.dtype)], dim=1)
                 feats[method].append(i3d_features(detector, video, batch_size))
         for i in range(min(b, SAMPLE_CLIPS - len(shown))):
@@ -337,7 +530,9 @@ def evaluate(
             name: torch.nanmean(torch.cat(v), dim=0).tolist() for name, v in by_name.items()
         }
     if best_of_k:
-        metrics["river"]["psnr_best_of_k"] = torch.nanmean(torch.cat(best_of_k), dim=0).tolist()
+        metrics[model_method]["psnr_best_of_k"] = torch.nanmean(
+            torch.cat(best_of_k), dim=0
+        ).tolist()
     means = {
         method: {name: _mean(v) for name, v in by_name.items()}
         for method, by_name in metrics.items()
@@ -345,26 +540,28 @@ def evaluate(
     fvds: dict[str, float] = {}
     if detector is not None:
         real = torch.cat(feats["truth"])
-        fvds = {m: fvd_distance(real, torch.cat(feats[m])) for m in METHODS}
+        fvds = {m: fvd_distance(real, torch.cat(feats[m])) for m in methods}
 
-    out = Path(out) if out is not None else _default_out(pipeline, run, split)
+    out = Path(out) if out is not None else _default_out(predictor.checkpoint, run, split)
     result = EvaluationResult(
         run=str(run),
-        checkpoint=str(pipeline.checkpoint),
+        checkpoint=str(predictor.checkpoint),
         split=split,
         out=out,
         context_frames=context,
         frames=frames,
         samples=samples,
         num_clips=num_clips,
-        sampler=sampler.to_dict(),
-        nfe_per_frame=float(nfe_per_frame),
+        sampler=predictor.sampler_settings(),
+        nfe_per_frame=None if nfe_per_frame is None else float(nfe_per_frame),
         seconds_per_frame=predict_seconds / (num_clips * samples * frames),
         seed=seed,
         metrics=metrics,
         means=means,
         fvd=fvds,
         smoke_threshold=threshold,
+        kind=predictor.kind,
+        prediction=predictor.describe(samples),
     )
     result.files = write_results(result, shown)
     return result
@@ -401,7 +598,7 @@ def write_results(
         rows, labels = [], []
         for i, (ctx, truth, pred) in enumerate(shown):
             rows += [to_uint8_images(ctx), to_uint8_images(truth), to_uint8_images(pred)]
-            labels += [f"{i} context", f"{i} truth", f"{i} river"]
+            labels += [f"{i} context", f"{i} truth", f"{i} {result.kind}"]
         save_image_grid(rows, files["samples"], labels=labels)
     return files
 

@@ -1,4 +1,4 @@
-"""``framecast generate``: predict the future of one video with a trained river run.
+"""``framecast generate``: predict the future of one video with a trained river or vaegan run.
 
 The input is a video file, a frame folder, or a folder or shard holding several videos
 (``video`` picks one by index or id). The first ``context`` frames are the observed
@@ -11,7 +11,9 @@ has them. Writes:
 - a PNG strip ``<stem>_strip.png`` beside it, rows: context | prediction (one row per
   sample) | ground truth (when known).
 
-Sampling is seeded with a CPU generator: the same seed gives the same frames.
+Sampling is seeded with a CPU generator: the same seed gives the same frames. A vaegan run
+predicts exactly the frames it was trained for from exactly its trained context, in one
+forward pass (the posterior mean, or K posterior draws); sampler options do not apply.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from framecast.data.sources import (
     scan_tree,
 )
 from framecast.errors import ConfigError, DataError
+from framecast.eval.evaluate import load_predictor
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.eval.video import check_video_path, tile_videos, write_video
-from framecast.flow.pipeline import load_river
 from framecast.flow.sampling import SamplerConfig
 
 
@@ -52,7 +54,8 @@ class GenerateResult:
         context: context frames taken from the video.
         ground_truth: future frames the video had to compare with (0..frames).
         predicted: (K, F, H, W, 3) uint8 predicted frames.
-        nfe_per_frame: velocity evaluations per predicted frame.
+        nfe_per_frame: velocity evaluations per predicted frame (None for vaegan, which
+            predicts every frame in one forward pass).
         seconds: wall time of encoding, sampling and decoding.
     """
 
@@ -63,7 +66,7 @@ class GenerateResult:
     context: int
     ground_truth: int
     predicted: np.ndarray
-    nfe_per_frame: float
+    nfe_per_frame: float | None
     seconds: float
 
     @property
@@ -78,9 +81,14 @@ class GenerateResult:
         per_frame = self.seconds / max(1, self.frames * self.samples)
         samples = f" x {self.samples} samples" if self.samples > 1 else ""
         truth = f", {self.ground_truth} ground-truth frames" if self.ground_truth else ""
+        cost = (
+            "one forward pass"
+            if self.nfe_per_frame is None
+            else f"{self.nfe_per_frame:.4g} NFE per frame"
+        )
         return (
             f"video {self.video_id!r} of {self.source}: {self.context} context frames{truth}\n"
-            f"predicted {self.frames} frames{samples}: {self.nfe_per_frame:.4g} NFE per frame, "
+            f"predicted {self.frames} frames{samples}: {cost}, "
             f"{self.seconds:.2f} s ({per_frame:.3f} s per frame)\n"
             f"animation: {self.out}\nstrip: {self.strip}"
         )
@@ -168,13 +176,16 @@ def generate(
     """Predict ``frames`` future frames of a video from its first ``context`` frames.
 
     Args:
-        run: a river run directory or checkpoint.
+        run: a river or vaegan run directory or checkpoint.
         input: a video file, frame folder, or folder/shard of several videos.
         out: the animation to write (.gif or .mp4); the strip goes to :func:`strip_path`.
-        context: observed frames (default: the run's ``training.condition_frames``).
-        frames: frames to predict (default: the run's ``training.frames_to_generate``).
-        sampler: ODE solver, steps and warm start.
-        samples: K stochastic futures, shown side by side.
+        context: observed frames (default: the run's ``training.condition_frames``; a
+            vaegan run accepts only that value).
+        frames: frames to predict (default: the run's ``training.frames_to_generate``; a
+            vaegan run accepts only that value).
+        sampler: ODE solver, steps and warm start (river only; ignored for vaegan).
+        samples: K stochastic futures, shown side by side (vaegan: K = 1 decodes the
+            posterior mean, K > 1 posterior draws).
         video: which video of a multi-video input (index or id; default the first).
         seed: seeds the sampling noise and context draws.
         fps: animation frame rate.
@@ -185,14 +196,14 @@ def generate(
     Frames are read at the run's ``data.frame_stride`` and centre-cropped and resized to
     its image size. Raises :class:`ConfigError` (bad suffix or counts), :class:`DataError`
     (unreadable input, a video shorter than ``context``) or :class:`CheckpointError` (not
-    a river run).
+    a river or vaegan run).
     """
     out = check_video_path(out)
     samples = _positive("samples", samples)
-    pipeline = load_river(run, which=which, device=device)
-    config = pipeline.config
-    context = _positive("context", config.training.condition_frames if context is None else context)
-    frames = _positive("frames", config.training.frames_to_generate if frames is None else frames)
+    predictor = load_predictor(run, which=which, device=device, sampler=sampler)
+    config = predictor.config
+    context, frames = predictor.frame_counts(context, frames)
+    context, frames = _positive("context", context), _positive("frames", frames)
     stride = config.data.frame_stride
 
     source = select_video(input, video)
@@ -204,7 +215,7 @@ def generate(
             f"generating needs at least {context} context frames"
         )
     stop = min(source.num_frames, (context + frames - 1) * stride + 1)
-    clip = center_crop_resize(source.read(0, stop, stride), pipeline.image_size)
+    clip = center_crop_resize(source.read(0, stop, stride), predictor.image_size)
     context_u8, truth_u8 = clip[:context], clip[context : context + frames]
 
     observed = torch.from_numpy(context_u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -212,18 +223,13 @@ def generate(
     bar = tqdm(total=frames, desc="generate", unit="frame", disable=not progress)
     start = time.perf_counter()
     try:
-        prediction = pipeline.predict(
-            observed[None].to(pipeline.device),
-            frames,
-            sampler,
-            samples=samples,
-            generator=generator,
-            progress=lambda _: bar.update(1),
+        futures, nfe_per_frame = predictor.predict(
+            observed[None], frames, samples, generator, progress=lambda _: bar.update(1)
         )
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    predicted = np.stack([to_uint8_images(sample) for sample in prediction.frames[0]])
+    predicted = np.stack([to_uint8_images(sample) for sample in futures[0]])
 
     strip = strip_path(out)
     _write_outputs(context_u8, truth_u8, predicted, out, strip, fps)
@@ -235,7 +241,7 @@ def generate(
         context=context,
         ground_truth=len(truth_u8),
         predicted=predicted,
-        nfe_per_frame=prediction.nfe_per_frame,
+        nfe_per_frame=nfe_per_frame,
         seconds=seconds,
     )
 

@@ -59,7 +59,13 @@ def test_short_synthetic_run_logs_and_writes_the_evaluation(tmp_path):
     assert len(norm["normalisation"]["std"]) == 12
 
 
-@pytest.mark.parametrize("overrides", [["model.target=denoise", "model.attention=true"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.target=denoise", "model.attention=true"],
+        ["model.per_feature=false", "model.fault_inputs=false", "model.anchor=last"],
+    ],
+)
 def test_variants_train_from_a_json_folder(tmp_path, overrides):
     sessions = synthetic_sessions(6, length=30, seed=3)
     sessions[0].raw, sessions[0].clean = sessions[0].raw[:5], sessions[0].clean[:5]
@@ -85,3 +91,17 @@ def test_missing_or_unusable_data_fails_clearly(tmp_path):
         train(
             motion_config(f"data.root={tmp_path / 'short.json'}"), runs_dir=tmp_path, run_name="b"
         )
+
+
+def test_input_noise_keeps_dropout_holds_exact():
+    import torch
+
+    from framecast.models.motion_lstm import MotionLSTM
+    from framecast.training.motion import held_noise
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 10, 12)
+    x[:, 4:7, :3] = x[:, 3:4, :3]  # a dropout: frames 4-6 hold frame 3 of the head
+    noisy = x + 0.1 * held_noise(x)
+    assert torch.equal(MotionLSTM.hold_flags(noisy), MotionLSTM.hold_flags(x))
+    assert not torch.equal(noisy[:, 7:], x[:, 7:])

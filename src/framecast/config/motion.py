@@ -63,6 +63,21 @@ class MotionConfig(ModelConfig):
     attention: bool = Field(False, description="attention pooling over the sequence")
     residual: bool = Field(True, description="predict a correction to the last input frame")
     deltas: bool = Field(True, description="feed frame-to-frame differences beside the frames")
+    fault_inputs: bool = Field(
+        False,
+        description="feed per-frame hold flags (dropouts) and spike sizes (value minus the "
+        "causal median of 3; outliers) beside the frames",
+    )
+    anchor: Literal["last", "median3"] = Field(
+        "last",
+        description="residual anchor: the last input frame, or the median of the last three "
+        "(robust to a one-frame outlier)",
+    )
+    per_feature: bool = Field(
+        False,
+        description="one LSTM shared by the 12 features, each its own sequence plus a learned "
+        "feature embedding (instead of one LSTM over all 12 at once)",
+    )
     synthetic: MotionSyntheticConfig = Field(default_factory=MotionSyntheticConfig)
     augment: MotionAugmentConfig = Field(default_factory=MotionAugmentConfig)
     plateau: MotionPlateauConfig = Field(default_factory=MotionPlateauConfig)

@@ -5,8 +5,8 @@ Data: a JSON session file or folder (``data.root``), or generated sessions when
 are skipped and counted; split by session 70/15/15 (``training.seed``); normalisation fitted
 on the training split and stored in the model's buffers.
 
-One training step: raw windows (B, T, 12) → (+ Gaussian noise, training only; speed
-resampling happens in the dataset) → normalise → LSTM → MSE to the normalised target.
+One training step: raw windows (B, T, 12) → (+ Gaussian noise, training only, the same
+along a dropout's held values; speed resampling happens in the dataset) → normalise → LSTM → MSE to the normalised target.
 Validation logs ``val/loss`` (normalised MSE) and MSE/MAE per feature group in original and
 normalised units, for the model and the copy-last and moving-average baselines. At the end
 of fitting, the best checkpoint is evaluated on val and test into ``RUN/eval/``.
@@ -55,6 +55,18 @@ from framecast.training.module import FramecastModule
 from framecast.training.tasks import Task, register_task
 
 BASELINE_LOGGED = ("mse", "mae", "mse_norm", "mae_norm")
+
+
+def held_noise(x: torch.Tensor) -> torch.Tensor:
+    """Standard Gaussian noise shaped like raw windows ``x`` (B, T, F), repeated along held
+    values (a value equal to the previous frame's gets that frame's noise), so that noisy
+    inputs still show a dropout's hold exactly (the model's hold flags read it)."""
+    noise = torch.randn_like(x)
+    held = x[:, 1:] == x[:, :-1]  # (B, T - 1, F)
+    steps = [noise[:, 0]]
+    for t in range(1, x.shape[1]):  # holds are runs, so each frame takes the previous' noise
+        steps.append(torch.where(held[:, t - 1], steps[-1], noise[:, t]))
+    return torch.stack(steps, dim=1)
 
 
 class MotionWindows(Dataset):
@@ -185,7 +197,7 @@ class MotionModule(FramecastModule):
         x, y = batch["inputs"], batch["target"]
         noise = self.config.model.augment.noise_std
         if noise > 0:
-            x = x + noise * self.model.std * torch.randn_like(x)
+            x = x + noise * self.model.std * held_noise(x)
         pred = self.model.forward_normalised(self.model.normalise(x))
         loss = torch.nn.functional.mse_loss(pred, self.model.normalise(y))
         self.check_finite(loss)

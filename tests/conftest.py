@@ -176,6 +176,17 @@ def tiny_river_run(tmp_path_factory, tiny_dataset, tiny_autoencoder_run) -> Path
 
 
 @pytest.fixture(scope="session")
+def tiny_vaegan_run(tmp_path_factory, tiny_dataset) -> Path:
+    """configs/wubu_vaegan.yaml shrunk (3 context → 3 future frames of 32×32, motion branch
+    on) and trained 2 steps on the tiny dataset."""
+    from framecast.training.engine import train
+
+    runs = tmp_path_factory.mktemp("tiny_vaegan_runs")
+    config = shrink_config(REPO / "configs" / "wubu_vaegan.yaml", tiny_dataset, max_steps=2)
+    return train(config, runs_dir=runs, run_name="vaegan", progress=False).run_dir
+
+
+@pytest.fixture(scope="session")
 def tiny_motion_json(tmp_path_factory) -> Path:
     """A JSON session file of 8 synthetic tracking sessions of about 24 frames."""
     from framecast.data.motion import save_sessions, synthetic_sessions

@@ -21,23 +21,8 @@ TINY_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=2))
 CLIPS_PER_VIDEO = 2  # 2 test videos -> 4 clips
 
 
-class FakeI3D(torch.nn.Module):
-    """Same call signature as i3d_torchscript.pt; features: 400 values of the last frame."""
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rescale: bool = False,
-        resize: bool = False,
-        return_features: bool = False,
-    ) -> torch.Tensor:
-        return x[:, :, -1].flatten(1)[:, :400] / 255
-
-
 @pytest.fixture(scope="module")
-def evaluated(tiny_river_run: Path, tiny_dataset: Path, tmp_path_factory) -> EvaluationResult:
-    i3d = tmp_path_factory.mktemp("i3d") / "i3d.pt"
-    torch.jit.save(torch.jit.script(FakeI3D()), str(i3d))
+def evaluated(tiny_river_run: Path, tiny_dataset: Path, fake_i3d: Path) -> EvaluationResult:
     return evaluate(
         tiny_river_run,
         tiny_dataset,
@@ -46,7 +31,7 @@ def evaluated(tiny_river_run: Path, tiny_dataset: Path, tmp_path_factory) -> Eva
         samples=2,
         clips_per_video=CLIPS_PER_VIDEO,
         batch_size=3,  # a full and a partial batch
-        i3d=i3d,
+        i3d=fake_i3d,
         progress=False,
         max_clips=4,
     )

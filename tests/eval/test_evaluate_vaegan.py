@@ -18,63 +18,31 @@ from framecast.eval.evaluate import METRICS, EvaluationResult, evaluate
 from framecast.eval.generate import generate
 from framecast.eval.metrics import per_horizon, psnr
 from framecast.models.vaegan.loading import load_vaegan
-from framecast.training.engine import train
 
 REPO = Path(__file__).resolve().parents[2]
 CLIPS_PER_VIDEO = 2  # 2 test videos -> 4 clips
 CONTEXT, FRAMES = 3, 3  # the shrunk wubu_vaegan config: 3 context -> 3 future frames
 VAEGAN_METHODS = ["vaegan", "copy_last"]
 
-# One training and one evaluation for the whole module: ``shrink`` is function-scoped, so
-# the results are cached here rather than in module-scoped fixtures.
-_cache: dict[str, object] = {}
 
-
-class FakeI3D(torch.nn.Module):
-    """Same call signature as i3d_torchscript.pt; features: 400 values of the last frame."""
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rescale: bool = False,
-        resize: bool = False,
-        return_features: bool = False,
-    ) -> torch.Tensor:
-        return x[:, :, -1].flatten(1)[:, :400] / 255
-
-
-@pytest.fixture
-def vaegan_run(shrink, tiny_dataset: Path, tmp_path_factory) -> Path:
-    """configs/wubu_vaegan.yaml shrunk and trained 2 steps on the tiny dataset."""
-    if "run" not in _cache:
-        config = shrink(REPO / "configs" / "wubu_vaegan.yaml", tiny_dataset, max_steps=2)
-        runs = tmp_path_factory.mktemp("tiny_vaegan_runs")
-        _cache["run"] = train(config, runs_dir=runs, run_name="vaegan", progress=False).run_dir
-    return _cache["run"]
-
-
-@pytest.fixture
-def evaluated(vaegan_run: Path, tiny_dataset: Path, tmp_path_factory) -> EvaluationResult:
+@pytest.fixture(scope="module")
+def evaluated(tiny_vaegan_run: Path, tiny_dataset: Path, fake_i3d: Path) -> EvaluationResult:
     """Two posterior draws per clip, FVD with a fake I3D, a full and a partial batch."""
-    if "evaluated" not in _cache:
-        i3d = tmp_path_factory.mktemp("i3d") / "i3d.pt"
-        torch.jit.save(torch.jit.script(FakeI3D()), str(i3d))
-        _cache["evaluated"] = evaluate(
-            vaegan_run,
-            tiny_dataset,
-            split="test",
-            samples=2,
-            clips_per_video=CLIPS_PER_VIDEO,
-            batch_size=3,
-            i3d=i3d,
-            progress=False,
-            max_clips=4,
-        )
-    return _cache["evaluated"]
+    return evaluate(
+        tiny_vaegan_run,
+        tiny_dataset,
+        split="test",
+        samples=2,
+        clips_per_video=CLIPS_PER_VIDEO,
+        batch_size=3,
+        i3d=fake_i3d,
+        progress=False,
+        max_clips=4,
+    )
 
 
-def test_load_vaegan_rebuilds_the_trained_model(vaegan_run: Path) -> None:
-    run = load_vaegan(vaegan_run)
+def test_load_vaegan_rebuilds_the_trained_model(tiny_vaegan_run: Path) -> None:
+    run = load_vaegan(tiny_vaegan_run)
     assert run.checkpoint.suffix == ".ckpt" and run.image_size == 32
     assert (run.context_frames, run.future_frames) == (CONTEXT, FRAMES)
     assert not run.model.training
@@ -87,8 +55,10 @@ def test_load_vaegan_rebuilds_the_trained_model(vaegan_run: Path) -> None:
     assert torch.equal(draws[0], draws[1])  # seeded
 
 
-def test_writes_the_files_with_both_methods(evaluated: EvaluationResult, vaegan_run: Path) -> None:
-    assert evaluated.out == vaegan_run / "eval" / "test"
+def test_writes_the_files_with_both_methods(
+    evaluated: EvaluationResult, tiny_vaegan_run: Path
+) -> None:
+    assert evaluated.out == tiny_vaegan_run / "eval" / "test"
     for name in ("metrics.json", "per_horizon.csv", "per_horizon.png", "samples.png"):
         assert (evaluated.out / name).stat().st_size > 0
     data = json.loads((evaluated.out / "metrics.json").read_text())
@@ -141,20 +111,28 @@ def test_json_and_csv_agree(evaluated: EvaluationResult) -> None:
 
 
 def test_frame_counts_other_than_trained_are_refused(
-    vaegan_run: Path, tiny_dataset: Path, tmp_path: Path
+    tiny_vaegan_run: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match="exactly 3 frames from exactly 3 context frames"):
-        evaluate(vaegan_run, tiny_dataset, frames=4, out=tmp_path, progress=False)
+        evaluate(tiny_vaegan_run, tiny_dataset, frames=4, out=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="got context 2"):
-        evaluate(vaegan_run, tiny_dataset, context=2, out=tmp_path, progress=False)
+        evaluate(tiny_vaegan_run, tiny_dataset, context=2, out=tmp_path, progress=False)
 
 
-def test_cli_evaluates_a_vaegan_run_and_ignores_sampler_options(
-    vaegan_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+def test_cli_evaluates_a_tiny_vaegan_run_and_ignores_sampler_options(
+    tiny_vaegan_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "eval"
     river_only = ["--solver", "heun", "--steps", "3", "--warm-start", "0.2"]
-    args = ["evaluate", "--run", str(vaegan_run), "--data", str(tiny_dataset), "--split", "test"]
+    args = [
+        "evaluate",
+        "--run",
+        str(tiny_vaegan_run),
+        "--data",
+        str(tiny_dataset),
+        "--split",
+        "test",
+    ]
     assert main([*args, *river_only, "--max-clips", "2", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "sampler: none" in printed and "vaegan" in printed and str(out) in printed
@@ -164,9 +142,9 @@ def test_cli_evaluates_a_vaegan_run_and_ignores_sampler_options(
 
 
 def test_cli_reports_wrong_frames_in_one_line(
-    vaegan_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+    tiny_vaegan_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
 ) -> None:
-    args = ["evaluate", "--run", str(vaegan_run), "--data", str(tiny_dataset), "--frames", "5"]
+    args = ["evaluate", "--run", str(tiny_vaegan_run), "--data", str(tiny_dataset), "--frames", "5"]
     assert main([*args, "--out", str(tmp_path), "--no-progress"]) == 2
     assert "exactly 3 frames" in capsys.readouterr().err
 
@@ -177,11 +155,13 @@ def test_load_vaegan_refuses_another_kind(tiny_autoencoder_run: Path) -> None:
 
 
 def test_generate_writes_the_animation_and_strip_seeded(
-    vaegan_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+    tiny_vaegan_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
 ) -> None:
     shard = tiny_dataset / "test" / "part-00000.fcshard"
     results = [
-        generate(vaegan_run, shard, tmp_path / f"{name}.gif", samples=2, seed=3, progress=False)
+        generate(
+            tiny_vaegan_run, shard, tmp_path / f"{name}.gif", samples=2, seed=3, progress=False
+        )
         for name in ("a", "b")
     ]
     first = results[0]
@@ -191,8 +171,8 @@ def test_generate_writes_the_animation_and_strip_seeded(
     assert (first.predicted == results[1].predicted).all()  # the same seed, the same draws
     assert "one forward pass" in first.format()
     with pytest.raises(ConfigError, match="exactly 3 frames"):
-        generate(vaegan_run, shard, tmp_path / "c.gif", frames=2, progress=False)
+        generate(tiny_vaegan_run, shard, tmp_path / "c.gif", frames=2, progress=False)
     gif = tmp_path / "cli.gif"
-    args = ["generate", "--run", str(vaegan_run), "--input", str(shard), "--out", str(gif)]
+    args = ["generate", "--run", str(tiny_vaegan_run), "--input", str(shard), "--out", str(gif)]
     assert main([*args, "--steps", "3", "--no-progress"]) == 0
     assert gif.is_file() and "one forward pass" in capsys.readouterr().out

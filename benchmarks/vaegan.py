@@ -1,5 +1,5 @@
-"""WuBu-GAAD VAE-GAN training speed: one full step (discriminator step + generator step, the
-module's own ``training_step`` on synthetic clips) in fp32 vs bf16 autocast, with and
+"""WuBu-GAAD VAE-GAN training speed: one full step (discriminator step + generator step with
+the module's own loss methods, on synthetic clips) in fp32 vs bf16 autocast, with and
 without the optical-flow motion branch, and where the time of a step goes (encoder with
 and without Farneback flow, generator, discriminator). One run, so the ratios compare.
 
@@ -37,30 +37,26 @@ SMALL = [
 
 
 class _StepHarness:
-    """Runs ``VAEGANModule.training_step`` outside a Trainer: plain optimisers, no logging."""
+    """The module's training step outside a Trainer: its own ``discriminator_loss`` and
+    ``generator_loss``, plain optimisers, no logging, no clipping."""
 
     def __init__(self, module: VAEGANModule, precision: str):
         self.module = module
         opts, _ = module.configure_optimizers()
         self.opt_g, self.opt_d = opts
-        self.precision = precision
+        self.bf16 = precision == "bf16"
 
     def step(self, clip: torch.Tensor) -> None:
         m = self.module
         context, real = clip[:, : m.context_frames], clip[:, m.context_frames :]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             out = m.model(context)
-            logits_real = m.model.discriminate(real)
-            logits_fake = m.model.discriminate(out.frames.detach())
-        d_loss = torch.nn.functional.softplus(-logits_real).mean()
-        d_loss = d_loss + torch.nn.functional.softplus(logits_fake).mean()
+            d_loss, _ = m.discriminator_loss(out, real)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            g_adv = torch.nn.functional.softplus(-m.model.discriminate(out.frames)).mean()
-        recon = torch.nn.functional.mse_loss(out.frames.float(), real.float())
-        g_loss = 10 * recon + g_adv
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            g_loss, _ = m.generator_loss(out, real)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()

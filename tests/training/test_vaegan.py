@@ -49,7 +49,7 @@ def tiny_vaegan(tiny_dataset, shrink):
 def _model(config) -> WuBuGAADVAEGAN:
     t = config.training
     torch.manual_seed(0)
-    return WuBuGAADVAEGAN.from_config(
+    return WuBuGAADVAEGAN(
         config.model, config.data.image_size, t.condition_frames, t.frames_to_generate
     )
 
@@ -114,9 +114,15 @@ def test_q_controller_state_in_checkpoint_and_resume(tiny_vaegan, tmp_path):
     )
     train(config, runs_dir=tmp_path, run_name="q", progress=False)
     run = tmp_path / "q"
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    states = [v for k, v in ckpt["callbacks"].items() if "QController" in k]
-    assert len(states) == 1 and states[0]
+
+    def controller_state() -> dict:
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+        states = [v for k, v in ckpt["callbacks"].items() if "QController" in k]
+        assert len(states) == 1 and states[0]
+        return states[0]
+
+    first = controller_state()
+    assert first["last_decision_step"] == 3 and len(first["gen"]["history"]["recon"]) == 3
     rows = read_metrics_csv(run / "metrics.csv")
     assert any(k.startswith("q_ctrl_gen/") for row in rows for k in row)
     assert any(k.startswith("q_ctrl_disc/") for row in rows for k in row)
@@ -129,6 +135,13 @@ def test_q_controller_state_in_checkpoint_and_resume(tiny_vaegan, tmp_path):
         progress=False,
     )
     assert resumed.global_step == 5
+    # The restored controller carries on: 3 + 2 decisions of history and ε decay, not 2.
+    after = controller_state()
+    decay = config.model.q_controller.epsilon_decay
+    assert after["last_decision_step"] == 5
+    assert len(after["gen"]["history"]["recon"]) == 5
+    assert after["gen"]["history"]["recon"][:3] == first["gen"]["history"]["recon"]
+    assert after["disc"]["epsilon"] == pytest.approx(decay**5)
 
 
 def test_phased_kl_schedule_and_controller_conflict(tiny_vaegan):

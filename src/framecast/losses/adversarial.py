@@ -54,6 +54,23 @@ def generator_non_saturating(logits_fake: Tensor) -> Tensor:
     return F.softplus(-logits_fake).mean()
 
 
+def generator_gan_loss(logits_fake: Tensor, kind: GanLossKind) -> Tensor:
+    """The generator's GAN loss of ``kind`` on D(G(z))."""
+    if kind == "hinge":
+        return generator_hinge(logits_fake)
+    return generator_non_saturating(logits_fake)
+
+
+def discriminator_terms(
+    logits_real: Tensor, logits_fake: Tensor, kind: GanLossKind
+) -> tuple[Tensor, Tensor]:
+    """The real and fake halves of the discriminator loss of ``kind``; their mean is
+    :func:`discriminator_hinge` / :func:`discriminator_non_saturating`."""
+    if kind == "hinge":
+        return F.relu(1.0 - logits_real).mean(), F.relu(1.0 + logits_fake).mean()
+    return F.softplus(-logits_real).mean(), F.softplus(logits_fake).mean()
+
+
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor) -> Tensor:
     """||grad_last rec_loss|| / (||grad_last gan_loss|| + 1e-4), clamped to [0, 1e4], detached.
 
@@ -117,11 +134,7 @@ class AdversarialLoss(nn.Module):
         zero = torch.zeros((), device=fake.device)
         if not self.active(step):
             return zero, {"g_loss": zero, "adaptive_weight": zero, "disc_active": zero}
-        logits_fake = self.discriminator(fake)
-        if self.loss == "hinge":
-            g_loss = generator_hinge(logits_fake)
-        else:
-            g_loss = generator_non_saturating(logits_fake)
+        g_loss = generator_gan_loss(self.discriminator(fake), self.loss)
         if torch.is_grad_enabled() and g_loss.requires_grad and rec_loss.requires_grad:
             weight = self.disc_weight * adaptive_weight(rec_loss, g_loss, last_layer)
         else:

@@ -114,7 +114,7 @@ class AutoencoderModule(FramecastModule):
         self.check_finite(total, {**parts, **g_logs})
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
-        self._clip(opt_g)
+        self.clip_grad_norm(opt_g, self.config.training.grad_clip)
         opt_g.step()
         sched_g.step()
         self.untoggle_optimizer(opt_g)
@@ -125,7 +125,7 @@ class AutoencoderModule(FramecastModule):
             self.toggle_optimizer(opt_d)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
-            self._clip(opt_d)
+            self.clip_grad_norm(opt_d, self.config.training.grad_clip)
             # The wrapped optimiser's step would advance global_step a second time per batch;
             # stepping the inner optimiser keeps max_steps and disc_start in autoencoder steps.
             opt_d.optimizer.step()
@@ -133,14 +133,6 @@ class AutoencoderModule(FramecastModule):
             self.untoggle_optimizer(opt_d)
         self.log_dict_prefixed("train", {"total": total.detach(), **parts, **g_logs, **d_logs})
         self.log("train/loss", loss.detach(), prog_bar=True)
-
-    def _clip(self, optimizer) -> None:
-        if self.config.training.grad_clip is not None:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=self.config.training.grad_clip,
-                gradient_clip_algorithm="norm",
-            )
 
     def configure_optimizers(self):
         if self.adversarial is None:

@@ -179,40 +179,31 @@ def cluster_environment(environ: Mapping[str, str] | None = None):
     return None
 
 
-def _trainer_devices(
-    num_gpus: int, num_nodes: int, num_processes: int = 1, find_unused_parameters: bool = False
-) -> dict:
+def _trainer_devices(num_gpus: int, num_nodes: int, num_processes: int = 1) -> dict:
     """Accelerator, devices and strategy: CUDA with ``num_gpus`` > 0, else ``num_processes``
-    CPU processes; more than one process in all means DDP (NCCL on GPUs, gloo on CPU),
-    with ``find_unused_parameters`` for kinds whose backward passes reach only part of the
-    model (the VAE-GAN's two players)."""
-    ddp = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
+    CPU processes; more than one process in all means DDP (NCCL on GPUs, gloo on CPU)."""
     if num_processes < 1:
         raise ConfigError(f"--num-processes {num_processes}: must be at least 1")
     if num_gpus <= 0:
-        multi = num_processes > 1 or num_nodes > 1
-        return {
-            "accelerator": "cpu",
-            "devices": num_processes,
-            "num_nodes": num_nodes,
-            "strategy": ddp if multi else "auto",
-        }
-    if num_processes > 1:
-        raise ConfigError(
-            "--num-processes is for CPU runs; with --num-gpus there is one process per GPU"
-        )
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--num-gpus {num_gpus}: no CUDA device is available on this machine")
-    if num_gpus > torch.cuda.device_count():
-        raise ConfigError(
-            f"--num-gpus {num_gpus}: only {torch.cuda.device_count()} CUDA devices are visible"
-        )
-    multi = num_gpus > 1 or num_nodes > 1
+        accelerator, devices = "cpu", num_processes
+    else:
+        if num_processes > 1:
+            raise ConfigError(
+                "--num-processes is for CPU runs; with --num-gpus there is one process per GPU"
+            )
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--num-gpus {num_gpus}: no CUDA device is available on this machine")
+        if num_gpus > torch.cuda.device_count():
+            raise ConfigError(
+                f"--num-gpus {num_gpus}: only {torch.cuda.device_count()} CUDA devices are visible"
+            )
+        accelerator, devices = "gpu", num_gpus
+    multi = devices > 1 or num_nodes > 1
     return {
-        "accelerator": "gpu",
-        "devices": num_gpus,
+        "accelerator": accelerator,
+        "devices": devices,
         "num_nodes": num_nodes,
-        "strategy": ddp if multi else "auto",
+        "strategy": "ddp" if multi else "auto",
     }
 
 
@@ -253,7 +244,7 @@ def train(
     trains on its own shard of the data (Lightning's DistributedSampler), and only global
     rank 0 writes into the run directory.
     """
-    devices = _trainer_devices(num_gpus, num_nodes, num_processes)  # bad flags fail first
+    devices = _trainer_devices(num_gpus, num_nodes, num_processes)
     rank_zero = launch_rank_is_zero()
     overrides = list(overrides or [])
     if resume:
@@ -272,7 +263,9 @@ def train(
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
-    devices = _trainer_devices(num_gpus, num_nodes, num_processes, task.find_unused_parameters)
+    if task.find_unused_parameters and devices["strategy"] == "ddp":
+        # Each backward reaches only part of the model (a GAN's two players).
+        devices["strategy"] = "ddp_find_unused_parameters_true"
     module = task.build_module(config)
     if t.init_from is not None and not resume:
         init_model_weights(module, config)

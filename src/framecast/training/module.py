@@ -60,6 +60,14 @@ class FramecastModule(pl.LightningModule):
         optimizer = self.make_optimizer(self.parameters())
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
 
+    def clip_grad_norm(self, optimizer, max_norm: float | None) -> None:
+        """Clip the gradients of ``optimizer``'s parameters to global norm ``max_norm``
+        (None: no clipping); for kinds that step their optimisers by hand."""
+        if max_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
+            )
+
     # -- safety -------------------------------------------------------------------
     def check_finite(
         self, loss: torch.Tensor, parts: dict[str, torch.Tensor] | None = None

@@ -75,9 +75,6 @@ DEFAULT_METRIC_KEYS: dict[str, str] = {
     "kl": "train/loss_kl",
 }
 
-TREND_LABELS = ("falling_fast", "falling", "flat", "rising", "rising_fast")
-BAND_LABELS = ("low", "healthy", "high")
-
 
 @dataclass
 class QControllerConfig:
@@ -347,7 +344,6 @@ class _TabularQ:
         self.epsilon = config.epsilon
         self.q_table: dict[str, dict[str, list[float]]] = {}
         self.history: dict[str, list[float]] = {name: [] for name in self.required}
-        self.decisions = 0
         self.last_reward: float | None = None
         self._previous: _Transition | None = None
 
@@ -426,7 +422,6 @@ class _TabularQ:
         indices = self.choose(state_key)
         self._previous = _Transition(state_key, indices)
         self.epsilon = max(self.config.epsilon_min, self.epsilon * self.config.epsilon_decay)
-        self.decisions += 1
         return indices
 
     # -- checkpointing ------------------------------------------------------------------
@@ -435,7 +430,6 @@ class _TabularQ:
         version, internal, gauss_next = self.rng.getstate()
         return {
             "epsilon": self.epsilon,
-            "decisions": self.decisions,
             "last_reward": self.last_reward,
             "q_table": {k: {h: list(v) for h, v in row.items()} for k, row in self.q_table.items()},
             "history": {k: list(v) for k, v in self.history.items()},
@@ -450,7 +444,6 @@ class _TabularQ:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epsilon = float(state["epsilon"])
-        self.decisions = int(state["decisions"])
         self.last_reward = state["last_reward"]
         self.q_table = {
             k: {h: [float(x) for x in v] for h, v in row.items()}
@@ -502,7 +495,7 @@ class QController(_TabularQ):
         if self._nonfinite(history):
             return -cfg.nonfinite_penalty
         d_total = history["d_total"][-1]
-        in_band = cfg.d_loss_band[0] <= d_total <= cfg.d_loss_band[1]
+        in_band = band_bin(d_total, cfg.d_loss_band) == 1
         reward = cfg.band_weight if in_band else -cfg.band_weight
         if self.role == "gen":
             change = relative_change(history["recon"])
@@ -722,7 +715,6 @@ class QControllerCallback(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "config": self.config.to_dict(),
             "last_decision_step": self.last_decision_step,
             "gen": self.gen.state_dict(),
             "disc": None if self.disc is None else self.disc.state_dict(),

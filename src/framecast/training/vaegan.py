@@ -33,12 +33,8 @@ from framecast.errors import ConfigError
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
-from framecast.losses.adversarial import (
-    discriminator_hinge,
-    generator_hinge,
-    generator_non_saturating,
-)
-from framecast.models.vaegan.model import WuBuGAADVAEGAN, kl_divergence
+from framecast.losses.adversarial import discriminator_terms, generator_gan_loss
+from framecast.models.vaegan.model import VAEGANOutput, WuBuGAADVAEGAN, kl_divergence
 from framecast.training.callbacks import KLScheduleCallback
 from framecast.training.datamodule import ClipDataModule
 from framecast.training.kl_schedule import KLSchedule
@@ -47,19 +43,6 @@ from framecast.training.tasks import Task, register_task
 
 SAMPLE_CLIPS = 4  # clips in each validation panel
 FIXED_NOISE_SAMPLES = 4  # fixed-noise generations per validation
-
-
-def discriminator_losses(
-    logits_real: torch.Tensor, logits_fake: torch.Tensor, kind: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss_d_real, loss_d_fake, loss_d_total); total = the mean of the two halves."""
-    if kind == "hinge":
-        real = F.relu(1.0 - logits_real).mean()
-        fake = F.relu(1.0 + logits_fake).mean()
-        return real, fake, discriminator_hinge(logits_real, logits_fake)
-    real = F.softplus(-logits_real).mean()  # BCE with logits against 1
-    fake = F.softplus(logits_fake).mean()  # BCE with logits against 0
-    return real, fake, 0.5 * (real + fake)
 
 
 def kl_schedule(cfg: VAEGANConfig) -> KLSchedule:
@@ -82,7 +65,7 @@ class VAEGANModule(FramecastModule):
         self.context_frames = t.condition_frames
         self.future_frames = t.frames_to_generate
         try:
-            self.model = WuBuGAADVAEGAN.from_config(
+            self.model = WuBuGAADVAEGAN(
                 cfg, config.data.image_size, self.context_frames, self.future_frames
             )
         except ValueError as exc:
@@ -109,14 +92,32 @@ class VAEGANModule(FramecastModule):
         return clip[:, : self.context_frames], clip[:, self.context_frames : needed]
 
     # -- losses -----------------------------------------------------------------------
-    def generator_adversarial(self, logits_fake: torch.Tensor) -> torch.Tensor:
-        if self.config.model.gan_loss == "hinge":
-            return generator_hinge(logits_fake)
-        return generator_non_saturating(logits_fake)
+    def discriminator_loss(
+        self, out: VAEGANOutput, real: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D on the real future (B, F, C, H, W) and on the detached fake → (loss_d_total, logs)."""
+        d_real, d_fake = discriminator_terms(
+            self.model.discriminate(real),
+            self.model.discriminate(out.frames.detach()),
+            self.config.model.gan_loss,
+        )
+        d_total = 0.5 * (d_real + d_fake)
+        return d_total, {"loss_d_real": d_real, "loss_d_fake": d_fake, "loss_d_total": d_total}
+
+    def generator_loss(
+        self, out: VAEGANOutput, real: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """λ_recon·MSE + λ_KL·KL + λ_gan·adversarial → (loss_g_total, logs)."""
+        cfg: VAEGANConfig = self.config.model
+        recon = F.mse_loss(out.frames.float(), real.float())
+        kl = kl_divergence(out.mu.float(), out.logvar.float())
+        g_adv = generator_gan_loss(self.model.discriminate(out.frames), cfg.gan_loss)
+        g_total = cfg.lambda_recon * recon + self.kl_weight * kl + cfg.lambda_gan * g_adv
+        logs = {"loss_recon": recon, "loss_kl": kl, "loss_g_adv": g_adv, "loss_g_total": g_total}
+        return g_total, logs
 
     # -- training -----------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        cfg: VAEGANConfig = self.config.model
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
         context, real = self.split_clip(batch)
@@ -124,16 +125,11 @@ class VAEGANModule(FramecastModule):
 
         # Discriminator step on real futures and detached fakes.
         self.toggle_optimizer(opt_d)
-        d_real, d_fake, d_total = discriminator_losses(
-            self.model.discriminate(real),
-            self.model.discriminate(out.frames.detach()),
-            cfg.gan_loss,
-        )
-        d_logs = {"loss_d_real": d_real, "loss_d_fake": d_fake, "loss_d_total": d_total}
+        d_total, d_logs = self.discriminator_loss(out, real)
         self.check_finite(d_total, d_logs)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_total)
-        self._clip(opt_d)
+        self.clip_grad_norm(opt_d, self.config.model.global_max_grad_norm)
         # The inner optimiser's step: the wrapped one would count a second global step.
         opt_d.optimizer.step()
         sched_d.step()
@@ -141,15 +137,11 @@ class VAEGANModule(FramecastModule):
 
         # Generator (encoder + generator) step; the discriminator is frozen meanwhile.
         self.toggle_optimizer(opt_g)
-        recon = F.mse_loss(out.frames.float(), real.float())
-        kl = kl_divergence(out.mu.float(), out.logvar.float())
-        g_adv = self.generator_adversarial(self.model.discriminate(out.frames))
-        g_total = cfg.lambda_recon * recon + self.kl_weight * kl + cfg.lambda_gan * g_adv
-        g_logs = {"loss_recon": recon, "loss_kl": kl, "loss_g_adv": g_adv, "loss_g_total": g_total}
+        g_total, g_logs = self.generator_loss(out, real)
         self.check_finite(g_total, g_logs)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
-        self._clip(opt_g)
+        self.clip_grad_norm(opt_g, self.config.model.global_max_grad_norm)
         opt_g.step()
         sched_g.step()
         self.untoggle_optimizer(opt_g)
@@ -159,13 +151,6 @@ class VAEGANModule(FramecastModule):
         logs["lr_disc"] = opt_d.param_groups[0]["lr"]
         self.log_dict_prefixed("train", logs, on_step=True, on_epoch=False)
         self.log("train/loss", logs["loss_g_total"], prog_bar=True, on_step=True, on_epoch=False)
-
-    def _clip(self, optimizer) -> None:
-        max_norm = self.config.model.global_max_grad_norm
-        if max_norm is not None:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
-            )
 
     def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
         cfg: VAEGANConfig = self.config.model
@@ -244,18 +229,11 @@ def _callbacks(config: Config, run) -> list:
     if q.enabled:
         from framecast.training.q_controller import QControllerCallback, QControllerConfig
 
+        # The section holds QControllerConfig's keys plus when and whether to decide.
+        settings = q.model_dump(exclude={"enabled", "every_n_steps", "control_kl"})
         callbacks.append(
             QControllerCallback(
-                QControllerConfig(
-                    learning_rate=q.learning_rate,
-                    discount=q.discount,
-                    epsilon=q.epsilon,
-                    epsilon_min=q.epsilon_min,
-                    epsilon_decay=q.epsilon_decay,
-                    min_lr=q.min_lr,
-                    max_lr=q.max_lr,
-                    seed=q.seed,
-                ),
+                QControllerConfig(**settings),
                 every_n_steps=q.every_n_steps,
                 gen_optimizer_index=0,
                 disc_optimizer_index=1,

@@ -98,8 +98,6 @@ class VideoDiscriminator(nn.Module):
         self.num_frames = num_frames
         self.image_size = image_size
         self.channels = channels
-        self.apply_spectral_norm = apply_spectral_norm
-        self.use_gaad_film = use_gaad_film
 
         widths = [min(base_channels * 2**i, max_channels) for i in range(num_blocks)]
         self.blocks = nn.ModuleList(

@@ -187,8 +187,6 @@ class VideoGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.num_frames = num_frames
         self.image_size = image_size
-        self.channels = channels
-        self.use_gaad_film = use_gaad_film
 
         widths = [base_channels * 2 ** (num_blocks - 1)]
         for _ in range(num_blocks):

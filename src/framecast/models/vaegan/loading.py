@@ -89,7 +89,7 @@ def load_vaegan(
     image_size = int(meta["image_size"])
     training = config.training
     try:
-        model = WuBuGAADVAEGAN.from_config(
+        model = WuBuGAADVAEGAN(
             config.model, image_size, training.condition_frames, training.frames_to_generate
         )
         model.load_state_dict(model_state_dict(ckpt, prefix="model."))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from framecast.losses.autoencoder import kl_divergence as element_mean_kl
 from framecast.models.vaegan.discriminator import VideoDiscriminator
 from framecast.models.vaegan.gaad import gaad_boxes, roi_align
 from framecast.models.vaegan.generator import VideoGenerator
@@ -41,8 +42,12 @@ class VAEGANOutput:
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, σ²) ‖ N(0, I)), summed over latent dims, averaged over the batch."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+    """KL(N(mu, σ²) ‖ N(0, I)), summed over latent dims, averaged over the batch.
+
+    mu, logvar: (B, latent_dim). The autoencoder's :func:`framecast.losses.kl_divergence` is
+    a per-element mean; here λ_KL weighs the whole latent, as in the users' script.
+    """
+    return element_mean_kl(mu, logvar) * mu.shape[1]
 
 
 class WuBuGAADEncoder(nn.Module):
@@ -177,12 +182,6 @@ class WuBuGAADVAEGAN(nn.Module):
             num_regions=cfg.gaad_num_regions,
             condition_dim=cfg.disc_gaad_condition_dim_disc,
         )
-
-    @classmethod
-    def from_config(
-        cls, cfg, image_size: int, context_frames: int, future_frames: int
-    ) -> WuBuGAADVAEGAN:
-        return cls(cfg, image_size, context_frames, future_frames)
 
     @property
     def boxes(self) -> Tensor:

@@ -26,13 +26,18 @@ def checkpoint_meta(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "config": config, "version": __version__}
 
 
-def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict safely; raise :class:`CheckpointError` naming the file if it is bad."""
+def load_checkpoint_file(
+    path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Load a checkpoint dict safely; raise :class:`CheckpointError` naming the file if it is bad.
+
+    ``mmap``: map the tensors instead of reading them (cheap when only the metadata is needed).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise CheckpointError(
             f"checkpoint {path} could not be loaded safely (weights only): {exc.__class__.__name__}: "
@@ -40,12 +45,14 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
         ) from exc
 
 
-def read_checkpoint(path: str | os.PathLike, expected_kind: str | None = None) -> dict[str, Any]:
+def read_checkpoint(
+    path: str | os.PathLike, expected_kind: str | None = None, mmap: bool = False
+) -> dict[str, Any]:
     """Load a framecast checkpoint and check its model kind.
 
     Returns the whole checkpoint dict; ``ckpt["framecast"]`` has kind, config and version.
     """
-    ckpt = load_checkpoint_file(path)
+    ckpt = load_checkpoint_file(path, mmap=mmap)
     meta = ckpt.get(META_KEY)
     if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
         raise CheckpointError(
@@ -70,6 +77,20 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     if not path.is_file():
         raise CheckpointError(f"checkpoint or run directory {path} does not exist")
     return path
+
+
+def load_model_weights(
+    model: torch.nn.Module, ckpt: dict[str, Any], path: str | os.PathLike, prefix: str = "model."
+) -> None:
+    """Load the ``prefix`` weights of ``ckpt`` (read from ``path``) strictly into ``model``;
+    :class:`CheckpointError` naming the file when they do not fit its architecture."""
+    try:
+        model.load_state_dict(model_state_dict(ckpt, prefix))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit the stored architecture ({first})"
+        ) from exc
 
 
 def model_state_dict(ckpt: dict[str, Any], prefix: str = "model.") -> dict[str, torch.Tensor]:

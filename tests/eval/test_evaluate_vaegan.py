@@ -19,7 +19,6 @@ from framecast.eval.generate import generate
 from framecast.eval.metrics import per_horizon, psnr
 from framecast.models.vaegan.loading import load_vaegan
 
-REPO = Path(__file__).resolve().parents[2]
 CLIPS_PER_VIDEO = 2  # 2 test videos -> 4 clips
 CONTEXT, FRAMES = 3, 3  # the shrunk wubu_vaegan config: 3 context -> 3 future frames
 VAEGAN_METHODS = ["vaegan", "copy_last"]
@@ -53,6 +52,9 @@ def test_load_vaegan_rebuilds_the_trained_model(tiny_vaegan_run: Path) -> None:
     draws = [run.predict(context, 2, torch.Generator().manual_seed(1)) for _ in range(2)]
     assert draws[0].shape == (2, 2, FRAMES, 3, 32, 32)
     assert torch.equal(draws[0], draws[1])  # seeded
+    # Posterior draws, not K copies of the mean.
+    assert not torch.equal(draws[0][:, 0], draws[0][:, 1])
+    assert not torch.equal(draws[0][:, :1], mean)
 
 
 def test_writes_the_files_with_both_methods(
@@ -169,6 +171,7 @@ def test_generate_writes_the_animation_and_strip_seeded(
     assert first.context == CONTEXT and first.ground_truth == FRAMES
     assert first.out.is_file() and first.strip.is_file()
     assert (first.predicted == results[1].predicted).all()  # the same seed, the same draws
+    assert (first.predicted[0] != first.predicted[1]).any()  # two different draws
     assert "one forward pass" in first.format()
     with pytest.raises(ConfigError, match="exactly 3 frames"):
         generate(tiny_vaegan_run, shard, tmp_path / "c.gif", frames=2, progress=False)

@@ -216,7 +216,8 @@ class VAEGANPredictor(Predictor):
 
 def checkpoint_kind(run: str | os.PathLike, which: str = "best") -> str:
     """The model kind stored in the checkpoint of ``run`` (a run directory or checkpoint)."""
-    return read_checkpoint(resolve_checkpoint(run, which))["framecast"]["kind"]
+    # Memory-mapped: only the metadata is read here; the loader reads the tensors.
+    return read_checkpoint(resolve_checkpoint(run, which), mmap=True)["framecast"]["kind"]
 
 
 def load_predictor(
@@ -229,8 +230,6 @@ def load_predictor(
 
     Raises :class:`CheckpointError` for a missing checkpoint or one of another kind.
     """
-    # Peeking reads the checkpoint once more than the loaders do; it keeps each loader
-    # strict about its own kind rather than teaching it to accept a loaded dict.
     kind = checkpoint_kind(run, which)
     if kind == "river":
         return RiverPredictor(load_river(run, which=which, device=device), sampler)
@@ -315,9 +314,14 @@ class EvaluationResult:
             "fvd": {method: _json_number(v) for method, v in self.fvd.items()} or None,
         }
 
+    @property
+    def metric_names(self) -> list[str]:
+        """Every metric measured for any method, in first-seen order."""
+        return list(dict.fromkeys(m for by in self.metrics.values() for m in by))
+
     def format(self) -> str:
         """A readable summary: means over horizons per method, cost, and the files."""
-        names = list(dict.fromkeys(m for by in self.metrics.values() for m in by))
+        names = self.metric_names
         header = ["method", *names] + (["fvd"] if self.fvd else [])
         rows = [header]
         for method, by_metric in self.metrics.items():
@@ -605,7 +609,7 @@ def write_results(
 
 def _csv_text(result: EvaluationResult) -> str:
     """One row per method × horizon; a column per metric (empty where not measured)."""
-    names = list(dict.fromkeys(m for by in result.metrics.values() for m in by))
+    names = result.metric_names
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["method", "horizon", *names])
@@ -618,7 +622,7 @@ def _csv_text(result: EvaluationResult) -> str:
 
 def _plot(result: EvaluationResult, path: Path) -> None:
     plt = pyplot()
-    names = list(dict.fromkeys(m for by in result.metrics.values() for m in by))
+    names = result.metric_names
     cols = min(4, len(names))
     nrows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_checkpoint
+from framecast.checkpoint import load_model_weights, read_checkpoint, resolve_checkpoint
 from framecast.config import Config, validate_config
 from framecast.errors import CheckpointError
 from framecast.flow.path import CondOTPath
@@ -167,14 +167,8 @@ def load_river(
     image_size = int(meta["image_size"])
     autoencoder = Autoencoder.from_config(ae_config.model, image_size)
     vector_field = VectorFieldRegressor.from_config(config.model.vector_field_regressor)
-    try:
-        autoencoder.load_state_dict(model_state_dict(ckpt, prefix="autoencoder."))
-        vector_field.load_state_dict(model_state_dict(ckpt, prefix="model."))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(
-            f"checkpoint {ckpt_path}: weights do not fit the stored architecture ({first})"
-        ) from exc
+    load_model_weights(autoencoder, ckpt, ckpt_path, prefix="autoencoder.")
+    load_model_weights(vector_field, ckpt, ckpt_path)
     pipeline = RiverPipeline(autoencoder, vector_field, config.model.sigma, image_size)
     pipeline.config = config
     pipeline.checkpoint = ckpt_path

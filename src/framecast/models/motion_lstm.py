@@ -93,9 +93,9 @@ class MotionLSTM(nn.Module):
             attention=cfg.attention,
             residual=cfg.residual,
             deltas=cfg.deltas,
-            fault_inputs=getattr(cfg, "fault_inputs", False),
-            anchor=getattr(cfg, "anchor", "last"),
-            per_feature=getattr(cfg, "per_feature", False),
+            fault_inputs=cfg.fault_inputs,
+            anchor=cfg.anchor,
+            per_feature=cfg.per_feature,
         )
 
     @torch.no_grad()
@@ -135,7 +135,7 @@ class MotionLSTM(nn.Module):
         if self.fault_inputs:
             parts += [self.hold_flags(x), x - median]
         if self.embedding is None:
-            features = torch.cat(parts, dim=-1) if len(parts) > 1 else x  # (B, T, C * F)
+            features = torch.cat(parts, dim=-1)  # (B, T, C * F)
         else:
             B, T, F = x.shape
             per = torch.stack(parts, dim=-1).transpose(1, 2)  # (B, F, T, C)

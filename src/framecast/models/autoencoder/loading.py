@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 
-from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_checkpoint
+from framecast.checkpoint import load_model_weights, read_checkpoint, resolve_checkpoint
 from framecast.config import Config, validate_config
-from framecast.errors import CheckpointError
 from framecast.models.autoencoder.autoencoder import Autoencoder
 
 
@@ -38,12 +37,6 @@ def load_autoencoder(
     config = validate_config(meta["config"], str(ckpt_path))
     image_size = int(meta.get("image_size", config.data.image_size))
     model = Autoencoder.from_config(config.model, image_size)
-    try:
-        model.load_state_dict(model_state_dict(ckpt))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(
-            f"checkpoint {ckpt_path}: weights do not fit the stored architecture ({first})"
-        ) from exc
+    load_model_weights(model, ckpt, ckpt_path)
     model.eval().requires_grad_(False).to(device)
     return LoadedAutoencoder(model, config, image_size, ckpt_path)

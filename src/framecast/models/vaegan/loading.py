@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_checkpoint
+from framecast.checkpoint import load_model_weights, read_checkpoint, resolve_checkpoint
 from framecast.config import Config, validate_config
 from framecast.errors import CheckpointError
 from framecast.models.vaegan.model import WuBuGAADVAEGAN
@@ -92,11 +92,8 @@ def load_vaegan(
         model = WuBuGAADVAEGAN(
             config.model, image_size, training.condition_frames, training.frames_to_generate
         )
-        model.load_state_dict(model_state_dict(ckpt, prefix="model."))
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(
-            f"checkpoint {ckpt_path}: weights do not fit the stored architecture ({first})"
-        ) from exc
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {ckpt_path}: stored model config: {exc}") from exc
+    load_model_weights(model, ckpt, ckpt_path)
     model = model.eval().requires_grad_(False).to(device)
     return VAEGANRun(model=model, config=config, image_size=image_size, checkpoint=ckpt_path)

@@ -195,6 +195,16 @@ def tiny_motion_json(tmp_path_factory) -> Path:
     return save_sessions(synthetic_sessions(8, length=24, seed=0), path)
 
 
+@pytest.fixture(scope="session")
+def tiny_motion_run(tmp_path_factory, tiny_motion_json) -> Path:
+    """configs/motion_lstm.yaml shrunk and trained 2 steps on the tiny session file."""
+    from framecast.training.engine import train
+
+    runs = tmp_path_factory.mktemp("tiny_motion_runs")
+    config = shrink_config(REPO / "configs" / "motion_lstm.yaml", tiny_motion_json, max_steps=2)
+    return train(config, runs_dir=runs, run_name="motion", progress=False).run_dir
+
+
 @pytest.fixture
 def shrink(request):
     """``shrink(path, data_root, max_steps=2)``; river configs get the tiny autoencoder,

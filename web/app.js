@@ -230,7 +230,7 @@ async function load() {
   fillSessionSelect(wanted);
 
   // One untimed call: the first run compiles kernels, and a wrong output shows up here.
-  const warm = await infer(sessions[wanted].raw.slice(0, L), false);
+  const warm = await infer(sessions[wanted].raw.slice(0, L), { timed: false });
   if (warm.length !== NUM_FEATURES) {
     throw new PageError(`model ${urls.model}: output has ${warm.length} values, expected ${NUM_FEATURES}`);
   }
@@ -246,8 +246,12 @@ async function load() {
 }
 
 // -- inference -------------------------------------------------------------------------------
-/** Run the model on one window (array of L rows of 12), batch 1; the prediction (12). */
-function infer(rows, timed = true) {
+/**
+ * Run the model on one window (array of L rows of 12), batch 1; the prediction (12).
+ * `timed`: record the call's latency; `show`: refresh the latency panel after it (off for
+ * runAll, which refreshes it once at the end instead of sorting all latencies per call).
+ */
+function infer(rows, { timed = true, show = true } = {}) {
   const run = async () => {
     const L = rows.length;
     const data = new Float32Array(L * NUM_FEATURES);
@@ -259,7 +263,7 @@ function infer(rows, timed = true) {
     const prediction = Float32Array.from(outputs[state.outputName].data);
     if (timed) {
       state.latencies.push(elapsed);
-      updateLatency();
+      if (show) updateLatency();
     }
     return prediction;
   };
@@ -352,6 +356,12 @@ function fillSessionSelect(selected) {
   );
   select.value = String(selected);
   select.disabled = state.sessions.length < 2;
+}
+
+function fillGroupSelect() {
+  const select = $("group");
+  select.replaceChildren(...JOINTS.map((joint) => new Option(joint.replace("_", " "), joint)));
+  select.value = state.group;
 }
 
 function updatePlayButton() {
@@ -525,16 +535,18 @@ async function runAll() {
   const T = session().raw.length;
   const predictions = [];
   for (let end = state.meta.sequence_length - 1; end < T; end += 1) {
-    const prediction = await infer(windowEndingAt(end));
+    const prediction = await infer(windowEndingAt(end), { show: false });
     state.corrected[targetFrame(end)] = prediction;
     predictions.push(Array.from(prediction));
   }
   state.frame = T - 1;
+  updateLatency();
   draw();
   return { predictions, latencies_ms: [...state.latencies] };
 }
 
 // -- wiring ----------------------------------------------------------------------------------
+fillGroupSelect();
 $("play").addEventListener("click", () => (state.playing ? pause() : play()));
 $("step").addEventListener("click", async () => {
   pause();

@@ -50,6 +50,7 @@ MIME_TYPES = {
 class Handler(http.server.SimpleHTTPRequestHandler):
     """Static files from ``directory``; ``/data/...`` from ``data_dir`` when one is given."""
 
+    # The base class's guess_type looks the suffix up here (as given, then lower-cased).
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
 
     def __init__(self, *args, data_dir: str | None = None, quiet: bool = False, **kwargs):
@@ -66,9 +67,6 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             parts = [p for p in rest.split("/") if p and p not in (".", "..")]
             return os.path.join(self.data_dir, *parts)
         return super().translate_path(path)
-
-    def guess_type(self, path: str | os.PathLike[str]) -> str:
-        return MIME_TYPES.get(Path(path).suffix.lower()) or super().guess_type(path)
 
     def end_headers(self) -> None:
         # Cross-origin isolation: every resource is same-origin, so this costs nothing and

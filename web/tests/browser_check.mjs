@@ -5,10 +5,11 @@
 //
 // Opens URL and waits until the page reports `document.body.dataset.status` other than
 // "loading". Then, unless --no-run or the page reports an error: clicks Step STEPS times and
-// Play until the session ends (reported as `playback`: frame and call counts), and calls
+// Play until the session ends (reported as `playback`: the steps clicked and the frame and
+// call counts after the steps and after playing), and calls
 // `window.framecast.runAll()`. Saves a screenshot and prints one JSON object on stdout:
 //   { status, error_box: {visible, text}, playback, predictions, latencies_ms, backend,
-//     latency_text, console, page_errors, failed_requests, external_requests }
+//     latency_text, group_options, console, page_errors, failed_requests, external_requests }
 // Exit status 0 when that JSON was printed (the caller judges it), 2 on usage errors,
 // 1 when the browser could not be driven.
 
@@ -47,6 +48,7 @@ const report = {
   latencies_ms: null,
   backend: null,
   latency_text: null,
+  group_options: null,
   console: [],
   page_errors: [],
   failed_requests: [],
@@ -106,7 +108,7 @@ try {
         i + 1,
       );
     }
-    report.playback = { after_steps: await counters() };
+    report.playback = { steps: STEPS, after_steps: await counters() };
     await page.click("#play");
     await page.waitForFunction(() => {
       const [frame, total] = document.getElementById("frame").textContent.match(/\d+/g) ?? [];
@@ -135,6 +137,9 @@ try {
         document.getElementById(`lat-${k}`).textContent,
       ]),
     ),
+  );
+  report.group_options = await page.evaluate(() =>
+    Array.from(document.getElementById("group").options, (o) => o.value),
   );
   fs.mkdirSync(path.dirname(path.resolve(args.screenshot)), { recursive: true });
   await page.screenshot({ path: args.screenshot, fullPage: true });

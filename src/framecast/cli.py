@@ -104,6 +104,8 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
         overrides.append(f"training.seed={args.random_seed}")
     if args.wandb:
         overrides.append("logging.wandb=true")
+    if getattr(args, "strict", False):
+        overrides.append("model.strict=true")
     return overrides
 
 
@@ -435,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue --run-name from checkpoints/last.ckpt"
     )
     tr.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
+    tr.add_argument(
+        "--strict",
+        action="store_true",
+        help="motion runs: stop (exit 2) at the first bad frame of a session file (missing "
+        "joint, NaN, timestamp going back) instead of skipping and counting it",
+    )
     tr.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.lr=1e-3"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from framecast.data.motion import (
     Session,
     load_sessions,
     make_window,
+    read_sessions,
+    split_for_training,
     split_sessions,
     stack_windows,
     synthetic_sessions,
@@ -43,6 +46,8 @@ def test_collector_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporary left behind
     with pytest.raises(DataError, match="right_arm must be a list of 3"):
         collector.add_frame(0.0, [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0])
+    with pytest.raises(DataError, match="session 1 frame 1: timestamp .* earlier"):
+        collector.add_frame(-1.0, [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0])
 
 
 def _write(tmp_path, data, text=None):
@@ -63,7 +68,7 @@ def _write(tmp_path, data, text=None):
         (
             [[FRAME], [FRAME, {**FRAME, "left_arm": [1, 2]}]],
             None,
-            r"session 1 frame 1: left_arm must be a list of 3 numbers, got length 2",
+            r"session 1 frame 1: left_arm must be a list of 3 numbers .*got length 2",
         ),
         (
             None,
@@ -127,3 +132,93 @@ def test_synthetic_sessions_are_noisy_versions_of_a_smooth_track():
     assert 0.2 < np.median(np.abs(noise)) < 1  # jitter of about half a degree
     assert np.abs(noise).max() > 10  # some outliers
     assert np.abs(np.diff(s.clean, axis=0)).max() < 10  # smooth at 30 fps
+
+
+def users_collector_frames(n: int, start: datetime, seed: int = 0) -> list[dict]:
+    """Frames as the users' DataCollector writes them: ``datetime.isoformat()`` timestamps
+    (30 fps; microseconds dropped on whole seconds, as isoformat does) and [x, y, z] lists."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        stamp = start + timedelta(seconds=i / 30)
+        frame = {"timestamp": stamp.isoformat()}
+        for joint in ("head", "hips", "left_arm", "right_arm"):
+            frame[joint] = [float(v) for v in rng.normal(0, 10, 3)]
+        frames.append(frame)
+    return frames
+
+
+def test_users_collector_format_iso_timestamps_and_xyz_objects(tmp_path):
+    naive = users_collector_frames(40, datetime(2026, 11, 30, 8, 37, 4))
+    assert naive[0]["timestamp"] == "2026-11-30T08:37:04"  # the string in the issue
+    offset = users_collector_frames(5, datetime(2026, 11, 30, 8, 37, 4, tzinfo=timezone.utc))
+    offset[1]["timestamp"] = offset[1]["timestamp"].replace("+00:00", "Z")
+    objects = [
+        {**f, "hips": dict(zip("xyz", f["hips"])), "timestamp": 12.5 + i}
+        for i, f in enumerate(naive[:3])
+    ]
+    path = tmp_path / "collector.json"
+    path.write_text(json.dumps([naive, offset, objects]))
+    a, b, c = load_sessions(path)
+    assert len(a) == 40 and np.allclose(np.diff(a.timestamps), 1 / 30, atol=1e-6)
+    assert a.timestamps[0] == datetime(2026, 11, 30, 8, 37, 4, tzinfo=timezone.utc).timestamp()
+    assert b.timestamps[0] == a.timestamps[0] and np.all(np.diff(b.timestamps) > 0)
+    assert np.allclose(
+        a.raw[0], [v for k in ("head", "hips", "left_arm", "right_arm") for v in naive[0][k]]
+    )
+    assert np.array_equal(c.raw, a.raw[:3]) and c.timestamps.tolist() == [12.5, 13.5, 14.5]
+    # the users' collector API: ISO string or None (now) and {x, y, z} objects
+    collector = DataCollector(tmp_path / "c.json")
+    collector.add_frame(
+        "2026-11-30T08:37:04.500000+01:00",
+        {"x": 1, "y": 2, "z": 3},
+        [0, 0, 0],
+        [0, 0, 0],
+        [0, 0, 0],
+    )
+    collector.add_frame(None, [1, 2, 3], [0, 0, 0], [0, 0, 0], [0, 0, 0])
+    (s,) = load_sessions(collector.save())
+    assert s.raw[:, :3].tolist() == [[1, 2, 3], [1, 2, 3]]
+
+
+def test_bad_frames_are_skipped_and_counted_or_refused_with_strict(tmp_path):
+    frames = users_collector_frames(8, datetime(2026, 11, 30, 8, 0, 0))
+    frames[2] = {k: v for k, v in frames[2].items() if k != "left_arm"}  # missing joint
+    frames[4]["head"] = {"x": 1.0, "y": float("nan"), "z": 0.0}  # NaN
+    frames[6]["timestamp"] = frames[0]["timestamp"]  # goes back
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([frames[:1], frames]))  # NaN is written as NaN (json allows)
+    loaded = read_sessions(path, strict=False)
+    assert [len(s) for s in loaded.sessions] == [1, 5]
+    assert len(loaded.skipped_frames) == 3
+    assert "session 1 frame 2: missing key(s) left_arm" in loaded.skipped_frames[0]
+    assert "session 1 frame 4: head holds nan" in loaded.skipped_frames[1]
+    assert "session 1 frame 6: timestamp" in loaded.skipped_frames[2]
+    assert "earlier than the previous" in loaded.skipped_frames[2]
+    assert loaded.summary().startswith("skipped 3 bad frame(s)")
+    with pytest.raises(DataError, match=r"bad.json: session 1 frame 2: missing key\(s\) left_arm"):
+        read_sessions(path, strict=True)
+    path.write_text(json.dumps([[{**frames[0], "timestamp": "yesterday"}]]))
+    with pytest.raises(DataError, match="session 0 frame 0: timestamp 'yesterday' is neither"):
+        load_sessions(path)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_fewer_than_three_sessions_split_by_time(n):
+    sessions = synthetic_sessions(n, length=100, seed=2)
+    splits, note = split_for_training(sessions, seed=0, min_frames=11)
+    assert note is not None and "split by time" in note
+    assert [len(splits[k]) for k in ("train", "val", "test")] == [n, n, n]
+    for i, s in enumerate(sessions):
+        train, val, test = (splits[k][i] for k in ("train", "val", "test"))
+        assert len(train) + len(val) + len(test) == len(s)
+        assert min(len(val), len(test)) >= 11
+        # in time order, no frame shared: train < val < test
+        assert train.timestamps[-1] < val.timestamps[0] < val.timestamps[-1] < test.timestamps[0]
+        assert np.array_equal(np.concatenate([train.raw, val.raw, test.raw]), s.raw)
+    short = synthetic_sessions(1, length=20, seed=2)
+    short[0] = Session(short[0].raw[:30], short[0].clean[:30], short[0].timestamps[:30])
+    with pytest.raises(DataError, match="at least 3 x .* = 33 frames"):
+        split_for_training(short, seed=0, min_frames=11)
+    splits, note = split_for_training(synthetic_sessions(3, length=40, seed=2), 0, 11)
+    assert note is None and [len(v) for v in splits.values()] == [1, 1, 1]

@@ -105,3 +105,72 @@ def test_input_noise_keeps_dropout_holds_exact():
     noisy = x + 0.1 * held_noise(x)
     assert torch.equal(MotionLSTM.hold_flags(noisy), MotionLSTM.hold_flags(x))
     assert not torch.equal(noisy[:, 7:], x[:, 7:])
+
+
+def _users_collector_file(path: Path, sessions: int, frames: int, bad_frame: bool = False):
+    """A session file as the users' DataCollector writes it: ISO-8601 timestamps from
+    ``datetime.now().isoformat()`` (here a fixed start) and joints as [x, y, z] lists."""
+    from datetime import datetime, timedelta
+
+    start = datetime(2026, 11, 30, 8, 37, 4)
+    data = []
+    for s, session in enumerate(synthetic_sessions(sessions, length=frames, seed=5)):
+        rows = []
+        for i, row in enumerate(session.raw.tolist()):
+            stamp = start + timedelta(hours=s, seconds=i / 30)
+            rows.append(
+                {
+                    "timestamp": stamp.isoformat(),
+                    "head": row[0:3],
+                    "hips": row[3:6],
+                    "left_arm": row[6:9],
+                    "right_arm": row[9:12],
+                }
+            )
+        data.append(rows)
+    if bad_frame:
+        del data[0][3]["hips"]
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("sessions", [1, 2, 3])
+def test_users_collector_file_trains_with_the_shipped_config(tmp_path, sessions, capsys):
+    """`framecast train --config configs/motion_lstm.yaml data.root=their_file.json`, the
+    config unchanged; 1-2 sessions are split by time within each session (with a note)."""
+    from framecast.cli import main
+
+    data = _users_collector_file(tmp_path / "their_file.json", sessions, frames=80)
+    argv = ["train", "--config", str(CONFIG), "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--run-name", "users", "--max-steps", "2", f"data.root={data}"]
+    if sessions < 3:
+        with pytest.warns(UserWarning, match=f"only {sessions} session.*split by time"):
+            code = main(argv)
+    else:
+        code = main(argv)
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "runs" / "users" / "eval" / "motion_metrics.json").read_text())
+    expected = (
+        {"train": sessions, "val": sessions, "test": sessions}
+        if sessions < 3
+        else {"train": 1, "val": 1, "test": 1}
+    )
+    assert metrics["sessions"] == expected
+    assert metrics["skipped_bad_frames"] == 0
+
+
+def test_bad_frame_is_skipped_and_counted_or_exits_2_with_strict(tmp_path, capsys):
+    from framecast.cli import main
+
+    data = _users_collector_file(tmp_path / "their_file.json", 3, frames=40, bad_frame=True)
+    argv = ["train", "--config", str(CONFIG), "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--max-steps", "1", f"data.root={data}"]
+    assert main([*argv, "--run-name", "strict", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "their_file.json: session 0 frame 3: missing key(s) hips" in err
+    with pytest.warns(UserWarning, match=r"skipped 1 bad frame\(s\).*session 0 frame 3"):
+        assert main([*argv, "--run-name", "lenient"]) == 0
+    metrics = json.loads(
+        (tmp_path / "runs" / "lenient" / "eval" / "motion_metrics.json").read_text()
+    )
+    assert metrics["skipped_bad_frames"] == 1

@@ -1,7 +1,7 @@
 """Schema of ``model.kind: motion`` (the LSTM motion-correction model for tracking data).
 
 The data of a motion run is a JSON session file or a folder of them (``data.root``), or,
-with ``synthetic.enabled``, generated sessions; ``data.batch_size``, ``eval_batch_size``
+with ``synthetic.enabled``, generated sessions (``strict``: how bad frames are handled); ``data.batch_size``, ``eval_batch_size``
 and ``num_workers`` apply, the frame-oriented data keys do not.
 """
 
@@ -77,6 +77,11 @@ class MotionConfig(ModelConfig):
         False,
         description="one LSTM shared by the 12 features, each its own sequence plus a learned "
         "feature embedding (instead of one LSTM over all 12 at once)",
+    )
+    strict: bool = Field(
+        False,
+        description="stop at the first bad frame of a session file (a missing joint, NaN, a "
+        "timestamp going back) instead of skipping and counting it (train --strict)",
     )
     synthetic: MotionSyntheticConfig = Field(default_factory=MotionSyntheticConfig)
     augment: MotionAugmentConfig = Field(default_factory=MotionAugmentConfig)

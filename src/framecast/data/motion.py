@@ -1,9 +1,13 @@
 """Motion-tracking sessions: the users' JSON format, a collector, synthetic sessions, windows.
 
 A session file is a JSON list of sessions; a session is a list of frames
-``{"timestamp": float, "head": [x, y, z], "hips": [...], "left_arm": [...], "right_arm": [...]}``.
+``{"timestamp": t, "head": [x, y, z], "hips": [...], "left_arm": [...], "right_arm": [...]}``,
+``t`` in seconds or an ISO-8601 string (the users' collector writes
+``datetime.now().isoformat()``), a joint as ``[x, y, z]`` or ``{"x": .., "y": .., "z": ..}``.
 A frame becomes 12 features in the order head xyz, hips xyz, left arm xyz, right arm xyz
-(rotations in degrees in the users' app).
+(rotations in degrees in the users' app). Bad frames (a missing joint, NaN, a timestamp
+going back) are errors naming file, session and frame, or, read leniently, skipped and
+counted (:func:`read_sessions`).
 
 Windows: ``sequence_length`` raw frames in, one clean frame out: the frame after the window
 (``target="next"``) or the clean version of the window's last frame (``target="denoise"``).
@@ -16,6 +20,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +35,7 @@ NUM_FEATURES = 3 * len(JOINTS)
 FEATURE_NAMES = tuple(f"{joint}_{axis}" for joint in JOINTS for axis in "xyz")
 FRAME_KEYS = ("timestamp", *JOINTS)
 Target = Literal["next", "denoise"]
+Joint = list[float] | tuple[float, float, float] | dict[str, float]
 
 
 @dataclass
@@ -47,63 +53,158 @@ class Session:
 
 
 # -- JSON ---------------------------------------------------------------------------------
+_AXES = ("x", "y", "z")
+
+
+def parse_timestamp(value: Any, where: str) -> float:
+    """Seconds from a number or an ISO-8601 string (``datetime.now().isoformat()``, with or
+    without a UTC offset or ``Z``). Strings without an offset are read as UTC, so a session
+    recorded across a daylight-saving change keeps increasing."""
+    if isinstance(value, bool):
+        raise DataError(f"{where}: timestamp {value!r} is not a number or an ISO-8601 string")
+    if isinstance(value, int | float):
+        timestamp = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            timestamp = float(text)  # a number written as text
+        except ValueError:
+            if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat has no "Z"
+                text = text[:-1] + "+00:00"
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise DataError(
+                    f"{where}: timestamp {value!r} is neither a number (seconds) nor an "
+                    "ISO-8601 date-time such as 2026-11-30T08:37:04.123456"
+                ) from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            timestamp = moment.timestamp()
+    else:
+        raise DataError(
+            f"{where}: timestamp {value!r} is not a number or an ISO-8601 string "
+            f"(got {type(value).__name__})"
+        )
+    if not math.isfinite(timestamp):
+        raise DataError(f"{where}: timestamp is {timestamp!r}, expected a finite number")
+    return timestamp
+
+
+def _joint_values(vec: Any, joint: str, where: str) -> list[float]:
+    """``[x, y, z]`` or ``{"x": .., "y": .., "z": ..}`` (other keys ignored) → 3 floats."""
+    if isinstance(vec, dict):
+        missing = [a for a in _AXES if a not in vec]
+        if missing:
+            raise DataError(
+                f"{where}: {joint} object lacks {', '.join(missing)}; expected "
+                '{"x": .., "y": .., "z": ..} or a list [x, y, z]'
+            )
+        vec = [vec[a] for a in _AXES]
+    elif not isinstance(vec, list | tuple) or len(vec) != 3:
+        got = f"length {len(vec)}" if isinstance(vec, list | tuple) else type(vec).__name__
+        raise DataError(
+            f'{where}: {joint} must be a list of 3 numbers or an {{"x", "y", "z"}} object, '
+            f"got {got}"
+        )
+    for v in vec:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise DataError(f"{where}: {joint} holds {v!r}, expected numbers")
+        if not math.isfinite(v):
+            raise DataError(f"{where}: {joint} holds {v!r} (NaN/inf), expected finite numbers")
+    return [float(v) for v in vec]
+
+
 def _frame_features(frame: Any, where: str) -> tuple[float, list[float]]:
     if not isinstance(frame, dict):
         raise DataError(f"{where}: expected an object with keys {', '.join(FRAME_KEYS)}")
-    missing = [k for k in FRAME_KEYS if k not in frame]
+    missing = [k for k in FRAME_KEYS if k not in frame or frame[k] is None]
     if missing:
         raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
-    try:
-        timestamp = float(frame["timestamp"])
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: timestamp {frame['timestamp']!r} is not a number") from None
+    timestamp = parse_timestamp(frame["timestamp"], where)
     values: list[float] = []
     for joint in JOINTS:
-        vec = frame[joint]
-        if not isinstance(vec, list | tuple) or len(vec) != 3:
-            got = f"length {len(vec)}" if isinstance(vec, list | tuple) else type(vec).__name__
-            raise DataError(f"{where}: {joint} must be a list of 3 numbers, got {got}")
-        for v in vec:
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise DataError(f"{where}: {joint} holds {v!r}, expected numbers")
-            if not math.isfinite(v):
-                raise DataError(f"{where}: {joint} holds {v!r} (NaN/inf), expected finite numbers")
-        values.extend(float(v) for v in vec)
-    if not math.isfinite(timestamp):
-        raise DataError(f"{where}: timestamp is {timestamp!r}, expected a finite number")
+        values.extend(_joint_values(frame[joint], joint, where))
     return timestamp, values
 
 
-def sessions_from_json(data: Any, source: str = "<json>") -> list[Session]:
-    """Parsed JSON (a list of sessions, each a list of frames) → sessions, checked."""
+@dataclass
+class LoadedSessions:
+    """Sessions read from JSON and the frames skipped on the way (lenient reading): one
+    message per skipped frame, naming the file, session and frame index."""
+
+    sessions: list[Session]
+    skipped_frames: list[str] = field(default_factory=list)
+
+    def summary(self, limit: int = 5) -> str:
+        """One line for a warning: the count and the first ``limit`` messages."""
+        n = len(self.skipped_frames)
+        shown = "; ".join(self.skipped_frames[:limit])
+        more = f"; ... and {n - limit} more" if n > limit else ""
+        return f"skipped {n} bad frame(s) (use --strict to stop at the first): {shown}{more}"
+
+
+def read_sessions_json(data: Any, source: str = "<json>", strict: bool = True) -> LoadedSessions:
+    """Parsed JSON (a list of sessions, each a list of frames) → sessions, checked.
+
+    A bad frame (not an object, a missing joint, a joint that is not 3 finite numbers, a
+    timestamp that is neither a number nor ISO-8601, or one earlier than the previous
+    frame's) raises a :class:`DataError` naming source, session and frame with ``strict``;
+    otherwise it is skipped and its message kept in ``skipped_frames``. A file that is not
+    a list of lists is an error either way.
+    """
     if not isinstance(data, list):
         raise DataError(f"{source}: expected a list of sessions, got {type(data).__name__}")
-    sessions = []
+    sessions, skipped = [], []
     for s, frames in enumerate(data):
         if not isinstance(frames, list):
             raise DataError(
                 f"{source}: session {s}: expected a list of frames, got {type(frames).__name__}"
             )
-        times, rows = [], []
+        times: list[float] = []
+        rows: list[list[float]] = []
         for f, frame in enumerate(frames):
-            t, values = _frame_features(frame, f"{source}: session {s} frame {f}")
+            where = f"{source}: session {s} frame {f}"
+            try:
+                t, values = _frame_features(frame, where)
+                if times and t < times[-1]:
+                    raise DataError(
+                        f"{where}: timestamp {t:.6f} s is earlier than the previous kept "
+                        f"frame's {times[-1]:.6f} s; expected non-decreasing timestamps"
+                    )
+            except DataError as exc:
+                if strict:
+                    raise
+                skipped.append(str(exc))
+                continue
             times.append(t)
             rows.append(values)
         raw = np.asarray(rows, dtype=np.float32).reshape(len(rows), NUM_FEATURES)
         sessions.append(
             Session(raw, raw.copy(), np.asarray(times, dtype=np.float64), f"{source}#{s}")
         )
-    return sessions
+    return LoadedSessions(sessions, skipped)
 
 
-def load_sessions(path: str | os.PathLike) -> list[Session]:
-    """Sessions of one JSON file, or of every ``*.json`` in a folder (sorted by name)."""
+def sessions_from_json(data: Any, source: str = "<json>", strict: bool = True) -> list[Session]:
+    """Parsed JSON → sessions (see :func:`read_sessions_json`)."""
+    return read_sessions_json(data, source, strict).sessions
+
+
+def read_sessions(path: str | os.PathLike, strict: bool = True) -> LoadedSessions:
+    """Sessions of one JSON file, or of every ``*.json`` in a folder (sorted by name), and
+    the frames skipped when not ``strict``."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.json"))
         if not files:
             raise DataError(f"{path}: no *.json session files in this folder")
-        return [s for file in files for s in load_sessions(file)]
+        out = LoadedSessions([])
+        for file in files:
+            part = read_sessions(file, strict)
+            out.sessions += part.sessions
+            out.skipped_frames += part.skipped_frames
+        return out
     if not path.is_file():
         raise DataError(f"{path}: no such session file or folder")
     try:
@@ -114,7 +215,14 @@ def load_sessions(path: str | os.PathLike) -> list[Session]:
         ) from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; expected a JSON session file") from None
-    return sessions_from_json(data, str(path))
+    return read_sessions_json(data, str(path), strict)
+
+
+def load_sessions(path: str | os.PathLike, strict: bool = True) -> list[Session]:
+    """Sessions of a file or folder (see :func:`read_sessions`); raises at the first bad
+    frame unless ``strict`` is false (then bad frames are dropped silently: use
+    :func:`read_sessions` to learn which)."""
+    return read_sessions(path, strict).sessions
 
 
 def frame_dict(timestamp: float, features: np.ndarray | list[float]) -> dict[str, Any]:
@@ -150,21 +258,29 @@ class DataCollector:
 
     def add_frame(
         self,
-        timestamp: float,
-        head: list[float],
-        hips: list[float],
-        left_arm: list[float],
-        right_arm: list[float],
+        timestamp: float | str | None,
+        head: Joint,
+        hips: Joint,
+        left_arm: Joint,
+        right_arm: Joint,
     ) -> None:
-        frame = {
-            "timestamp": timestamp,
-            "head": list(head),
-            "hips": list(hips),
-            "left_arm": list(left_arm),
-            "right_arm": list(right_arm),
-        }
+        """Append one frame; ``timestamp`` in seconds or ISO-8601 (None: now, as ISO-8601 like
+        the users' collector); joints as ``[x, y, z]`` or ``{"x", "y", "z"}``."""
+        if timestamp is None:
+            timestamp = datetime.now().isoformat()
+        joints = {"head": head, "hips": hips, "left_arm": left_arm, "right_arm": right_arm}
+        frame: dict[str, Any] = {"timestamp": timestamp}
+        for name, vec in joints.items():
+            frame[name] = dict(vec) if isinstance(vec, dict) else list(vec)
         where = f"{self.path}: session {len(self.sessions)} frame {len(self.current)}"
-        _frame_features(frame, where)  # refuse bad frames when they arrive
+        t, _ = _frame_features(frame, where)  # refuse bad frames when they arrive
+        if self.current:
+            previous = parse_timestamp(self.current[-1]["timestamp"], where)
+            if t < previous:
+                raise DataError(
+                    f"{where}: timestamp {t:.6f} s is earlier than the previous frame's "
+                    f"{previous:.6f} s"
+                )
         self.current.append(frame)
 
     def save_sequence(self) -> int:
@@ -260,6 +376,68 @@ def split_sessions(
         "test": order[n_train + n_val :],
     }
     return {split: [sessions[i] for i in sorted(idx)] for split, idx in parts.items()}
+
+
+def _cut(session: Session, start: int, stop: int) -> Session:
+    return Session(
+        session.raw[start:stop],
+        session.clean[start:stop],
+        session.timestamps[start:stop],
+        f"{session.name}[{start}:{stop}]",
+    )
+
+
+def split_within_sessions(
+    sessions: list[Session],
+    min_frames: int,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+) -> dict[str, list[Session]]:
+    """Split each session by time: its first frames train, the next ones val, the last ones
+    test (no frame in two splits; val and test come after what the model trained on).
+
+    Val and test each get ``fractions`` of a session's frames but at least ``min_frames``
+    (one window: ``sequence_length`` + 1); train keeps the rest and needs ``min_frames``
+    too. A session too short to cut goes to train whole; at least one must be cut.
+    """
+    splits: dict[str, list[Session]] = {"train": [], "val": [], "test": []}
+    for session in sessions:
+        T = len(session)
+        n_val = max(min_frames, round(fractions[1] * T))
+        n_test = max(min_frames, round(fractions[2] * T))
+        n_train = T - n_val - n_test
+        if n_train < min_frames:
+            splits["train"].append(session)
+            continue
+        splits["train"].append(_cut(session, 0, n_train))
+        splits["val"].append(_cut(session, n_train, n_train + n_val))
+        splits["test"].append(_cut(session, n_train + n_val, T))
+    if not splits["val"]:
+        longest = max((len(s) for s in sessions), default=0)
+        raise DataError(
+            f"{len(sessions)} usable session(s), the longest {longest} frames: with fewer than "
+            f"3 sessions each is split by time into train/val/test, which needs a session of "
+            f"at least 3 x (sequence_length + 1) = {3 * min_frames} frames; record longer or "
+            "more sessions"
+        )
+    return splits
+
+
+def split_for_training(
+    sessions: list[Session], seed: int, min_frames: int
+) -> tuple[dict[str, list[Session]], str | None]:
+    """By session (:func:`split_sessions`) with 3 or more sessions; with 1–2, by time within
+    each session (:func:`split_within_sessions`). Returns the splits and a note saying so in
+    the second case (None otherwise)."""
+    if len(sessions) >= 3:
+        return split_sessions(sessions, seed), None
+    splits = split_within_sessions(sessions, min_frames)
+    note = (
+        f"only {len(sessions)} session(s): split by time within each session (first 70 % "
+        f"train, next 15 % val, last 15 % test, each at least {min_frames} frames) instead "
+        "of by session; val/test then measure later moments of the same recordings, so "
+        "record 3 or more sessions for a held-out-session figure"
+    )
+    return splits, note
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Data: a JSON session file or folder (``data.root``), or generated sessions when
 ``data.root`` is unset and ``model.synthetic.enabled``; sessions too short for one window
-are skipped and counted; split by session 70/15/15 (``training.seed``); normalisation fitted
-on the training split and stored in the model's buffers.
+are skipped and counted, and so are bad frames unless ``model.strict``; split by session
+70/15/15 (``training.seed``), or by time within each session when there are fewer than 3
+(with a note); normalisation fitted on the training split and stored in the model's buffers.
 
 One training step: raw windows (B, T, 12) → (+ Gaussian noise, training only, the same
 along a dropout's held values; speed resampling happens in the dataset) → normalise → LSTM → MSE to the normalised target.
@@ -33,9 +34,9 @@ from framecast.config.motion import MotionConfig
 from framecast.data.motion import (
     Normalisation,
     Session,
-    load_sessions,
     make_window,
-    split_sessions,
+    read_sessions,
+    split_for_training,
     stack_windows,
     synthetic_sessions,
     usable_sessions,
@@ -113,8 +114,14 @@ class MotionDataModule(pl.LightningDataModule):
         self.config = config
         cfg: MotionConfig = config.model
         root = config.data.root
+        self.skipped_frames = 0
+        self.split_note: str | None = None
         if root is not None:
-            sessions, self.source = load_sessions(root), str(root)
+            loaded = read_sessions(root, strict=cfg.strict)
+            sessions, self.source = loaded.sessions, str(root)
+            self.skipped_frames = len(loaded.skipped_frames)
+            if loaded.skipped_frames:
+                warnings.warn(f"{root}: {loaded.summary()}", stacklevel=2)
         elif cfg.synthetic.enabled:
             s = cfg.synthetic
             sessions = synthetic_sessions(s.num_sessions, s.length, s.seed)
@@ -136,7 +143,11 @@ class MotionDataModule(pl.LightningDataModule):
                 f"{self.source}: no session has sequence_length + 1 = "
                 f"{cfg.sequence_length + 1} frames"
             )
-        self.splits = split_sessions(kept, config.training.seed)
+        self.splits, self.split_note = split_for_training(
+            kept, config.training.seed, cfg.sequence_length + 1
+        )
+        if self.split_note:
+            warnings.warn(f"{self.source}: {self.split_note}", stacklevel=2)
         self.normalisation = Normalisation.fit(self.splits["train"])
         self.datasets = {
             split: MotionWindows(sessions, cfg, augment=split == "train")
@@ -267,6 +278,8 @@ def evaluate_run(
         "sessions": {k: len(v) for k, v in datamodule.splits.items()},
         "windows": {k: len(v) for k, v in datamodule.datasets.items()},
         "skipped_short_sessions": datamodule.skipped,
+        "skipped_bad_frames": datamodule.skipped_frames,
+        "split": datamodule.split_note or "by session (70/15/15, training.seed)",
         "units": "mse/mae: the data's units; *_norm: divided by the training split's std",
     }
     write_motion_metrics(results, out_dir, extra)

@@ -112,7 +112,7 @@ def main() -> None:
         parts = {
             "Farneback flow": lambda: farneback_flow(context),
             "encoder (with flow)": lambda: module.model.encoder(context),
-            "generator": lambda: module.model.generate(mu),
+            "generator": lambda: module.model.generate(mu, context),
             "discriminator": lambda: module.model.discriminate(real),
         }
         print(f"forward only, fp32, batch {args.batch_size}:")

@@ -13,6 +13,7 @@ from framecast.checkpoint import read_checkpoint
 from framecast.config import apply_overrides, validate_config
 from framecast.config.loader import read_yaml
 from framecast.errors import ConfigError
+from framecast.models.vaegan.loading import load_vaegan
 from framecast.models.vaegan.model import WuBuGAADVAEGAN
 from framecast.training.engine import train
 from framecast.training.loggers import read_metrics_csv
@@ -92,8 +93,12 @@ def test_generator_step_reaches_every_curvature_and_scale(tiny_vaegan):
             assert param.grad.abs().sum() > 0
 
 
-def test_two_step_training_logs_the_users_metrics_and_panels(tiny_vaegan, tmp_path):
-    result = train(tiny_vaegan(), runs_dir=tmp_path, run_name="v", progress=False)
+FILM_ON = ("model.gen_use_gaad_film=true", "model.disc_use_gaad_film_condition=true")
+
+
+@pytest.mark.parametrize("film", [(), FILM_ON], ids=["film_off", "film_on"])
+def test_two_step_training_logs_the_users_metrics_and_panels(tiny_vaegan, tmp_path, film):
+    result = train(tiny_vaegan(*film), runs_dir=tmp_path, run_name="v", progress=False)
     assert result.global_step == 2
     rows = read_metrics_csv(result.run_dir / "metrics.csv")
     logged = {key for row in rows for key in row}
@@ -103,6 +108,14 @@ def test_two_step_training_logs_the_users_metrics_and_panels(tiny_vaegan, tmp_pa
     assert list(samples.glob("vaegan_step*.png")) and list(samples.glob("fixed_noise_step*.png"))
     ckpt = read_checkpoint(result.best_checkpoint, expected_kind="vaegan")
     assert ckpt["framecast"]["config"]["training"]["monitor"] == "val/avg_val_psnr"
+    # Posterior draws are decoded with their own clip's context (the generator's FiLM
+    # reads it when on): each draw and each clip gets a future of its own.
+    run = load_vaegan(result.run_dir)
+    size = run.image_size
+    context = torch.rand(2, run.context_frames, 3, size, size) * 2 - 1
+    futures = run.predict(context, samples=2, generator=torch.Generator().manual_seed(0))
+    assert futures.shape == (2, 2, run.future_frames, 3, size, size)
+    assert torch.isfinite(futures).all()
 
 
 def test_q_controller_state_in_checkpoint_and_resume(tiny_vaegan, tmp_path):

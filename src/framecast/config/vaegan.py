@@ -117,15 +117,23 @@ class VAEGANConfig(ModelConfig):
     # Generator.
     gen_base_channels: PositiveInt = 64
     gen_temporal_kernel_size: PositiveInt = 3
-    gen_use_gaad_film: bool = Field(True, description="FiLM on the GAAD boxes in the generator")
+    gen_use_gaad_film: bool = Field(
+        True,
+        description="GAAD-FiLM in the generator, from the context frames' content per GAAD box",
+    )
 
     # Discriminator (real clips are the true future frames).
     disc_apply_spectral_norm: bool = False
     disc_base_disc_channels: PositiveInt = 64
     disc_max_disc_channels: PositiveInt = 512
     disc_temporal_kernel_size: PositiveInt = 3
-    disc_use_gaad_film_condition: bool = False
+    disc_use_gaad_film_condition: bool = Field(
+        False, description="GAAD-FiLM in the discriminator, from the judged clip's content per box"
+    )
     disc_gaad_condition_dim_disc: PositiveInt = 64
+    gaad_film_roi_align_output: tuple[PositiveInt, PositiveInt] = Field(
+        (2, 2), description="RoIAlign bins (oh, ow) per GAAD box and frame that GAAD-FiLM reads"
+    )
     gan_loss: Literal["non_saturating", "hinge"] = Field(
         "non_saturating", description="non_saturating = BCE with logits (the script's loss)"
     )

@@ -207,8 +207,12 @@ class VAEGANModule(FramecastModule):
         tc, f = self.context_frames, self.future_frames
         labels = [f"clip {i}: {tc} context | {f} truth | {f} predicted" for i in range(len(rows))]
         save_image_grid(rows, path, labels=labels)
+        # The generator's GAAD-FiLM reads context frames: every fixed latent gets the first
+        # sample clip's context, so the panel still shows what the latent alone changes.
+        noise = self.fixed_noise.to(self.device)
+        context = self._sample_batch[:1, : self.context_frames].expand(len(noise), -1, -1, -1, -1)
         with torch.no_grad():
-            generated = self.model.generate(self.fixed_noise.to(self.device)).float()
+            generated = self.model.generate(noise, context.to(self.device)).float()
         noise_path = path.with_name(path.name.replace("vaegan_", "fixed_noise_"))
         save_image_grid(
             [to_uint8_images(clip) for clip in generated],

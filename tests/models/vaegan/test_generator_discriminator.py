@@ -1,5 +1,6 @@
 """VideoGenerator and VideoDiscriminator: shapes, ranges, FiLM starting as the identity,
-spectral norm, gradients and errors. CPU, base_channels 8."""
+spectral norm, gradients and errors. CPU, base_channels 8. (FiLM's dependence on region
+content: test_film.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from framecast.models.vaegan.generator import VideoGenerator
 
 LATENT = 16
 REGIONS = 4
+CONTEXT = 2
+
+
+def _context(image_size: int, batch: int, seed: int = 0) -> torch.Tensor:
+    """(batch, CONTEXT, 3, image_size, image_size) random frames in [-1, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, CONTEXT, 3, image_size, image_size, generator=gen) * 2 - 1
 
 
 def _boxes(image_size: int, batch: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -31,6 +39,7 @@ def _generator(image_size: int, num_frames: int, use_gaad_film: bool = True) -> 
         base_channels=8,
         num_regions=REGIONS,
         use_gaad_film=use_gaad_film,
+        context_frames=CONTEXT,
     )
 
 
@@ -38,11 +47,12 @@ def _generator(image_size: int, num_frames: int, use_gaad_film: bool = True) -> 
 def test_generator_shape_and_range(image_size, num_frames):
     torch.manual_seed(0)
     generator = _generator(image_size, num_frames)
-    clip = generator(torch.randn(2, LATENT), _boxes(image_size, batch=2))
+    context = _context(image_size, 2)
+    clip = generator(torch.randn(2, LATENT), _boxes(image_size, batch=2), context)
     assert clip.shape == (2, num_frames, 3, image_size, image_size)
     assert clip.min() >= -1.0 and clip.max() <= 1.0
     # Shared (N, 4) boxes broadcast over the batch.
-    assert generator(torch.randn(2, LATENT), _boxes(image_size)).shape == clip.shape
+    assert generator(torch.randn(2, LATENT), _boxes(image_size), context).shape == clip.shape
 
 
 def test_generator_film_is_identity_at_init_and_learns():
@@ -53,9 +63,9 @@ def test_generator_film_is_identity_at_init_and_learns():
     assert not missing and unexpected and all(key.startswith("film.") for key in unexpected)
     z = torch.randn(2, LATENT)
     boxes = _boxes(16, batch=2)
-    out = with_film(z, boxes)
+    out = with_film(z, boxes, _context(16, 2))
     torch.testing.assert_close(out, without_film(z))
-    torch.testing.assert_close(out, with_film(z, _boxes(16, batch=2, seed=1)))
+    torch.testing.assert_close(out, with_film(z, _boxes(16, batch=2, seed=1), _context(16, 2, 1)))
 
     out.square().mean().backward()
     film_grads = {name: p.grad for name, p in with_film.film.named_parameters()}
@@ -73,9 +83,13 @@ def test_generator_rejects_bad_arguments():
         VideoGenerator(LATENT, 2, 16, base_channels=8, temporal_kernel_size=2)
     generator = _generator(16, 2)
     with pytest.raises(ValueError, match="needs boxes"):
-        generator(torch.randn(1, LATENT), None)
+        generator(torch.randn(1, LATENT), None, _context(16, 1))
+    with pytest.raises(ValueError, match="context frames"):
+        generator(torch.randn(1, LATENT), _boxes(16))
+    with pytest.raises(ValueError, match="FiLM frames must be"):
+        generator(torch.randn(1, LATENT), _boxes(16), _context(16, 1)[:, :1])
     with pytest.raises(ValueError, match="N=4"):
-        generator(torch.randn(1, LATENT), torch.zeros(5, 4))
+        generator(torch.randn(1, LATENT), torch.zeros(5, 4), _context(16, 1))
 
 
 def _discriminator(**overrides) -> VideoDiscriminator:
@@ -138,6 +152,6 @@ def test_generator_feeds_discriminator():
     generator = _generator(16, 3)
     discriminator = _discriminator(use_gaad_film=True)
     boxes = _boxes(16)
-    logits = discriminator(generator(torch.randn(2, LATENT), boxes), boxes)
+    logits = discriminator(generator(torch.randn(2, LATENT), boxes, _context(16, 2)), boxes)
     logits.mean().backward()
     assert generator.project.weight.grad.abs().sum() > 0

@@ -2,8 +2,11 @@
 
 Judges a whole clip with one logit: 3-D convolutions see space and time together, so
 temporal incoherence (flicker, objects that jump) is as visible to it as blurry frames.
-Optionally conditioned on the GAAD boxes through the same FiLM module the generator uses,
-so it can judge a clip against the region layout it was generated for.
+Optionally conditioned through GAAD-FiLM on what the judged clip holds in each golden-ratio
+region (the same :class:`~framecast.models.vaegan.film.RegionFiLM` the generator uses, here
+reading the clip itself): every block's features are scaled and shifted per region by
+what RoIAlign pooled from that region's pixels, so the discriminator can treat a plume
+region differently from empty background.
 """
 
 from __future__ import annotations
@@ -11,12 +14,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from framecast.models.vaegan.generator import (
-    BoxFiLM,
-    apply_film,
-    check_temporal_kernel_size,
-    size_doublings,
-)
+from framecast.models.vaegan.film import RegionFiLM, apply_film
+from framecast.models.vaegan.generator import check_temporal_kernel_size, size_doublings
 
 
 class _DownBlock(nn.Module):
@@ -64,7 +63,7 @@ class VideoDiscriminator(nn.Module):
     real- and fake-batch statistics. Without it, BatchNorm3d follows every conv but the
     first (the DCGAN convention: normalising raw pixels' features helps nothing).
     The one Linear left unnormalised is FiLM's zero-initialised output layer, whose spectral
-    norm would be 0 / 0; it acts on the boxes, not on the judged clip.
+    norm would be 0 / 0; its input, FiLM's embedding, is spectrally normalised.
 
     Args:
         channels: image channels C of the clip.
@@ -74,9 +73,10 @@ class VideoDiscriminator(nn.Module):
         max_channels: cap on block widths.
         temporal_kernel_size: odd temporal extent kt of every kernel.
         apply_spectral_norm: spectral norm instead of BatchNorm.
-        use_gaad_film: modulate every block with FiLM parameters from the boxes.
+        use_gaad_film: modulate every block with FiLM parameters from the clip's box contents.
         num_regions: GAAD boxes per sample (N).
-        condition_dim: width of the box embedding inside FiLM.
+        condition_dim: width of FiLM's per-box embedding.
+        film_roi_output: RoIAlign bins ``(oh, ow)`` per box and frame.
     """
 
     def __init__(
@@ -91,6 +91,7 @@ class VideoDiscriminator(nn.Module):
         use_gaad_film: bool = False,
         num_regions: int = 12,
         condition_dim: int = 64,
+        film_roi_output: tuple[int, int] = (2, 2),
     ) -> None:
         super().__init__()
         num_blocks = size_doublings(image_size)
@@ -114,7 +115,17 @@ class VideoDiscriminator(nn.Module):
         )
         wrap = _spectral_norm if apply_spectral_norm else None
         self.film = (
-            BoxFiLM(num_regions, image_size, widths, hidden_dim=condition_dim, wrap_linear=wrap)
+            RegionFiLM(
+                in_channels=channels,
+                num_frames=num_frames,
+                num_regions=num_regions,
+                image_size=image_size,
+                block_channels=widths,
+                block_sizes=[image_size // 2 ** (k + 1) for k in range(num_blocks)],
+                roi_output=film_roi_output,
+                hidden_dim=condition_dim,
+                wrap_linear=wrap,
+            )
             if use_gaad_film
             else None
         )
@@ -137,12 +148,11 @@ class VideoDiscriminator(nn.Module):
             raise ValueError(
                 f"clip must be (B, {', '.join(map(str, expected))}), got {tuple(clip.shape)}"
             )
-        batch = clip.shape[0]
         film_params: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
         if self.film is not None:
             if boxes is None:
                 raise ValueError("use_gaad_film=True needs boxes (B, N, 4) or (N, 4), got None")
-            film_params = self.film(boxes.to(clip.device), batch)
+            film_params = self.film(clip, boxes)
 
         x = clip.permute(0, 2, 1, 3, 4)  # Conv3d wants (B, C, T, H, W)
         for block, film in zip(self.blocks, film_params, strict=True):

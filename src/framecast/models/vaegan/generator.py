@@ -4,18 +4,19 @@ A latent vector becomes a whole clip at once: a linear layer makes a (C0, T, 4, 
 volume, transposed 3-D convolutions double its height and width per block while their
 temporal kernels mix neighbouring frames, and a last 3-D convolution maps to pixels.
 
-GAAD-FiLM tells every block where the golden-ratio (GAAD) regions are: the boxes go
-through a small MLP that emits a per-channel scale and shift for each block, applied as
-``x * (1 + gamma) + beta``. The MLP's output layer starts at zero, so a fresh generator
-ignores the boxes and the conditioning is learned from the identity rather than from
-random modulation. ``BoxFiLM`` is shared with the discriminator.
+GAAD-FiLM tells every block what the context frames hold in each golden-ratio (GAAD)
+region: :class:`~framecast.models.vaegan.film.RegionFiLM` pools the context frames per box
+with RoIAlign and turns each box's content into a per-channel scale and shift, applied as
+``x * (1 + gamma) + beta`` on the cells the box covers. (Box coordinates alone are fixed per
+frame size and gave one constant modulation.) Its output layer starts at zero, so a fresh
+generator ignores the context there and the conditioning is learned from the identity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from torch import Tensor, nn
+
+from framecast.models.vaegan.film import RegionFiLM, apply_film
 
 
 def size_doublings(image_size: int) -> int:
@@ -45,77 +46,6 @@ def _group_count(channels: int, max_groups: int = 8) -> int:
     return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
 
 
-class BoxFiLM(nn.Module):
-    """GAAD boxes -> per-block FiLM parameters.
-
-    Boxes are divided by ``image_size`` (so coordinates lie in [0, 1] whatever the
-    resolution), flattened to N*4 numbers, embedded by ``Linear -> SiLU`` and projected to
-    one (gamma, beta) pair per channel of every block. The projection is zero-initialised:
-    at construction every gamma and beta is 0 and FiLM is the identity.
-
-    Args:
-        num_regions: N, the number of boxes per sample.
-        image_size: pixel size the boxes refer to.
-        block_channels: channel count of each modulated block, in order.
-        hidden_dim: width of the box embedding.
-        wrap_linear: applied to the embedding Linear (e.g. spectral norm in the
-            discriminator). Not applied to the zero-initialised projection: spectral norm
-            of an all-zero weight divides 0 by 0.
-    """
-
-    def __init__(
-        self,
-        num_regions: int,
-        image_size: int,
-        block_channels: Sequence[int],
-        hidden_dim: int = 64,
-        wrap_linear: Callable[[nn.Module], nn.Module] | None = None,
-    ) -> None:
-        super().__init__()
-        self.num_regions = num_regions
-        self.image_size = image_size
-        self.block_channels = tuple(block_channels)
-        embed = nn.Linear(num_regions * 4, hidden_dim)
-        self.embed = wrap_linear(embed) if wrap_linear is not None else embed
-        self.activation = nn.SiLU()
-        self.project = nn.Linear(hidden_dim, 2 * sum(self.block_channels))
-        nn.init.zeros_(self.project.weight)
-        nn.init.zeros_(self.project.bias)
-
-    def forward(self, boxes: Tensor, batch_size: int) -> list[tuple[Tensor, Tensor]]:
-        """Boxes -> one (gamma, beta) pair per block.
-
-        Args:
-            boxes: (B, N, 4) or (N, 4) ``[x1, y1, x2, y2]`` pixel boxes; (N, 4) is shared by
-                the batch.
-            batch_size: B.
-
-        Returns:
-            For each block, gamma and beta of shape (B, C_block, 1, 1, 1), ready to
-            broadcast over a (B, C_block, T, H, W) activation.
-        """
-        if boxes.ndim == 2:
-            boxes = boxes.unsqueeze(0).expand(batch_size, -1, -1)
-        if boxes.shape != (batch_size, self.num_regions, 4):
-            raise ValueError(
-                f"boxes must be (B, N, 4) or (N, 4) with B={batch_size}, N={self.num_regions}, "
-                f"got shape {tuple(boxes.shape)}"
-            )
-        dtype = self.project.weight.dtype
-        normalised = boxes.to(dtype) / float(self.image_size)
-        params = self.project(self.activation(self.embed(normalised.flatten(1))))
-        pairs = []
-        for gamma_beta in params.split([2 * c for c in self.block_channels], dim=1):
-            gamma, beta = gamma_beta.view(batch_size, 2, -1, 1, 1, 1).unbind(dim=1)
-            pairs.append((gamma, beta))
-        return pairs
-
-
-def apply_film(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-    """FiLM as a residual modulation: ``x * (1 + gamma) + beta`` (identity at gamma=beta=0)."""
-    return x * (1.0 + gamma) + beta
-
-
 class _UpBlock(nn.Module):
     """(B, C_in, T, H, W) -> (B, C_out, T, 2H, 2W): transposed conv, GroupNorm, FiLM, SiLU."""
 
@@ -141,14 +71,14 @@ class _UpBlock(nn.Module):
 
 
 class VideoGenerator(nn.Module):
-    """Latent vector (+ GAAD boxes) -> video clip.
+    """Latent vector (+ context frames and GAAD boxes) -> video clip.
 
     Architecture for ``image_size = 4 * 2**k``:
 
     - ``Linear(latent_dim, C0 * num_frames * 16)`` reshaped to (B, C0, num_frames, 4, 4),
       then GroupNorm + SiLU, with ``C0 = base_channels * 2**(k-1)``.
     - k up-blocks ``ConvTranspose3d(kernel (kt, 4, 4), stride (1, 2, 2), padding
-      (kt // 2, 1, 1))`` -> GroupNorm -> FiLM -> SiLU. Spatial size doubles per block;
+      (kt // 2, 1, 1))`` -> GroupNorm -> [GAAD-FiLM from the context frames' regions] -> SiLU. Spatial size doubles per block;
       width halves per block but not below ``base_channels`` (so the last block maps
       base_channels to base_channels).
     - ``Conv3d(base_channels, channels, kernel (kt, 3, 3), 'same' padding)`` -> tanh.
@@ -164,8 +94,11 @@ class VideoGenerator(nn.Module):
         channels: output image channels.
         base_channels: width of the last up-block.
         num_regions: GAAD boxes per sample (N).
-        use_gaad_film: condition every up-block on the boxes.
+        use_gaad_film: condition every up-block on the context frames' box contents.
         temporal_kernel_size: odd temporal extent kt of every 3-D kernel.
+        context_frames: context frames Tc FiLM reads (with ``use_gaad_film``).
+        film_roi_output: RoIAlign bins ``(oh, ow)`` per box and context frame.
+        film_hidden_dim: width of FiLM's per-box embedding.
     """
 
     def __init__(
@@ -178,6 +111,9 @@ class VideoGenerator(nn.Module):
         num_regions: int = 12,
         use_gaad_film: bool = True,
         temporal_kernel_size: int = 3,
+        context_frames: int = 1,
+        film_roi_output: tuple[int, int] = (2, 2),
+        film_hidden_dim: int = 64,
     ) -> None:
         super().__init__()
         num_blocks = size_doublings(image_size)
@@ -206,18 +142,31 @@ class VideoGenerator(nn.Module):
             padding=(temporal_kernel_size // 2, 1, 1),
         )
         self.film = (
-            BoxFiLM(num_regions, image_size, widths[1:], hidden_dim=max(64, 4 * num_regions))
+            RegionFiLM(
+                in_channels=channels,
+                num_frames=context_frames,
+                num_regions=num_regions,
+                image_size=image_size,
+                block_channels=widths[1:],
+                block_sizes=[4 * 2 ** (k + 1) for k in range(num_blocks)],
+                roi_output=film_roi_output,
+                hidden_dim=film_hidden_dim,
+            )
             if use_gaad_film
             else None
         )
 
-    def forward(self, z: Tensor, boxes: Tensor | None = None) -> Tensor:
+    def forward(
+        self, z: Tensor, boxes: Tensor | None = None, context: Tensor | None = None
+    ) -> Tensor:
         """Generate clips.
 
         Args:
             z: (B, latent_dim) latent vectors.
             boxes: (B, N, 4) or (N, 4) ``[x1, y1, x2, y2]`` pixel GAAD boxes; required when
                 ``use_gaad_film``, ignored otherwise.
+            context: (B, Tc, C, H, W) context frames in [-1, 1] whose box contents FiLM
+                reads; required when ``use_gaad_film``, ignored otherwise.
 
         Returns:
             (B, num_frames, channels, image_size, image_size) in [-1, 1].
@@ -227,9 +176,14 @@ class VideoGenerator(nn.Module):
         batch = z.shape[0]
         film_params: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
         if self.film is not None:
-            if boxes is None:
-                raise ValueError("use_gaad_film=True needs boxes (B, N, 4) or (N, 4), got None")
-            film_params = self.film(boxes.to(z.device), batch)
+            if boxes is None or context is None:
+                raise ValueError(
+                    "use_gaad_film=True needs boxes (B, N, 4) or (N, 4) and context frames "
+                    f"(B, Tc, C, H, W), got boxes={_shape(boxes)}, context={_shape(context)}"
+                )
+            if context.shape[0] != batch:
+                raise ValueError(f"context batch {context.shape[0]} != z batch {batch}")
+            film_params = self.film(context.to(z.device), boxes)
 
         x = self.project(z).view(batch, self.seed_channels, self.num_frames, 4, 4)
         x = self.seed_activation(self.seed_norm(x))
@@ -237,3 +191,7 @@ class VideoGenerator(nn.Module):
             x = block(x, film)
         clip = self.to_pixels(x).tanh()  # (B, C, T, H, W)
         return clip.permute(0, 2, 1, 3, 4).contiguous()
+
+
+def _shape(x: Tensor | None) -> str:
+    return "None" if x is None else str(tuple(x.shape))

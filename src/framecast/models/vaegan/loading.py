@@ -68,7 +68,10 @@ class VAEGANRun:
         mu, logvar = self.model.encoder(context)  # (B, latent_dim) each
         eps = torch.randn((*mu.shape[:1], samples, mu.shape[1]), generator=generator)
         z = mu[:, None] + eps.to(mu) * (0.5 * logvar[:, None]).exp()  # (B, K, latent_dim)
-        frames = self.model.generate(z.flatten(0, 1))  # (B·K, F, C, H, W)
+        # Each draw is decoded with its own clip's context (read by the generator's FiLM).
+        frames = self.model.generate(
+            z.flatten(0, 1), context.repeat_interleave(samples, dim=0)
+        )  # (B·K, F, C, H, W)
         return frames.reshape(mu.shape[0], samples, *frames.shape[1:])
 
 

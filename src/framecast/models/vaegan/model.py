@@ -11,6 +11,10 @@ Encoder (prediction, not reconstruction: it sees the context frames only)::
     per-frame vectors (B, Tc, D) → GRU over time (every frame reaches the final state)
       → WuBu-T → mu, logvar (B, latent_dim)
 
+Generator: z (+ with ``gen_use_gaad_film``, the context frames' content per GAAD box, read
+by RoIAlign-pooling FiLM) → future frames. Discriminator: future frames (+ with
+``disc_use_gaad_film_condition``, FiLM from the judged clip's own content per box) → logit.
+
 The users' script fed the target frames to the encoder as well (which turns prediction into
 reconstruction) and its temporal stage kept only the last frame; here a test checks that
 the first context frame changes mu and that the future frames are never read.
@@ -169,6 +173,8 @@ class WuBuGAADVAEGAN(nn.Module):
             num_regions=cfg.gaad_num_regions,
             use_gaad_film=cfg.gen_use_gaad_film,
             temporal_kernel_size=cfg.gen_temporal_kernel_size,
+            context_frames=context_frames,
+            film_roi_output=tuple(cfg.gaad_film_roi_align_output),
         )
         self.discriminator = VideoDiscriminator(
             channels=cfg.image_channels,
@@ -181,11 +187,12 @@ class WuBuGAADVAEGAN(nn.Module):
             use_gaad_film=cfg.disc_use_gaad_film_condition,
             num_regions=cfg.gaad_num_regions,
             condition_dim=cfg.disc_gaad_condition_dim_disc,
+            film_roi_output=tuple(cfg.gaad_film_roi_align_output),
         )
 
     @property
     def boxes(self) -> Tensor:
-        """(N, 4) GAAD boxes of the appearance branch; the generator's FiLM reads them too."""
+        """(N, 4) GAAD boxes of the appearance branch; both GAAD-FiLMs pool over them too."""
         return self.encoder.boxes
 
     def generator_parameters(self):
@@ -193,9 +200,13 @@ class WuBuGAADVAEGAN(nn.Module):
         yield from self.encoder.parameters()
         yield from self.generator.parameters()
 
-    def generate(self, z: Tensor) -> Tensor:
-        """(B, latent_dim) → future frames (B, F, C, H, W) in [-1, 1]."""
-        return self.generator(z, self.boxes)
+    def generate(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """(B, latent_dim) → future frames (B, F, C, H, W) in [-1, 1].
+
+        ``context`` (B, Tc, C, H, W): the frames whose GAAD-region contents the generator's
+        FiLM reads; needed with ``gen_use_gaad_film``, ignored without it.
+        """
+        return self.generator(z, self.boxes, context)
 
     def discriminate(self, clip: Tensor) -> Tensor:
         """(B, F, C, H, W) → logits (B,)."""
@@ -205,4 +216,4 @@ class WuBuGAADVAEGAN(nn.Module):
         """Context (B, Tc, C, H, W) → generated future; ``sample_posterior`` False uses mu."""
         mu, logvar = self.encoder(context)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample_posterior else mu
-        return VAEGANOutput(self.generate(z), mu, logvar, z)
+        return VAEGANOutput(self.generate(z, context), mu, logvar, z)

@@ -50,7 +50,7 @@ def main() -> None:
 
     from framecast.config import apply_overrides, validate_config
     from framecast.config.loader import read_yaml
-    from framecast.export.onnx import export_onnx, load_motion_model
+    from framecast.export.onnx import INPUT_NAME, export_onnx, load_motion_model
     from framecast.training.engine import train
 
     tmp = Path(tempfile.mkdtemp(prefix="motion-bench-"))
@@ -88,7 +88,7 @@ def main() -> None:
             model(window_t)
 
     def onnx():
-        session.run(None, {"window": window})
+        session.run(None, {INPUT_NAME: window})
 
     print(f"\nlatency per call, batch 1, sequence {t}, {calls} calls (ms)")
     print(f"{'runtime':12} {'p50':>8} {'p99':>8} {'mean':>8}")
@@ -110,7 +110,7 @@ def main() -> None:
             model(batch_t)
 
     def onnx_batch():
-        session.run(None, {"window": batch})
+        session.run(None, {INPUT_NAME: batch})
 
     print(f"\nthroughput at batch {args.batch} (windows/s, median of {repeats})")
     for name, fn in (("torch eager", eager_batch), ("onnxruntime", onnx_batch)):

@@ -316,6 +316,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         opset=args.opset,
         check=not args.no_check,
         tolerance=args.tolerance,
+        input_name=args.input_name,
+        output_name=args.output_name,
     )
     print(result.format())
     return EXIT_OK
@@ -558,7 +560,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="motion_correction.onnx", help="ONNX file (default motion_correction.onnx)"
     )
     onnx.add_argument("--which", choices=["best", "last"], default="best", help="checkpoint")
-    onnx.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    onnx.add_argument(
+        "--opset",
+        type=_positive_int,
+        default=11,
+        help="ONNX opset (default 11: the lowest torch exports this graph at; onnxruntime-web "
+        "1.30 runs 11-18; the users' guide uses 12)",
+    )
+    onnx.add_argument(
+        "--input-name",
+        default="input",
+        help="name of the graph input (default 'input', as in the users' export guide; "
+        "'window' for pages written against framecast's earlier name)",
+    )
+    onnx.add_argument(
+        "--output-name",
+        default="output",
+        help="name of the graph output (default 'output'; earlier framecast: 'prediction')",
+    )
     onnx.add_argument(
         "--tolerance",
         type=float,

@@ -56,7 +56,9 @@ def test_export_writes_one_file_and_json_with_parity(motion_run, tmp_path):
     assert meta["feature_names"] == list(FEATURE_NAMES)
     assert meta["sequence_length"] == cfg.sequence_length
     assert meta["target"] == cfg.target
-    assert meta["input"]["name"] == "window" and meta["output"]["name"] == "prediction"
+    assert meta["input"]["name"] == "input" and meta["output"]["name"] == "output"
+    assert meta["input"]["shape"] == ["batch_size", "sequence_length", 12]
+    assert meta["opset"] == 11
     np.testing.assert_allclose(meta["normalisation"]["mean"], model.mean.numpy(), rtol=1e-6)
     np.testing.assert_allclose(meta["normalisation"]["std"], model.std.numpy(), rtol=1e-6)
 
@@ -68,13 +70,13 @@ def test_dynamic_batch_and_sequence_axes(motion_run, tmp_path, batch, length):
     export_onnx(motion_run, out, check=False)
     session = _session(out)
     [inp], [outp] = session.get_inputs(), session.get_outputs()
-    assert (inp.name, outp.name) == ("window", "prediction")
+    assert (inp.name, outp.name) == ("input", "output")
     model, _, _ = load_motion_model(motion_run)
     rng = np.random.default_rng(batch * 100 + length)
     x = (model.mean.numpy() + model.std.numpy() * rng.normal(size=(batch, length, 12))).astype(
         np.float32
     )
-    (got,) = session.run(["prediction"], {"window": x})
+    (got,) = session.run(["output"], {"input": x})
     assert got.shape == (batch, 12) and got.dtype == np.float32
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
@@ -112,7 +114,14 @@ def test_cli_round_trip(motion_run, tmp_path, capsys):
     assert "max abs diff" in printed and str(out) in printed
     assert out.is_file() and out.with_suffix(".json").is_file()
     x = np.zeros((1, 10, 12), np.float32)
-    assert _session(out).run(None, {"window": x})[0].shape == (1, 12)
+    assert _session(out).run(None, {"input": x})[0].shape == (1, 12)
+    # framecast's earlier names stay available for pages written against them
+    legacy = tmp_path / "legacy.onnx"
+    argv = ["export", "onnx", "--run", str(motion_run), "--out", str(legacy), "--no-check"]
+    assert main([*argv, "--input-name", "window", "--output-name", "prediction"]) == 0
+    (inp,), (outp,) = _session(legacy).get_inputs(), _session(legacy).get_outputs()
+    assert (inp.name, outp.name) == ("window", "prediction")
+    assert json.loads(legacy.with_suffix(".json").read_text())["input"]["name"] == "window"
 
 
 def test_cli_non_motion_run_exits_2(tiny_autoencoder_run, tmp_path, capsys):
@@ -121,3 +130,43 @@ def test_cli_non_motion_run_exits_2(tiny_autoencoder_run, tmp_path, capsys):
     )
     assert code == 2
     assert "motion" in capsys.readouterr().err
+
+
+def test_users_guide_test_onnx_call(motion_run, tmp_path):
+    """The users' test_onnx.py: their guide exports with input_names=['input'],
+    output_names=['output'], dynamic axes batch_size/sequence_length, and runs this call."""
+    out = tmp_path / "motion_correction.onnx"
+    export_onnx(motion_run, out)
+    session = _session(out)
+    [inp], [outp] = session.get_inputs(), session.get_outputs()
+    assert inp.shape == ["batch_size", "sequence_length", 12]
+    assert outp.name == "output" and outp.shape == ["batch_size", 12]
+    # their exact call, with the float32 cast: np.random.randn gives float64
+    outputs = session.run(None, {"input": np.random.randn(1, 10, 12).astype(np.float32)})
+    assert len(outputs) == 1 and outputs[0].shape == (1, 12) and outputs[0].dtype == np.float32
+    assert np.isfinite(outputs[0]).all()
+    # without the cast onnxruntime refuses float64 with this message (documented in the
+    # README and export/onnx.py: one ONNX input has one type, and the browser sends float32)
+    with pytest.raises(Exception, match=r"Unexpected input data type.*tensor\(double\)"):
+        session.run(None, {"input": np.random.randn(1, 10, 12)})
+
+
+@pytest.mark.parametrize("opset", [11, 12, 17])
+def test_opset_is_selectable_and_runs(motion_run, tmp_path, opset):
+    import onnx
+
+    out = tmp_path / f"m{opset}.onnx"
+    result = export_onnx(motion_run, out, opset=opset)
+    assert result.max_diff <= 1e-4
+    model = onnx.load(str(out))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+    (got,) = _session(out).run(None, {"input": np.zeros((2, 10, 12), np.float32)})
+    assert got.shape == (2, 12)
+
+
+def test_opset_below_11_is_refused_clearly(motion_run, tmp_path):
+    with pytest.raises(ExportError, match="cannot write this LSTM graph below opset 11"):
+        export_onnx(motion_run, tmp_path / "m.onnx", opset=10)
+    with pytest.raises(ExportError, match="two different non-empty names"):
+        export_onnx(motion_run, tmp_path / "m.onnx", input_name="x", output_name="x")
+    assert not list(tmp_path.iterdir())

@@ -1,10 +1,22 @@
 """Export a motion run to ONNX and check it in onnxruntime against torch.
 
-One ``.onnx`` file: input ``window`` (batch, sequence, 12) float32 in the users' units,
-output ``prediction`` (batch, 12) in the same units; batch and sequence axes are dynamic.
+One ``.onnx`` file with the names, axes and opset of the users' export guide: input
+``input`` (batch_size, sequence_length, 12) float32 in the users' units, output ``output``
+(batch_size, 12) in the same units; batch and sequence axes are dynamic, so their
+``session.run(None, {'input': x})`` works unchanged. The names are selectable
+(``input_name``/``output_name``; framecast's earlier ``window``/``prediction`` for pages
+written against those). The default opset, 11, is the lowest at which torch's exporter
+writes this graph (the LSTM and the per-feature reshapes fail at 10 and below); onnxruntime
+(Python) and onnxruntime-web 1.30 (WASM, the page in ``web/``) run opsets 11–18.
+
+The input is float32: onnxruntime refuses a float64 array (``np.random.randn(...)``
+without ``.astype(np.float32)``) with ``INVALID_ARGUMENT: Unexpected input data type``,
+and one ONNX input has one type, so a float64 graph would refuse the browser's
+``Float32Array`` instead. Cast in Python.
+
 Normalisation is part of the graph (the model's ``mean``/``std`` buffers); it is also
 written to ``<out stem>.json`` beside the model with the feature names, the training
-``sequence_length`` and ``target``, for the web page.
+``sequence_length`` and ``target``, for the web page and ``web/motion-corrector.js``.
 
 Parity: onnxruntime and torch run on random windows (several batch sizes and sequence
 lengths, batch 1 and sequence lengths other than the trained one included) and on real
@@ -28,8 +40,17 @@ from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_chec
 from framecast.errors import ExportError
 from framecast.utils import atomic_path, atomic_write_text
 
-INPUT_NAME = "window"
-OUTPUT_NAME = "prediction"
+# The users' export guide's names (input_names=['input'], output_names=['output']) and
+# dynamic axis names; framecast's earlier names are LEGACY_NAMES.
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+BATCH_AXIS = "batch_size"
+SEQUENCE_AXIS = "sequence_length"
+LEGACY_NAMES = ("window", "prediction")
+# Lowest opset torch's exporter writes this graph at; onnxruntime-web 1.30 runs 11-18
+# (measured in tests/web and by the opset loop in tests/export/test_onnx.py).
+DEFAULT_OPSET = 11
+MIN_OPSET = 11
 # (batch, sequence length) of the random parity windows; 0 stands for the trained length.
 RANDOM_SHAPES = ((1, 0), (7, 0), (1, 5), (7, 5), (3, 13), (16, 1), (2, 32))
 
@@ -42,6 +63,8 @@ class ExportResult:
     json_path: Path
     checkpoint: Path
     opset: int
+    input_name: str
+    output_name: str
     sequence_length: int
     target: str
     tolerance: float
@@ -57,8 +80,9 @@ class ExportResult:
         size_kb = self.onnx_path.stat().st_size / 1024 if self.onnx_path.exists() else 0.0
         lines = [
             f"exported {self.checkpoint} -> {self.onnx_path} ({size_kb:.1f} KiB, opset {self.opset})",
-            f"  input '{INPUT_NAME}' (batch, sequence, 12) float32, output '{OUTPUT_NAME}' "
-            f"(batch, 12); trained sequence_length {self.sequence_length}, target {self.target}",
+            f"  input '{self.input_name}' ({BATCH_AXIS}, {SEQUENCE_AXIS}, 12) float32, output "
+            f"'{self.output_name}' ({BATCH_AXIS}, 12); trained sequence_length "
+            f"{self.sequence_length}, target {self.target}",
             f"  normalisation and feature names: {self.json_path}",
         ]
         if self.checked:
@@ -97,7 +121,8 @@ def _session(onnx_path: Path):
 
 def _max_abs_diff(session, model, windows: np.ndarray) -> float:
     windows = np.ascontiguousarray(windows, dtype=np.float32)
-    (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: windows})
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    (got,) = session.run([out.name], {inp.name: windows})
     with torch.no_grad():
         want = model(torch.from_numpy(windows)).numpy()
     if got.shape != want.shape:
@@ -135,15 +160,17 @@ def export_onnx(
     run: str | os.PathLike,
     out: str | os.PathLike,
     which: str = "best",
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
     check: bool = True,
     tolerance: float = 1e-4,
+    input_name: str = INPUT_NAME,
+    output_name: str = OUTPUT_NAME,
 ) -> ExportResult:
     """Export a motion run's model to ``out`` (ONNX) and ``<out stem>.json``; check parity.
 
     Raises :class:`~framecast.errors.CheckpointError` for a run of another model kind and
-    :class:`~framecast.errors.ExportError` when onnxruntime differs from torch by more
-    than ``tolerance``.
+    :class:`~framecast.errors.ExportError` for an opset below 11 or one the exporter cannot
+    write, bad names, or when onnxruntime differs from torch by more than ``tolerance``.
     """
     from framecast.data.motion import FEATURE_NAMES
 
@@ -152,6 +179,16 @@ def export_onnx(
         raise ExportError(f"output {out}: expected a file name ending in .onnx")
     if not tolerance >= 0:
         raise ExportError(f"tolerance {tolerance}: expected a number >= 0")
+    if opset < MIN_OPSET:
+        raise ExportError(
+            f"opset {opset}: torch's exporter cannot write this LSTM graph below opset "
+            f"{MIN_OPSET}; use --opset {MIN_OPSET} or higher (onnxruntime-web runs 11-18)"
+        )
+    if not input_name or not output_name or input_name == output_name:
+        raise ExportError(
+            f"input name {input_name!r}, output name {output_name!r}: expected two different "
+            "non-empty names"
+        )
     model, cfg, checkpoint = load_motion_model(run, which)
     json_path = out.with_suffix(".json")
     example = model.mean.expand(2, cfg.sequence_length, -1).contiguous()
@@ -161,20 +198,25 @@ def export_onnx(
             # The TorchScript exporter warns about LSTMs and batch sizes; batch and
             # sequence axes are checked below at several sizes.
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={
-                    INPUT_NAME: {0: "batch", 1: "sequence"},
-                    OUTPUT_NAME: {0: "batch"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+            try:
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(tmp),
+                    input_names=[input_name],
+                    output_names=[output_name],
+                    dynamic_axes={
+                        input_name: {0: BATCH_AXIS, 1: SEQUENCE_AXIS},
+                        output_name: {0: BATCH_AXIS},
+                    },
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+            except (torch.onnx.errors.OnnxExporterError, RuntimeError, ValueError) as exc:
+                raise ExportError(
+                    f"ONNX export of {checkpoint} at opset {opset} failed: {exc}"
+                ) from None
         import onnx
 
         onnx.checker.check_model(str(tmp))
@@ -183,6 +225,8 @@ def export_onnx(
             json_path=json_path,
             checkpoint=checkpoint,
             opset=opset,
+            input_name=input_name,
+            output_name=output_name,
             sequence_length=cfg.sequence_length,
             target=cfg.target,
             tolerance=tolerance,
@@ -203,8 +247,11 @@ def export_onnx(
     meta: dict[str, Any] = {
         "format": "framecast-motion-onnx",
         "model": out.name,
-        "input": {"name": INPUT_NAME, "shape": ["batch", "sequence", len(FEATURE_NAMES)]},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(FEATURE_NAMES)]},
+        "input": {
+            "name": input_name,
+            "shape": [BATCH_AXIS, SEQUENCE_AXIS, len(FEATURE_NAMES)],
+        },
+        "output": {"name": output_name, "shape": [BATCH_AXIS, len(FEATURE_NAMES)]},
         "dtype": "float32",
         "feature_names": list(FEATURE_NAMES),
         "sequence_length": cfg.sequence_length,

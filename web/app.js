@@ -1,10 +1,11 @@
 // framecast web page: the exported motion-correction model in the browser.
 //
 // Loads `motion_correction.onnx` (+ the JSON written beside it by `framecast export onnx`)
-// and a recorded session file, plays the session frame by frame, runs the model with
-// onnxruntime-web (WASM backend, one thread) on the last `sequence_length` frames each time
-// a full window exists, and draws the raw and the corrected track on a canvas together with
-// the latency of every call.
+// and a recorded session file, plays the session frame by frame, feeds every frame to a
+// MotionCorrector (motion-corrector.js: the importable module apps use; onnxruntime-web,
+// WASM backend, one thread), which runs the model on the last `sequence_length` frames
+// once a full window exists, and draws the raw and the corrected track on a canvas together
+// with the latency of every call.
 //
 // URL parameters (relative to this page): ?model=...onnx  &meta=...json (default: the model
 // name with .json)  &session=...json  &index=N (which session of the file, default 0).
@@ -14,13 +15,18 @@
 
 // onnxruntime-web is served from the npm install next to this page; nothing is fetched from
 // the internet. The WASM-only build loads its .mjs/.wasm helpers from `wasmPaths`.
+import {
+  AXES,
+  JOINTS,
+  MotionCorrector,
+  MotionCorrectorError,
+  fetchJson,
+  latencyStats,
+  parseSessions,
+} from "./motion-corrector.js";
+
 const ORT_DIST = "node_modules/onnxruntime-web/dist/";
 const ORT_MODULE = `./${ORT_DIST}ort.wasm.min.mjs`;
-
-const JOINTS = ["head", "hips", "left_arm", "right_arm"];
-const AXES = ["x", "y", "z"];
-const NUM_FEATURES = 3 * JOINTS.length;
-const FRAME_KEYS = ["timestamp", ...JOINTS];
 const AXIS_COLOURS = ["#d62728", "#2ca02c", "#1f77b4"]; // x, y, z
 const DEFAULT_FPS = 30;
 
@@ -38,20 +44,16 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   ort: null, // the onnxruntime-web module
-  model: null, // ort.InferenceSession
-  inputName: "window",
-  outputName: "prediction",
+  corrector: null, // MotionCorrector: the model, its rolling window and latencies
   meta: null, // motion_correction.json
   sessions: [], // [{ raw: Float32Array[] (T rows of 12), timestamps: number[] }]
   current: 0, // index of the shown session
   frame: -1, // last frame played (-1: none yet)
   corrected: [], // per frame index: Float32Array(12) predicted for that frame, or undefined
-  latencies: [], // ms per model call since the last reset
   speed: 1,
   group: "head",
   playToken: 0, // bumps on every play/pause/reset so an old playback loop stops
   playing: false,
-  queue: Promise.resolve(), // model calls run one at a time (a session is not re-entrant)
   failed: null,
 };
 
@@ -61,7 +63,8 @@ function setStatus(status) {
 }
 
 function showError(error) {
-  const message = error instanceof PageError ? error.message : `unexpected error: ${error}`;
+  const known = error instanceof PageError || error instanceof MotionCorrectorError;
+  const message = known ? error.message : `unexpected error: ${error}`;
   state.failed = message;
   state.playing = false;
   state.playToken += 1;
@@ -74,30 +77,6 @@ function showError(error) {
 }
 
 // -- loading ---------------------------------------------------------------------------------
-async function fetchOk(url, what, hint = "") {
-  let response;
-  try {
-    response = await fetch(url, { cache: "no-store" });
-  } catch (error) {
-    throw new PageError(`${what} ${url}: could not be fetched (${error.message})${hint}`);
-  }
-  if (!response.ok) {
-    throw new PageError(
-      `${what} ${url}: HTTP ${response.status} ${response.statusText || ""}`.trim() + hint,
-    );
-  }
-  return response;
-}
-
-async function fetchJson(url, what, hint = "") {
-  const text = await (await fetchOk(url, what, hint)).text();
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new PageError(`${what} ${url}: malformed JSON (${error.message})`);
-  }
-}
-
 async function loadOrt() {
   let ort;
   try {
@@ -116,103 +95,16 @@ async function loadOrt() {
   return ort;
 }
 
-function checkMeta(meta, url) {
-  const where = `model description ${url}`;
-  if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
-    throw new PageError(`${where}: expected an object as written by framecast export onnx`);
-  }
-  const length = meta.sequence_length;
-  if (!Number.isInteger(length) || length < 1) {
-    throw new PageError(`${where}: sequence_length ${JSON.stringify(length)} is not an integer >= 1`);
-  }
-  if (!Array.isArray(meta.feature_names) || meta.feature_names.length !== NUM_FEATURES) {
-    const got = Array.isArray(meta.feature_names) ? meta.feature_names.length : "none";
-    throw new PageError(`${where}: expected ${NUM_FEATURES} feature_names, got ${got}`);
-  }
-  if (!["next", "denoise"].includes(meta.target)) {
-    throw new PageError(`${where}: target ${JSON.stringify(meta.target)}, expected next or denoise`);
-  }
-  return meta;
-}
-
-/** The users' session format (see framecast.data.motion), checked like the Python loader. */
-function parseSessions(data, url) {
-  if (!Array.isArray(data)) {
-    throw new PageError(`session file ${url}: expected a list of sessions, got ${typeName(data)}`);
-  }
-  if (data.length === 0) throw new PageError(`session file ${url}: holds no sessions`);
-  return data.map((frames, s) => {
-    if (!Array.isArray(frames)) {
-      throw new PageError(
-        `session file ${url}: session ${s}: expected a list of frames, got ${typeName(frames)}`,
-      );
-    }
-    const raw = [];
-    const timestamps = [];
-    frames.forEach((frame, f) => {
-      const where = `session file ${url}: session ${s} frame ${f}`;
-      if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
-        throw new PageError(`${where}: expected an object with keys ${FRAME_KEYS.join(", ")}`);
-      }
-      const missing = FRAME_KEYS.filter((key) => !(key in frame));
-      if (missing.length) throw new PageError(`${where}: missing key(s) ${missing.join(", ")}`);
-      const t = Number(frame.timestamp);
-      if (typeof frame.timestamp === "boolean" || !Number.isFinite(t)) {
-        throw new PageError(`${where}: timestamp ${JSON.stringify(frame.timestamp)} is not a finite number`);
-      }
-      const row = new Float32Array(NUM_FEATURES);
-      JOINTS.forEach((joint, j) => {
-        const vec = frame[joint];
-        if (!Array.isArray(vec) || vec.length !== 3) {
-          const got = Array.isArray(vec) ? `length ${vec.length}` : typeName(vec);
-          throw new PageError(`${where}: ${joint} must be a list of 3 numbers, got ${got}`);
-        }
-        vec.forEach((v, k) => {
-          if (typeof v !== "number" || !Number.isFinite(v)) {
-            throw new PageError(`${where}: ${joint} holds ${JSON.stringify(v)}, expected finite numbers`);
-          }
-          row[3 * j + k] = v;
-        });
-      });
-      raw.push(row);
-      timestamps.push(t);
-    });
-    return { raw, timestamps };
-  });
-}
-
-function typeName(value) {
-  if (value === null) return "null";
-  return Array.isArray(value) ? "a list" : typeof value;
-}
-
 async function load() {
   setStatus("loading");
   $("sources").textContent = `model ${urls.model} · session ${urls.session}`;
-  const exportHint =
-    "; export one with `framecast export onnx --run RUN --out web/motion_correction.onnx` " +
-    "or name it with ?model=...";
   state.ort = await loadOrt();
-  const bytes = await (await fetchOk(urls.model, "model", exportHint)).arrayBuffer();
-  const metaHint = "; it is written beside the model by `framecast export onnx` (or name it with ?meta=...)";
-  state.meta = checkMeta(await fetchJson(urls.meta, "model description", metaHint), urls.meta);
-  try {
-    state.model = await state.ort.InferenceSession.create(new Uint8Array(bytes), {
-      executionProviders: ["wasm"],
-      graphOptimizationLevel: "all",
-    });
-  } catch (error) {
-    throw new PageError(`model ${urls.model}: onnxruntime-web cannot load it (${error.message})`);
-  }
-  const { inputNames, outputNames } = state.model;
-  state.inputName = inputNames.includes(state.meta.input?.name) ? state.meta.input.name : inputNames[0];
-  state.outputName = outputNames.includes(state.meta.output?.name)
-    ? state.meta.output.name
-    : outputNames[0];
+  state.corrector = await MotionCorrector.load({ model: urls.model, meta: urls.meta, ort: state.ort });
+  state.meta = state.corrector.meta;
 
   const sessions = parseSessions(
     await fetchJson(urls.session, "session file", "; name one with ?session=..."),
-    urls.session,
+    `session file ${urls.session}`,
   );
   const L = state.meta.sequence_length;
   const longest = Math.max(...sessions.map((s) => s.raw.length));
@@ -229,16 +121,11 @@ async function load() {
   }
   fillSessionSelect(wanted);
 
-  // One untimed call: the first run compiles kernels, and a wrong output shows up here.
-  const warm = await infer(sessions[wanted].raw.slice(0, L), { timed: false });
-  if (warm.length !== NUM_FEATURES) {
-    throw new PageError(`model ${urls.model}: output has ${warm.length} values, expected ${NUM_FEATURES}`);
-  }
   $("backend").textContent = `onnxruntime-web ${state.ort.env.versions?.web ?? ""} · wasm · 1 thread` +
     (window.crossOriginIsolated ? "" : " · timer resolution ~0.1 ms (page not cross-origin isolated)");
   $("model-info").textContent =
     `${urls.model.split("/").pop()} · window ${L} frames · target ${state.meta.target} · ` +
-    `input ${state.inputName} (1, ${L}, ${NUM_FEATURES})`;
+    `input "${state.corrector.inputName}" (1, ${L}, 12) · opset ${state.meta.opset ?? "?"}`;
   selectSession(wanted);
   for (const id of ["play", "step", "reset"]) $(id).disabled = false;
   setStatus("ready");
@@ -247,42 +134,19 @@ async function load() {
 
 // -- inference -------------------------------------------------------------------------------
 /**
- * Run the model on one window (array of L rows of 12), batch 1; the prediction (12).
- * `timed`: record the call's latency; `show`: refresh the latency panel after it (off for
- * runAll, which refreshes it once at the end instead of sorting all latencies per call).
+ * Feed frame `index` of the shown session to the corrector (frames go in in order from a
+ * reset, so its rolling window is the window ending at `index`); the prediction, or null
+ * while fewer than sequence_length frames were fed. `show`: refresh the latency panel.
  */
-function infer(rows, { timed = true, show = true } = {}) {
-  const run = async () => {
-    const L = rows.length;
-    const data = new Float32Array(L * NUM_FEATURES);
-    rows.forEach((row, i) => data.set(row, i * NUM_FEATURES));
-    const t0 = performance.now();
-    const input = new state.ort.Tensor("float32", data, [1, L, NUM_FEATURES]);
-    const outputs = await state.model.run({ [state.inputName]: input });
-    const elapsed = performance.now() - t0;
-    const prediction = Float32Array.from(outputs[state.outputName].data);
-    if (timed) {
-      state.latencies.push(elapsed);
-      if (show) updateLatency();
-    }
-    return prediction;
-  };
-  // Chain on the queue; a failed call must not block the ones after it.
-  const result = state.queue.then(run);
-  state.queue = result.catch(() => {});
-  return result;
+async function feed(index, { show = true } = {}) {
+  const prediction = await state.corrector.correctFeatures(session().raw[index]);
+  if (prediction && show) updateLatency();
+  return prediction;
 }
 
 /** Frame index a prediction made from the window ending at `end` stands for. */
 function targetFrame(end) {
   return state.meta.target === "next" ? end + 1 : end;
-}
-
-/** Window ending at frame `end` of the shown session, or null while too few frames exist. */
-function windowEndingAt(end) {
-  const L = state.meta.sequence_length;
-  if (end + 1 < L) return null;
-  return state.sessions[state.current].raw.slice(end + 1 - L, end + 1);
 }
 
 // -- playback --------------------------------------------------------------------------------
@@ -294,8 +158,8 @@ async function advance() {
   const s = session();
   if (state.frame >= s.raw.length - 1) return false;
   state.frame += 1;
-  const rows = windowEndingAt(state.frame);
-  if (rows) state.corrected[targetFrame(state.frame)] = await infer(rows);
+  const prediction = await feed(state.frame);
+  if (prediction) state.corrected[targetFrame(state.frame)] = prediction;
   draw();
   return true;
 }
@@ -338,7 +202,8 @@ function reset() {
   pause();
   state.frame = -1;
   state.corrected = [];
-  state.latencies = [];
+  state.corrector?.reset();
+  state.corrector?.resetStats();
   updateLatency();
   draw();
 }
@@ -369,24 +234,16 @@ function updatePlayButton() {
 }
 
 // -- latency ---------------------------------------------------------------------------------
-/** Nearest-rank percentile of a sorted array. */
-function percentile(sorted, p) {
-  if (!sorted.length) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
-}
-
 function formatMs(ms) {
   return Number.isFinite(ms) ? `${ms.toFixed(3)} ms` : "–";
 }
 
 function updateLatency() {
-  const lat = state.latencies;
-  const sorted = [...lat].sort((a, b) => a - b);
-  $("lat-last").textContent = formatMs(lat[lat.length - 1]);
-  $("lat-median").textContent = formatMs(percentile(sorted, 50));
-  $("lat-p95").textContent = formatMs(percentile(sorted, 95));
-  $("lat-count").textContent = String(lat.length);
+  const stats = state.corrector ? state.corrector.stats() : latencyStats([]);
+  $("lat-last").textContent = formatMs(stats.lastMs);
+  $("lat-median").textContent = formatMs(stats.medianMs);
+  $("lat-p95").textContent = formatMs(stats.p95Ms);
+  $("lat-count").textContent = String(stats.count);
 }
 
 // -- drawing ---------------------------------------------------------------------------------
@@ -531,18 +388,20 @@ async function runAll() {
   await ready;
   if (state.failed) throw new Error(state.failed);
   reset();
-  await state.queue;
+  await state.corrector.idle();
   const T = session().raw.length;
   const predictions = [];
-  for (let end = state.meta.sequence_length - 1; end < T; end += 1) {
-    const prediction = await infer(windowEndingAt(end), { show: false });
-    state.corrected[targetFrame(end)] = prediction;
-    predictions.push(Array.from(prediction));
+  for (let i = 0; i < T; i += 1) {
+    const prediction = await feed(i, { show: false });
+    if (prediction) {
+      state.corrected[targetFrame(i)] = prediction;
+      predictions.push(Array.from(prediction));
+    }
   }
   state.frame = T - 1;
   updateLatency();
   draw();
-  return { predictions, latencies_ms: [...state.latencies] };
+  return { predictions, latencies_ms: state.corrector.latencies };
 }
 
 // -- wiring ----------------------------------------------------------------------------------

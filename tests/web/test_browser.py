@@ -196,11 +196,73 @@ def test_page_matches_onnxruntime_and_draws(browser_ready, web_data, base_url, t
     assert report["latency_text"]["count"] == str(len(got))
     assert report["latency_text"]["median"].endswith(" ms")
 
+    check_module_api(report["module"], want, length, session.raw)
+
     assert shot.is_file() and shot.stat().st_size > 10_000
     assert distinct_colours(shot) >= 20, "the screenshot looks blank"
     kept = tmp_path / "framecast_web.png"
     shutil.copyfile(shot, kept)
     print(f"screenshot: {kept}")
+
+
+def check_module_api(module: dict, want: np.ndarray, length: int, raw: np.ndarray) -> None:
+    """What browser_check.mjs's moduleCheck reports: web/motion-corrector.js used as an app
+    would (users' collector frames through correct()), checked against onnxruntime."""
+    assert module is not None, "browser_check.mjs did not run the module check"
+    assert (module["input_name"], module["output_name"]) == (INPUT_NAME, OUTPUT_NAME)
+    assert module["sequence_length"] == length and module["target"] in ("next", "denoise")
+    steps = module["steps"]
+    assert len(steps) == SESSION_FRAMES
+    # the rolling window: pass-through until sequence_length frames were seen
+    assert [s["corrected"] for s in steps] == [False] * (length - 1) + [True] * (
+        SESSION_FRAMES - length + 1
+    )
+    assert [s["window_size"] for s in steps] == [min(i + 1, length) for i in range(len(steps))]
+    assert all(s["timestamp_kept"] and s["hips_is_object"] and s["head_is_list"] for s in steps)
+    passed = np.asarray([s["features"] for s in steps[: length - 1]], dtype=np.float64)
+    assert np.array_equal(passed, raw[: length - 1].astype(np.float64))
+    got = np.asarray([s["features"] for s in steps[length - 1 :]], dtype=np.float64)
+    diff = float(np.abs(got - want).max())
+    print(f"motion-corrector.js correct() vs onnxruntime (Python): max abs diff {diff:.3e}")
+    assert diff <= TOLERANCE
+    stats = module["stats"]
+    latencies = np.asarray(module["latencies"], dtype=np.float64)
+    assert stats["count"] == len(latencies) == SESSION_FRAMES - length + 1
+    assert np.all(latencies > 0) and stats["lastMs"] == latencies[-1]
+    assert stats["medianMs"] == np.sort(latencies)[int(np.ceil(0.5 * len(latencies))) - 1]
+    assert stats["p95Ms"] == np.sort(latencies)[int(np.ceil(0.95 * len(latencies))) - 1]
+    assert abs(stats["meanMs"] - latencies.mean()) < 1e-9
+    assert module["after_reset"] == {"window_size": 0, "ready": False, "count": len(latencies)}
+    assert module["after_reset_stats"] == 0
+    bad = module["bad_frame"]
+    assert bad and bad["name"] == "MotionCorrectorError" and bad["module_error"], bad
+    assert "head must be a list of 3 numbers" in bad["message"]
+    base = 1_796_027_824.0  # 2026-11-30T08:37:04 UTC, as Python's loader reads it
+    assert np.allclose(module["timestamps"], [base, base + 0.25, base + 0.25, base + 0.25, 12.5])
+
+
+def test_page_accepts_the_users_collector_format(browser_ready, web_data, base_url, tmp_path):
+    """ISO-8601 timestamps (datetime.now().isoformat()) and {x, y, z} joints load on the page
+    like the Python loader reads them."""
+    (session,) = load_sessions(web_data / "session.json")
+    frames = []
+    for i, row in enumerate(session.raw.tolist()):
+        frames.append(
+            {
+                "timestamp": f"2026-11-30T08:37:{4 + i // 30:02d}.{(i % 30) * 33333:06d}",
+                "head": row[0:3],
+                "hips": dict(zip("xyz", row[3:6])),
+                "left_arm": row[6:9],
+                "right_arm": dict(zip("xyz", row[9:12])),
+            }
+        )
+    (web_data / "users.json").write_text(json.dumps([frames]))
+    (users,) = load_sessions(web_data / "users.json")
+    assert np.array_equal(users.raw, session.raw)
+    url = f"{base_url}index.html?model=data/motion_correction.onnx&session=data/users.json"
+    report = run_page(browser_ready, url, tmp_path / "users.png", "--no-run")
+    assert report["status"] == "ready", report
+    assert report["page_errors"] == [], report["page_errors"]
 
 
 BAD_INPUTS = {
@@ -228,7 +290,7 @@ BAD_INPUTS = {
             ),
         ),
         "session=data/bad_length.json",
-        "head must be a list of 3 numbers, got length 2",
+        'head must be a list of 3 numbers or an {"x", "y", "z"} object, got length 2',
     ),
     "missing-model": (
         None,

@@ -7,9 +7,12 @@
 // "loading". Then, unless --no-run or the page reports an error: clicks Step STEPS times and
 // Play until the session ends (reported as `playback`: the steps clicked and the frame and
 // call counts after the steps and after playing), and calls
-// `window.framecast.runAll()`. Saves a screenshot and prints one JSON object on stdout:
-//   { status, error_box: {visible, text}, playback, predictions, latencies_ms, backend,
-//     latency_text, group_options, console, page_errors, failed_requests, external_requests }
+// `window.framecast.runAll()`, then exercises the importable module (motion-corrector.js)
+// the way an app would (`module`, see moduleCheck below). Saves a screenshot and prints one
+// JSON object on stdout:
+//   { status, error_box: {visible, text}, playback, predictions, latencies_ms, module,
+//     backend, latency_text, group_options, console, page_errors, failed_requests,
+//     external_requests }
 // Exit status 0 when that JSON was printed (the caller judges it), 2 on usage errors,
 // 1 when the browser could not be driven.
 
@@ -46,6 +49,7 @@ const report = {
   playback: null,
   predictions: null,
   latencies_ms: null,
+  module: null,
   backend: null,
   latency_text: null,
   group_options: null,
@@ -54,6 +58,75 @@ const report = {
   failed_requests: [],
   external_requests: [],
 };
+
+/**
+ * Runs in the page: the module's API as an app (e.g. an Angular service) uses it. Loads a
+ * second MotionCorrector on the page's model, feeds the page's session frame by frame in
+ * the users' collector format (ISO-8601 timestamps without offset, hips as {x, y, z}, the
+ * other joints as [x, y, z]) through correct(), and reports what came back, the stats,
+ * reset/resetStats, a bad frame's error and a few parsed timestamps.
+ */
+async function moduleCheck() {
+  const mod = await import("./motion-corrector.js");
+  const ort = await import("./node_modules/onnxruntime-web/dist/ort.wasm.min.mjs");
+  const params = new URLSearchParams(window.location.search);
+  const corrector = await mod.MotionCorrector.load({ model: params.get("model"), ort });
+  const [frames] = await mod.fetchJson(params.get("session"), "session file");
+  const start = Date.UTC(2026, 10, 30, 8, 37, 4);
+  const steps = [];
+  for (let i = 0; i < frames.length; i += 1) {
+    const f = frames[i];
+    const frame = {
+      timestamp: new Date(start + (i * 1000) / 30).toISOString().replace("Z", ""),
+      head: f.head,
+      hips: { x: f.hips[0], y: f.hips[1], z: f.hips[2] },
+      left_arm: f.left_arm,
+      right_arm: f.right_arm,
+    };
+    const out = await corrector.correct(frame);
+    steps.push({
+      corrected: out.corrected,
+      timestamp_kept: out.timestamp === frame.timestamp,
+      hips_is_object: !Array.isArray(out.hips) && typeof out.hips.x === "number",
+      head_is_list: Array.isArray(out.head) && out.head.length === 3,
+      features: [...out.head, out.hips.x, out.hips.y, out.hips.z, ...out.left_arm, ...out.right_arm],
+      window_size: corrector.windowSize,
+    });
+  }
+  const stats = corrector.stats();
+  const latencies = corrector.latencies;
+  corrector.reset();
+  const afterReset = { window_size: corrector.windowSize, ready: corrector.ready, count: corrector.stats().count };
+  corrector.resetStats();
+  const afterResetStats = corrector.stats().count;
+  let badFrame = null;
+  try {
+    await corrector.correct({ head: [1, 2], hips: [0, 0, 0], left_arm: [0, 0, 0], right_arm: [0, 0, 0] });
+  } catch (error) {
+    badFrame = { name: error.name, module_error: error instanceof mod.MotionCorrectorError, message: error.message };
+  }
+  const timestamps = [
+    "2026-11-30T08:37:04",
+    "2026-11-30T08:37:04.250000",
+    "2026-11-30T09:37:04.250000+01:00",
+    "2026-11-30T08:37:04.250Z",
+    12.5,
+  ].map((t) => mod.parseTimestamp(t));
+  await corrector.dispose();
+  return {
+    sequence_length: corrector.sequenceLength,
+    target: corrector.target,
+    input_name: corrector.inputName,
+    output_name: corrector.outputName,
+    steps,
+    stats,
+    latencies,
+    after_reset: afterReset,
+    after_reset_stats: afterResetStats,
+    bad_frame: badFrame,
+    timestamps,
+  };
+}
 
 let context;
 try {
@@ -118,6 +191,7 @@ try {
     const result = await page.evaluate(() => window.framecast.runAll());
     report.predictions = result.predictions;
     report.latencies_ms = result.latencies_ms;
+    report.module = await page.evaluate(moduleCheck);
     report.status = await page.evaluate(() => document.body.dataset.status);
   }
   report.error_box = await page.evaluate(() => {

@@ -9,7 +9,10 @@ objects: ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +41,26 @@ def load_checkpoint_file(
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+    except pickle.UnpicklingError as exc:
+        # torch's own message advises weights_only=False, i.e. running whatever code the file
+        # carries; framecast never does that, so say what is wrong instead.
         raise CheckpointError(
-            f"checkpoint {path} could not be loaded safely (weights only): {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            f"checkpoint {path} holds Python objects other than tensors and plain containers "
+            f"({_unsafe_global(exc)}); framecast only loads checkpoints weights-only. Re-save it "
+            "from trusted code with the objects converted to tensors, numbers or strings"
         ) from exc
+    except Exception as exc:  # torch raises several types for corrupt or truncated files
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from exc
+
+
+def _unsafe_global(exc: Exception) -> str:
+    """The object torch refused, from its weights-only error (``GLOBAL x.y was not an
+    allowed global``), without the rest of its advice."""
+    match = re.search(r"(GLOBAL|global) ([\w.]+)", str(exc))
+    return f"refused: {match.group(2)}" if match else "refused by the weights-only loader"
 
 
 def read_checkpoint(
@@ -84,13 +102,33 @@ def load_model_weights(
 ) -> None:
     """Load the ``prefix`` weights of ``ckpt`` (read from ``path``) strictly into ``model``;
     :class:`CheckpointError` naming the file when they do not fit its architecture."""
+    state = model_state_dict(ckpt, prefix)
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path}: the model's weights are not finite (NaN or inf in "
+            f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the run diverged before "
+            "this checkpoint was written: use an earlier checkpoint or retrain with a lower lr"
+        )
     try:
-        model.load_state_dict(model_state_dict(ckpt, prefix))
+        model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(
             f"checkpoint {path}: weights do not fit the stored architecture ({first})"
         ) from exc
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
+    bad = []
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            if not bool(torch.isfinite(value).all()):
+                bad.append(name)
+        elif isinstance(value, float) and not math.isfinite(value):
+            bad.append(name)
+    return bad
 
 
 def model_state_dict(ckpt: dict[str, Any], prefix: str = "model.") -> dict[str, torch.Tensor]:

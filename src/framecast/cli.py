@@ -334,8 +334,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2), like every other framecast error;
+    the full usage stays one ``--help`` away."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="framecast",
         description="Train generative models of image sequences: smoke datasets, autoencoders, flow matching.",
     )
@@ -594,15 +602,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` that also accepts KEY=VALUE overrides after flags: argparse
+    gives a ``nargs="*"`` positional only its first run of words, so ``a=b --run-name r
+    c=d`` leaves ``c=d`` over; such leftovers join the overrides, in command-line order."""
+    args, extra = parser.parse_known_args(argv)
+    if "--debug" in extra:  # the global flag, also accepted after the subcommand
+        extra.remove("--debug")
+        args.debug = True
+    if extra and hasattr(args, "overrides"):
+        overrides = [w for w in extra if "=" in w and not w.startswith("-")]
+        extra = [w for w in extra if w not in overrides]
+        args.overrides = [*args.overrides, *overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return args.func(args)
     except FramecastError as exc:
         if args.debug:
             raise
         print(f"framecast: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        # A path the user named cannot be read or written (missing, a folder, no
+        # permission, disk full): their input, not a bug, so one line too.
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"framecast: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("framecast: interrupted", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +21,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # Not mkstemp: it creates the file 0600 whatever the umask, and the rename would carry
+    # that mode to datasets and checkpoints meant to be shared. O_EXCL with mode 0666 lets
+    # the umask decide, as for any other file the user creates.
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 32 random bits
+        raise FileExistsError(f"no free temporary name beside {path}")
     try:
         yield tmp
         os.replace(tmp, path)

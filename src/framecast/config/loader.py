@@ -56,9 +56,16 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); save it as UTF-8"
+        ) from exc
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_error_line(exc)}") from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -66,6 +73,17 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             f"config file {path}: expected a mapping at the top level, got {type(raw).__name__}"
         )
     return raw
+
+
+def _yaml_error_line(exc: yaml.YAMLError) -> str:
+    """One line: where (line and column, 1-based) and what PyYAML found wrong; the full
+    multi-line report stays on the chained exception (shown with ``--debug``)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if mark is None:
+        return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    return f"{where}: {problem}" if problem else where
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

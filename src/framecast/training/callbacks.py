@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+import random
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 from framecast.training.kl_schedule import KLSchedule
 
@@ -49,3 +55,185 @@ class SampleMediaCallback(pl.Callback):
             key = "samples/" + path.stem.split("_step")[0]
             for logger in loggers:
                 logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+
+
+class ValidateAtEnd(pl.Callback):
+    """Validate and log at a run's last step, whatever the intervals.
+
+    Without it a run shorter than ``training.val_every_n_steps`` (or one epoch) never
+    validates: no ``val/`` metrics, no best checkpoint, and with ``log_every_n_steps`` above
+    ``max_steps`` not even a ``metrics.csv``. Raising Lightning's stop flag at the last
+    training batch makes its loop run the validation and flush the logs there, once (a last
+    step that is also a validation step validates once).
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx):
+        if is_last_training_batch(trainer):
+            trainer.should_stop = True
+
+
+def is_last_training_batch(trainer: pl.Trainer) -> bool:
+    """Whether the batch that just ended is the run's last (``max_steps`` or ``max_epochs``)."""
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        if trainer.global_step >= trainer.max_steps:
+            return True
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs > 0 and trainer.current_epoch >= max_epochs - 1:
+        return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+    return False
+
+
+class PatientEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping, fit for short and resumed runs.
+
+    - No check before the monitored metric exists: a run stopped by ``max_steps`` inside its
+      first epoch reaches the epoch-end check before any validation, where Lightning's
+      class raises. (A metric that never appears still fails: ModelCheckpoint raises once a
+      validation has run without it.)
+    - ``patience`` stays the configured value on resume (Lightning restores the old one
+      from the checkpoint, which would make ``training.early_stopping_patience=N`` on
+      ``--resume`` a no-op while config.yaml says N).
+    """
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        if self.monitor not in trainer.callback_metrics:
+            return
+        super()._run_early_stopping_check(trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
+
+
+class ResumeSchedule(pl.Callback):
+    """Make a resumed run's optimisers follow its (possibly changed) config.
+
+    Lightning restores each optimiser's param groups and each scheduler's ``base_lrs`` from
+    the checkpoint, so a ``training.lr`` changed on ``--resume`` would silently not run, and
+    a changed ``max_steps``/``warmup_steps``/``lr_schedule`` would take effect only from the
+    second step. On resume:
+
+    - every param group whose base rate came from ``training.lr`` (tagged by
+      ``FramecastModule.make_optimizer``, or untagged with the old rate as its base) is
+      rescaled by ``new / old``, and so is its scheduler's base; rates from other keys (a
+      discriminator's ``disc_lr``) are left alone;
+    - with ``reschedule``, each ``LambdaLR`` group's rate is recomputed from the rebuilt
+      schedule at the restored position.
+
+    It also keeps the logging step continuous: Lightning's restart adds one to its
+    logging step counter in some restart stages, which lost a row of metrics.csv.
+    """
+
+    def __init__(self, old_lr: float | None, new_lr: float, reschedule: bool):
+        self.old_lr = old_lr
+        self.new_lr = new_lr
+        self.reschedule = reschedule
+        self._step_fixed = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
+        # Once, at the first resumed batch (after Lightning's restart adjustments): the
+        # logging step is the number of batches trained before this one.
+        if not self._step_fixed:
+            self._step_fixed = True
+            loop = trainer.fit_loop.epoch_loop
+            loop._batches_that_stepped = loop.batch_progress.total.completed
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
+        changed: set[tuple[int, int]] = set()
+        if self.old_lr is not None and self.old_lr != self.new_lr:
+            ratio = self.new_lr / self.old_lr
+            for optimizer in trainer.optimizers:
+                for j, group in enumerate(optimizer.param_groups):
+                    base = group.get("initial_lr", group["lr"])
+                    source = group.get(LR_SOURCE_KEY)
+                    if source == LR_SOURCE or (source is None and math.isclose(base, self.old_lr)):
+                        group["lr"] = group["lr"] * ratio
+                        if "initial_lr" in group:
+                            group["initial_lr"] = group["initial_lr"] * ratio
+                        changed.add((id(optimizer), j))
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            groups = scheduler.optimizer.param_groups
+            base_lrs = getattr(scheduler, "base_lrs", None)
+            if base_lrs is not None:
+                for j in range(len(base_lrs)):
+                    if (id(scheduler.optimizer), j) in changed:
+                        base_lrs[j] = groups[j].get("initial_lr", base_lrs[j] * ratio)
+                if self.reschedule and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                    for j, (base, fn) in enumerate(zip(base_lrs, scheduler.lr_lambdas)):
+                        groups[j]["lr"] = base * fn(scheduler.last_epoch)
+            if hasattr(scheduler, "_last_lr"):
+                scheduler._last_lr = [g["lr"] for g in groups]
+
+
+# Param-group key naming the config key a group's base rate came from (survives checkpoints:
+# torch restores extra param-group keys).
+LR_SOURCE_KEY = "framecast_lr_from"
+LR_SOURCE = "training.lr"
+
+
+class RestoreRNG(pl.Callback):
+    """Save every random number generator in checkpoints and restore it on resume.
+
+    Python's ``random``, NumPy's global generator, torch's CPU generator and, when present,
+    the CUDA generators are captured when a checkpoint is written and put back when the
+    resumed run starts training, so model-side randomness (dropout, noise draws, the
+    flow-matching times) continues exactly where the killed run left it. The data order
+    has its own generator (``framecast.data.dataset.ResumableSampler``).
+    """
+
+    def __init__(self) -> None:
+        self._restored: dict[str, Any] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "framecast_rng"
+
+    def state_dict(self) -> dict[str, Any]:
+        return capture_rng()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
+        # Late, after everything that builds or restores (and may draw numbers) has run.
+        if self._restored:
+            restore_rng(self._restored)
+            self._restored = None
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every global generator's state as tensors and plain containers (weights-only safe)."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"]).astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": n["bit_generator"],
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -7,6 +7,8 @@ the last checkpoint and the loss curves, report where everything is.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -17,22 +19,42 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import (
-    EarlyStopping,
     EMAWeightAveraging,
     LearningRateMonitor,
-    ModelCheckpoint,
     RichProgressBar,
     TQDMProgressBar,
 )
 
-from framecast.checkpoint import model_state_dict, read_checkpoint, resolve_checkpoint
-from framecast.config import Config, validate_config
+from framecast.checkpoint import (
+    model_state_dict,
+    nonfinite_tensors,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+from framecast.config import Config, load_config, validate_config
 from framecast.config.loader import apply_overrides
 from framecast.errors import CheckpointError, ConfigError
-from framecast.training.callbacks import SampleMediaCallback
-from framecast.training.checkpoint import AtomicCheckpointIO
+from framecast.training.callbacks import (
+    PatientEarlyStopping,
+    RestoreRNG,
+    ResumeSchedule,
+    SampleMediaCallback,
+    ValidateAtEnd,
+)
+from framecast.training.checkpoint import (
+    AtomicCheckpointIO,
+    GuardedModelCheckpoint,
+    unsaveable_reason,
+)
 from framecast.training.loggers import RunCSVLogger, read_metrics_csv
-from framecast.training.run import RunDir, default_run_name, prepare_run_dir
+from framecast.training.run import (
+    RunDir,
+    clear_run_outputs,
+    default_run_name,
+    prepare_run_dir,
+    remove_if_unused,
+    remove_stale_temporaries,
+)
 from framecast.training.tasks import get_task
 
 
@@ -57,14 +79,112 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> tuple[Config, int]:
-    """The config and global step of a resumed run, from its last checkpoint.
+# Keys a resumed run may change, because the resumed run really uses the new value: the
+# Trainer and the loss read them afresh, the schedule's lambda is rebuilt from them, and
+# ``training.lr`` is applied to the restored optimisers (ResumeLearningRate). Everything
+# else is restored from the checkpoint or fixed by it (architecture, optimiser moments,
+# seeds and data order, monitored metric), so a new value would be recorded in
+# config.yaml without being what ran; such changes are refused.
+RESUMABLE_KEYS = (
+    "data.root",
+    "data.num_workers",
+    "data.eval_batch_size",
+    "training.max_steps",
+    "training.max_epochs",
+    "training.lr",
+    "training.warmup_steps",
+    "training.lr_schedule",
+    "training.grad_clip",
+    "training.precision",
+    "training.val_every_n_steps",
+    "training.limit_val_batches",
+    "training.log_every_n_steps",
+    "training.sample_every_n_steps",
+    "training.early_stopping_patience",
+    "training.smoke_weight",
+    "training.background_weight",
+    "logging",
+)
 
-    Non-model overrides are applied; the architecture always comes from the checkpoint, and
-    changing ``model.*`` on resume is refused.
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _resumable(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+
+
+@dataclass
+class ResumePoint:
+    """Where ``--resume`` continues: a checkpoint (None: restart the run from step 0), the
+    steps and batches it holds, and why other checkpoints were passed over."""
+
+    checkpoint: Path | None
+    global_step: int = 0
+    batches_done: int = 0
+    passed_over: list[str] = field(default_factory=list)
+    stored: dict | None = None
+
+
+def find_resume_point(run: RunDir) -> ResumePoint:
+    """The newest checkpoint of ``run`` that a resumed run can continue from.
+
+    ``last.ckpt`` and ``best.ckpt`` are candidates; one that cannot be read, holds only
+    weights, or holds non-finite weights is passed over (with the reason), and of the
+    rest the one with the most steps wins (``last`` on a tie).
     """
-    ckpt = read_checkpoint(run.last_checkpoint)
-    stored = ckpt["framecast"]["config"]
+    best: ResumePoint | None = None
+    notes: list[str] = []
+    for path in (run.last_checkpoint, run.best_checkpoint):
+        if not path.is_file():
+            continue
+        try:
+            ckpt = read_checkpoint(path, mmap=True)
+            if "loops" not in ckpt or "optimizer_states" not in ckpt:
+                raise CheckpointError(f"checkpoint {path} holds weights only, no training state")
+            bad = nonfinite_tensors(ckpt.get("state_dict", {}))
+            if bad:
+                raise CheckpointError(f"checkpoint {path} has non-finite weights ({bad[0]})")
+        except CheckpointError as exc:
+            notes.append(str(exc))
+            continue
+        point = ResumePoint(
+            path,
+            int(ckpt.get("global_step", 0)),
+            _batches_done(ckpt),
+            stored=ckpt["framecast"]["config"],
+        )
+        if best is None or point.global_step > best.global_step:
+            best = point
+    best = best or ResumePoint(None)
+    best.passed_over = notes
+    return best
+
+
+def _batches_done(ckpt: dict) -> int:
+    """Training batches a checkpoint has completed (the metrics.csv step of the next one)."""
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"])
+    except (KeyError, TypeError):
+        return int(ckpt.get("global_step", 0))
+
+
+def resume_config(point: ResumePoint, overrides: list[str], given: Config | None) -> Config:
+    """The config of a resumed run: the checkpoint's, with ``overrides`` applied.
+
+    Overrides of keys that a resumed run cannot honour (the architecture, seeds, data, optimiser settings; see
+    ``RESUMABLE_KEYS``) are refused, so config.yaml always says what ran.
+    """
+    stored = point.stored or {}
+    where = point.checkpoint
     bad = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "model"]
     if bad:
         raise ConfigError(
@@ -72,11 +192,49 @@ def resume_config(run: RunDir, overrides: list[str], given: Config | None) -> tu
         )
     if given is not None and given.model.model_dump() != stored["model"]:
         raise ConfigError(
-            f"--resume: the config's model section differs from the one in {run.last_checkpoint}; "
+            f"--resume: the config's model section differs from the one in {where}; "
             "resume without --config or start a new run"
         )
-    config = validate_config(apply_overrides(stored, overrides), str(run.last_checkpoint))
-    return config, int(ckpt.get("global_step", 0))
+    config = validate_config(apply_overrides(stored, overrides), str(where))
+    before = _flatten(validate_config(stored, str(where)).to_dict())
+    after = _flatten(config.to_dict())
+    fixed = sorted(
+        key
+        for key in before.keys() | after.keys()
+        if before.get(key) != after.get(key) and not _resumable(key)
+    )
+    if fixed:
+        raise ConfigError(
+            f"--resume: {', '.join(fixed)} cannot change on resume (restored from {where}); "
+            "start a new run instead, e.g. with training.init_from="
+            f"{where.parent.parent if where else 'RUN'} to begin from its weights"
+        )
+    return config
+
+
+# Inputs of the learning-rate schedule: when one changes on resume, the restored rates are
+# recomputed from the rebuilt schedule (ResumeSchedule).
+_SCHEDULE_KEYS = ("lr", "max_steps", "warmup_steps", "lr_schedule")
+
+
+def restart_config(run: RunDir, overrides: list[str], given: Config | None) -> Config:
+    """The config of a run restarted from step 0 by ``--resume``: ``--config`` if given,
+    else the run's config.yaml, with ``overrides`` applied (nothing was trained yet, so
+    every key may change)."""
+    if given is not None:
+        return validate_config(apply_overrides(given.to_dict(), overrides), "--config")
+    if not run.config_path.is_file():
+        raise ConfigError(
+            f"--resume: run {run.root} has no checkpoint and no config.yaml to restart from; "
+            "start it again with --config"
+        )
+    return load_config(run.config_path, overrides)
+
+
+def notice(message: str) -> None:
+    """A one-line note for the user on stderr (rank 0 only)."""
+    if launch_rank_is_zero():
+        print(f"framecast: {message}", file=sys.stderr)
 
 
 def init_model_weights(module: pl.LightningModule, config: Config) -> Path:
@@ -247,23 +405,80 @@ def train(
     devices = _trainer_devices(num_gpus, num_nodes, num_processes)
     rank_zero = launch_rank_is_zero()
     overrides = list(overrides or [])
+    point: ResumePoint | None = None
     if resume:
         if run_name is None:
             raise ConfigError("--resume needs --run-name (the run to continue)")
         run = _run_dir(runs_dir, run_name, True, False, rank_zero)
-        config, resume_step = resume_config(run, overrides, config)
+        if rank_zero:
+            for path in remove_stale_temporaries(run):
+                notice(f"--resume: removed {path}, left by a save that was killed")
+        point = find_resume_point(run)
+        if point.checkpoint is not None:
+            config = resume_config(point, overrides, config)
+            if point.passed_over:
+                notice(
+                    f"--resume: {'; '.join(point.passed_over)}; continuing from "
+                    f"{point.checkpoint} (step {point.global_step})"
+                )
+        else:
+            config = restart_config(run, overrides, config)
+            why = "; ".join(point.passed_over) or "no checkpoint was written"
+            notice(
+                f"--resume: run {run.root} has nothing to resume ({why}); restarting it from step 0"
+            )
+            if rank_zero:
+                clear_run_outputs(run)
+            point = None
+        created = False
     else:
-        resume_step = None
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
         if run_name is None and devices["devices"] * num_nodes > 1:
             raise ConfigError("a multi-process run needs --run-name (one name for every rank)")
         name = run_name or default_run_name(config)
+        created = not (Path(runs_dir) / name).exists() or overwrite
         run = _run_dir(runs_dir, name, False, overwrite, rank_zero)
+    try:
+        result = _fit(
+            config,
+            run,
+            point,
+            devices,
+            rank_zero,
+            fast_dev_run,
+            detect_anomaly,
+            progress,
+            callbacks,
+        )
+    except BaseException:
+        # A start that failed before training wrote anything leaves no run folder behind
+        # (it would block the same --run-name with "already exists").
+        if created and rank_zero:
+            remove_if_unused(run)
+        raise
+    if fast_dev_run and created and rank_zero:
+        remove_if_unused(run)  # --fast-dev-run writes no files: no empty folder either
+    return result
+
+
+def _fit(
+    config: Config,
+    run: RunDir,
+    point: ResumePoint | None,
+    devices: dict,
+    rank_zero: bool,
+    fast_dev_run: bool,
+    detect_anomaly: bool,
+    progress: bool | None,
+    callbacks: list[pl.Callback] | None,
+) -> TrainResult:
+    """Build the kind's module, data, callbacks and loggers, fit, save ``last``."""
+    resume = point is not None
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
-    if task.find_unused_parameters and devices["strategy"] == "ddp":
+    if task.needs_find_unused_parameters(config) and devices["strategy"] == "ddp":
         # Each backward reaches only part of the model (a GAN's two players).
         devices["strategy"] = "ddp_find_unused_parameters_true"
     module = task.build_module(config)
@@ -275,7 +490,7 @@ def train(
         run.save_config(config)
     extra_callbacks = callbacks
     callbacks = [
-        ModelCheckpoint(
+        GuardedModelCheckpoint(
             dirpath=run.checkpoints,
             filename="best",
             monitor=t.monitor,
@@ -286,9 +501,16 @@ def train(
             auto_insert_metric_name=False,
         ),
         LearningRateMonitor(logging_interval="step"),
+        ValidateAtEnd(),
+        RestoreRNG(),
         *task.build_callbacks(config, run),
         *(extra_callbacks or []),
     ]
+    if resume:
+        before = (point.stored or {}).get("training", {})
+        reschedule = any(before.get(k) != getattr(t, k) for k in _SCHEDULE_KEYS)
+        # First: the LearningRateMonitor logs at the step this fixes.
+        callbacks.insert(0, ResumeSchedule(before.get("lr"), t.lr, reschedule))
     show_progress = config.logging.progress_bar if progress is None else progress
     if show_progress:
         callbacks.append(_progress_bar(max(1, t.log_every_n_steps)))
@@ -296,12 +518,14 @@ def train(
         callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
     if t.early_stopping_patience is not None:
         callbacks.append(
-            EarlyStopping(
+            PatientEarlyStopping(
                 monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience
             )
         )
 
-    loggers: list = [RunCSVLogger(run.metrics_path, resume_step=resume_step)]
+    loggers: list = [
+        RunCSVLogger(run.metrics_path, resume_step=point.batches_done - 1 if resume else None)
+    ]
     if config.logging.tensorboard:
         loggers.append(
             pl.loggers.TensorBoardLogger(save_dir=str(run.root), name="tensorboard", version="")
@@ -311,48 +535,97 @@ def train(
         callbacks.append(SampleMediaCallback(run.samples))
 
     automatic = module.automatic_optimization
-    trainer = pl.Trainer(
-        **devices,
-        precision=t.precision,
-        max_steps=t.max_steps,
-        max_epochs=t.max_epochs if t.max_epochs is not None else (-1 if t.max_steps > 0 else None),
-        val_check_interval=t.val_every_n_steps,
-        check_val_every_n_epoch=None if t.val_every_n_steps else 1,
-        limit_val_batches=t.limit_val_batches,
-        gradient_clip_val=t.grad_clip if automatic else None,
-        log_every_n_steps=t.log_every_n_steps,
-        fast_dev_run=fast_dev_run,
-        detect_anomaly=detect_anomaly,
-        callbacks=callbacks,
-        logger=loggers,
-        plugins=[AtomicCheckpointIO(), *filter(None, [cluster_environment()])],
-        default_root_dir=str(run.root),
-        enable_progress_bar=show_progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    with warnings.catch_warnings():
-        # On a 2-core machine Lightning's "increase num_workers" advice is noise.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        # Frozen submodules (stage 2's autoencoder) are in eval mode on purpose.
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            **devices,
+            precision=t.precision,
+            max_steps=t.max_steps,
+            max_epochs=t.max_epochs
+            if t.max_epochs is not None
+            else (-1 if t.max_steps > 0 else None),
+            val_check_interval=t.val_every_n_steps,
+            check_val_every_n_epoch=None if t.val_every_n_steps else 1,
+            limit_val_batches=t.limit_val_batches,
+            gradient_clip_val=t.grad_clip if automatic else None,
+            log_every_n_steps=t.log_every_n_steps,
+            fast_dev_run=fast_dev_run,
+            detect_anomaly=detect_anomaly,
+            callbacks=callbacks,
+            logger=loggers,
+            plugins=[AtomicCheckpointIO(), *filter(None, [cluster_environment()])],
+            default_root_dir=str(run.root),
+            enable_progress_bar=show_progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
         trainer.fit(
             module,
             datamodule=datamodule,
-            ckpt_path=str(run.last_checkpoint) if resume else None,
+            ckpt_path=str(point.checkpoint) if resume else None,
             weights_only=True,
         )
 
     last = best = None
     if not fast_dev_run:
-        # ModelCheckpoint saves `last` after validations; make it the true final state.
-        trainer.save_checkpoint(run.last_checkpoint, weights_only=False)
-        last = run.last_checkpoint
+        # ModelCheckpoint saves `last` after validations; make it the true final state,
+        # unless that state diverged (then the last good one stays).
+        reason = unsaveable_reason(trainer, t.monitor)
+        if reason is None:
+            trainer.save_checkpoint(run.last_checkpoint, weights_only=False)
+        else:
+            notice(f"not saving the final state as last.ckpt, {reason}")
+        last = run.last_checkpoint if run.last_checkpoint.is_file() else None
         best = run.best_checkpoint if run.best_checkpoint.is_file() else None
         if trainer.is_global_zero:
             _plot_curves(run)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return TrainResult(run.root, last, best, trainer.global_step, metrics)
+
+
+# Lightning's messages that are not the user's business: advertising, accelerators this
+# machine does not have, a restatement of the config's limit_val_batches.
+_LIGHTNING_NOISE = ("Tip:", "TPU available:", "HPU available:", "was configured so")
+
+
+class _NoiseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in _LIGHTNING_NOISE)
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Silence Lightning's advertising and the warnings that are not about the user's run."""
+    loggers = [
+        logging.getLogger(name)
+        for name in (
+            "lightning.pytorch.utilities.rank_zero",
+            "lightning.fabric.utilities.rank_zero",
+            "lightning.pytorch",
+            "lightning.fabric",
+        )
+    ]
+    noise = _NoiseFilter()
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            # On a 2-core machine Lightning's "increase num_workers" advice is noise.
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            # Frozen submodules (stage 2's autoencoder) are in eval mode on purpose.
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+            # Lightning's own use of a torch API torch deprecated: nothing the user can change.
+            warnings.filterwarnings(
+                "ignore", message=".*isinstance\\(treespec, LeafSpec\\)", category=FutureWarning
+            )
+            # The data order is resumable (ResumableSampler), which Lightning cannot see.
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+            # A resumed run's checkpoints folder is not empty, by definition.
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* is not empty")
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
 
 
 def _run_dir(

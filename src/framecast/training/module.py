@@ -17,7 +17,8 @@ import torch
 
 from framecast.checkpoint import META_KEY, checkpoint_meta
 from framecast.config import Config
-from framecast.errors import TrainingError
+from framecast.errors import CheckpointError, TrainingError
+from framecast.training.callbacks import LR_SOURCE, LR_SOURCE_KEY
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
@@ -46,7 +47,13 @@ class FramecastModule(pl.LightningModule):
     # -- optimisation -------------------------------------------------------------
     def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
         t = self.config.training
-        return torch.optim.AdamW(params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay
+        )
+        # Which key set the rate: a training.lr changed on --resume rescales these groups only.
+        for group in optimizer.param_groups:
+            group[LR_SOURCE_KEY] = LR_SOURCE if lr is None else "other"
+        return optimizer
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         t = self.config.training
@@ -79,8 +86,21 @@ class FramecastModule(pl.LightningModule):
         raise TrainingError(
             f"non-finite loss {float(loss.detach()):.4g} at step {self.global_step}"
             + (f" ({bad})" if bad else "")
-            + "; the last good checkpoint is intact (lower training.lr or enable training.grad_clip)"
+            + f"; {self._checkpoint_note()} (lower training.lr or enable training.grad_clip)"
         )
+
+    def _checkpoint_note(self) -> str:
+        """What a stopped run keeps: checkpoints are only ever written with finite weights
+        and a finite monitored metric (``GuardedModelCheckpoint``), so whatever exists is good."""
+        try:
+            last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        except RuntimeError:  # not attached to a trainer (unit tests of the module)
+            return "no checkpoint was written by this call"
+        if last.is_file():
+            step = _checkpoint_step(last)
+            at = f" (step {step})" if step is not None else ""
+            return f"the last good checkpoint {last}{at} is intact; --resume continues from it"
+        return "no good checkpoint was written yet; --resume restarts the run from step 0"
 
     # -- samples --------------------------------------------------------------------
     def sample_path(self, name: str) -> Path | None:
@@ -108,3 +128,12 @@ class FramecastModule(pl.LightningModule):
         # Validation metrics are averaged over the ranks of a DDP run (a no-op on one process).
         kwargs.setdefault("sync_dist", prefix == "val")
         self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, **kwargs)
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    from framecast.checkpoint import load_checkpoint_file
+
+    try:
+        return int(load_checkpoint_file(path, mmap=True).get("global_step", 0))
+    except CheckpointError:
+        return None

@@ -68,12 +68,45 @@ def prepare_run_dir(
     if overwrite and not resume and run.root.exists():
         shutil.rmtree(run.root)
     if resume:
-        if not run.last_checkpoint.is_file():
-            raise ConfigError(
-                f"--resume: run {run.root} has no checkpoints/last.ckpt to resume from"
-            )
+        if not run.root.is_dir():
+            raise ConfigError(f"--resume: run {run.root} does not exist")
     elif run.last_checkpoint.exists() or run.metrics_path.exists():
         raise ConfigError(
             f"run {run.root} already exists; pass --resume to continue it or choose another --run-name"
         )
     return run.create()
+
+
+def remove_stale_temporaries(run: RunDir) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that killed atomic writes left in the run
+    (checkpoints, metrics.csv, config.yaml); return what was removed."""
+    removed = []
+    for folder in (run.root, run.checkpoints):
+        for path in folder.glob(".*.tmp"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def clear_run_outputs(run: RunDir) -> None:
+    """Remove what a run wrote while training (metrics, curves, samples, logger folders,
+    checkpoints), keeping the folder: a ``--resume`` with nothing to resume starts over."""
+    for path in (run.metrics_path, run.root / "loss_curves.png"):
+        path.unlink(missing_ok=True)
+    for folder in (run.samples, run.checkpoints, run.root / "tensorboard", run.root / "wandb"):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    run.create()
+
+
+def remove_if_unused(run: RunDir) -> bool:
+    """Remove a run folder that holds no file but its config.yaml (a start that failed
+    before training wrote anything); return whether it was removed."""
+    if not run.root.is_dir():
+        return False
+    files = [p for p in run.root.rglob("*") if p.is_file()]
+    if any(p != run.config_path for p in files):
+        return False
+    shutil.rmtree(run.root)
+    return True

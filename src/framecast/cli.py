@@ -158,6 +158,8 @@ def _sampler(args: argparse.Namespace):
             SolverConfig(args.solver, args.steps, atol=args.tolerance, rtol=args.tolerance),
             warm_start=args.warm_start,
             past_horizon=args.past_horizon,
+            steps_over=args.steps_over,
+            nfe_budget=args.nfe,
         )
     except ValueError as exc:
         raise ConfigError(f"sampler options: {exc}") from None
@@ -232,13 +234,30 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
     # The sampler options below drive the river rollout; vaegan runs ignore them.
     parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver (river)")
     parser.add_argument(
-        "--steps", type=_positive_int, default=10, help="solver steps from the warm start to t = 1"
+        "--steps",
+        type=_positive_int,
+        default=10,
+        help="solver steps per frame; what they span: --steps-over (default 10)",
+    )
+    parser.add_argument(
+        "--steps-over",
+        choices=["span", "unit"],
+        default="span",
+        help="span (default): --steps steps over [s, 1], so a warm start s costs as many NFE "
+        "as s = 0; unit: RIVER's meaning, --steps counted over [0, 1], so [s, 1] takes "
+        "int((1 - s) * steps) steps (at least 1) and s = 0.5 halves the NFE",
+    )
+    parser.add_argument(
+        "--nfe",
+        type=_positive_int,
+        help="NFE budget per frame instead of --steps: steps over [s, 1] = NFE // "
+        "evaluations per step (euler 1, midpoint/heun 2, rk4 4; not dopri5)",
     )
     parser.add_argument(
         "--warm-start",
         type=float,
         default=0.0,
-        help="s in [0, 1): start at t = s from the previous frame",
+        help="s in [0, 1): start at t = s from the previous frame (NFE saving: --steps-over unit)",
     )
     parser.add_argument(
         "--past-horizon",

@@ -109,3 +109,75 @@ def test_sampler_config_round_trip_and_validation():
 def test_rollout_rejects_bad_context():
     with pytest.raises(ValueError, match="context must be"):
         rollout(step_up_field, torch.zeros(2, 4, 2, 2), 1, PATH)
+
+
+def _zero(x, z_ref, z_ctx, tau, t):
+    return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize(
+    "method, steps, warm_start, steps_over, nfe_budget, steps_taken",
+    [
+        ("euler", 10, 0.0, "span", None, 10),
+        ("euler", 10, 0.5, "span", None, 10),  # the default: a warm start saves nothing
+        ("euler", 10, 0.5, "unit", None, 5),  # RIVER: int((1 - s) * steps)
+        ("heun", 10, 0.3, "unit", None, 7),
+        ("euler", 10, 0.9, "unit", None, 1),  # (1 - 0.9) * 10 = 0.999...: still 1 step
+        ("euler", 4, 0.95, "unit", None, 1),  # int() would give 0: at least 1
+        ("euler", 10, 0.0, "unit", None, 10),  # s = 0: both meanings agree
+        ("heun", 10, 0.5, "span", 7, 3),  # NFE budget 7 with 2 evaluations per step
+        ("rk4", 10, 0.2, "unit", 8, 2),  # the budget overrides steps and steps_over
+    ],
+)
+def test_steps_per_frame_and_measured_nfe(
+    method, steps, warm_start, steps_over, nfe_budget, steps_taken
+):
+    sampler = SamplerConfig(
+        SolverConfig(method, steps), warm_start, steps_over=steps_over, nfe_budget=nfe_budget
+    )
+    assert sampler.steps_per_frame == steps_taken
+    out = rollout(_zero, torch.randn(1, 2, 1, 2, 2), 3, PATH, sampler)
+    assert out.nfe_per_frame == steps_taken * NFE_PER_STEP[method]
+    assert out.nfe_total == 3 * steps_taken * NFE_PER_STEP[method]
+    if nfe_budget is not None:
+        assert out.nfe_per_frame <= nfe_budget
+    assert f"{steps_taken} step(s) per frame" in sampler.describe()
+
+
+def test_river_steps_follow_straight_paths_and_round_trip():
+    context = torch.randn(2, 3, 4, 2, 2, dtype=torch.float64)
+    sampler = SamplerConfig(SolverConfig("heun", 8), warm_start=0.5, steps_over="unit")
+    restored = SamplerConfig.from_dict(sampler.to_dict())
+    assert restored == sampler and restored.steps_per_frame == 4
+    runs = [
+        rollout(step_up_field, context, 3, PATH, cfg, generator=torch.Generator().manual_seed(0))
+        for cfg in (sampler, restored)
+    ]
+    torch.testing.assert_close(runs[0].latents, runs[1].latents, rtol=0, atol=0)
+    expected = context[:, -1:] + torch.arange(1, 4).reshape(1, 3, 1, 1, 1)
+    torch.testing.assert_close(runs[0].latents[:, 0], expected, atol=1e-5, rtol=1e-5)
+    # a config saved before steps_over/nfe_budget existed keeps its meaning (span)
+    old = {"solver": {"method": "euler", "steps": 6}, "warm_start": 0.5, "past_horizon": None}
+    assert SamplerConfig.from_dict(old).steps_per_frame == 6
+    budget = SamplerConfig(SolverConfig("rk4", 3), nfe_budget=12)
+    assert SamplerConfig.from_dict(budget.to_dict()).frame_solver == SolverConfig("rk4", 3)
+
+
+def test_bad_step_settings_are_refused():
+    with pytest.raises(ValueError, match="steps_over must be one of span, unit"):
+        SamplerConfig(steps_over="river")
+    with pytest.raises(ValueError, match="nfe_budget needs a fixed-step method"):
+        SamplerConfig(SolverConfig("dopri5", 4), nfe_budget=20)
+    with pytest.raises(ValueError, match="below one rk4 step"):
+        SamplerConfig(SolverConfig("rk4", 4), nfe_budget=3)
+
+
+def test_cli_help_states_what_steps_count(capsys):
+    from framecast.cli import main
+
+    for command in ("generate", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--steps-over {span,unit}" in text and "--nfe NFE" in text
+        assert "int((1 - s) * steps)" in text and "NFE budget per frame" in text

@@ -342,10 +342,9 @@ class EvaluationResult:
         if self.sampler is None:
             cost = f"sampler: none, sampler options ignored ({self.kind}: {self.prediction}); "
         else:
-            solver = self.sampler.get("solver", {})
             cost = (
-                f"sampler: {solver.get('method')} {solver.get('steps')} steps, warm start "
-                f"{self.sampler.get('warm_start')}; {self.nfe_per_frame:g} NFE per frame, "
+                f"sampler: {SamplerConfig.from_dict(self.sampler).describe()}; "
+                f"{self.nfe_per_frame:g} NFE per frame, "
             )
         lines = [
             f"evaluated {self.kind} {self.checkpoint} on {self.num_clips} clips of split "
@@ -612,11 +611,17 @@ def _csv_text(result: EvaluationResult) -> str:
     names = result.metric_names
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "horizon", *names])
+    # NFE per frame: the model's velocity evaluations (empty for a kind without a sampler),
+    # 0 for the baselines, which evaluate no model.
+    writer.writerow(["method", "horizon", *names, "nfe_per_frame"])
     for method, by_metric in result.metrics.items():
+        if method != result.kind:
+            nfe = "0"
+        else:
+            nfe = "" if result.nfe_per_frame is None else repr(float(result.nfe_per_frame))
         for h in range(result.frames):
             cells = [repr(float(by_metric[n][h])) if n in by_metric else "" for n in names]
-            writer.writerow([method, h + 1, *cells])
+            writer.writerow([method, h + 1, *cells, nfe])
     return buffer.getvalue()
 
 
@@ -639,6 +644,7 @@ def _plot(result: EvaluationResult, path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle(f"{result.split}: {result.num_clips} clips, {result.samples} sample(s)")
+    cost = "" if result.nfe_per_frame is None else f", {result.nfe_per_frame:g} NFE per frame"
+    fig.suptitle(f"{result.split}: {result.num_clips} clips, {result.samples} sample(s){cost}")
     fig.tight_layout()
     save_figure(fig, path)

@@ -2,6 +2,15 @@
 
 For each new frame, the ODE of the learned velocity field is integrated from t = s to 1,
 starting from the warm start ``y_s = (1 - (1 - σ) s) ε + s z_prev`` (s = 0: pure noise).
+
+How many solver steps a frame takes (``SamplerConfig.steps_over`` / ``nfe_budget``):
+
+- ``span`` (the default): ``solver.steps`` steps over [s, 1]; a warm start makes the steps
+  shorter, not fewer, so it costs the same NFE as s = 0.
+- ``unit`` (RIVER's sampler): ``solver.steps`` counts steps over [0, 1], so [s, 1] takes
+  ``int((1 - s) · steps)`` of them (at least 1): warm start s = 0.5 halves the NFE.
+- ``nfe_budget`` N: as many steps over [s, 1] as N velocity evaluations per frame allow
+  (N // evaluations per step of the method; fixed-step methods only).
 The reference is always the newest latent; at every velocity evaluation a context latent
 is drawn uniformly from the frames before the reference, as in RIVER's sampler. Each
 predicted latent is appended and becomes the next reference.
@@ -11,15 +20,18 @@ Everything is batched: videos and the K stochastic samples per video are one bat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from framecast.flow.path import CondOTPath
-from framecast.flow.solvers import SolverConfig
+from framecast.flow.solvers import NFE_PER_STEP, SolverConfig
+
+STEPS_OVER = ("span", "unit")
 
 # (x_t, z_ref, z_ctx, tau (B,), t (B,)) -> velocity, all latents (B, C, h, w)
 VectorField = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -30,21 +42,76 @@ class SamplerConfig:
     """How future latents are sampled; saved and reloaded it gives identical steps.
 
     Attributes:
-        solver: ODE method and steps (steps span [warm_start, 1]).
+        solver: ODE method and steps (what ``steps`` counts: ``steps_over``).
         warm_start: s in [0, 1): start the integration at t = s from the previous latent.
         past_horizon: draw the context only from the last ``past_horizon`` frames before
             the reference (None: from all of them).
+        steps_over: ``"span"``: ``solver.steps`` steps over [s, 1] (same NFE whatever s);
+            ``"unit"``: RIVER's sampler, ``solver.steps`` counted over [0, 1], so
+            ``int((1 - s) · steps)`` steps (at least 1) over [s, 1].
+        nfe_budget: velocity evaluations per frame; when set, the steps over [s, 1] are
+            ``nfe_budget // evaluations per step`` (fixed-step methods; overrides
+            ``solver.steps`` and ``steps_over``).
     """
 
     solver: SolverConfig = SolverConfig()
     warm_start: float = 0.0
     past_horizon: int | None = None
+    steps_over: Literal["span", "unit"] = "span"
+    nfe_budget: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warm_start < 1.0:
             raise ValueError(f"warm_start must be in [0, 1), got {self.warm_start}")
         if self.past_horizon is not None and self.past_horizon < 1:
             raise ValueError(f"past_horizon must be >= 1 or None, got {self.past_horizon}")
+        if self.steps_over not in STEPS_OVER:
+            raise ValueError(
+                f"steps_over must be one of {', '.join(STEPS_OVER)}, got {self.steps_over!r}"
+            )
+        if self.nfe_budget is not None:
+            per_step = NFE_PER_STEP.get(self.solver.method)
+            if per_step is None:
+                raise ValueError(
+                    f"nfe_budget needs a fixed-step method ({', '.join(NFE_PER_STEP)}); "
+                    f"{self.solver.method} chooses its own steps (set its tolerance instead)"
+                )
+            if isinstance(self.nfe_budget, bool) or not isinstance(self.nfe_budget, int):
+                raise ValueError(f"nfe_budget must be an integer, got {self.nfe_budget!r}")
+            if self.nfe_budget < per_step:
+                raise ValueError(
+                    f"nfe_budget {self.nfe_budget} is below one {self.solver.method} step "
+                    f"({per_step} evaluations)"
+                )
+
+    @property
+    def steps_per_frame(self) -> int:
+        """Solver steps each frame takes over [warm_start, 1] (dopri5: its output grid)."""
+        if self.nfe_budget is not None:
+            return self.nfe_budget // NFE_PER_STEP[self.solver.method]
+        if self.steps_over == "unit":
+            # RIVER: int((1 - s) * steps); the epsilon keeps (1 - 0.9) * 10 = 0.999... at 1.
+            return max(1, math.floor((1.0 - self.warm_start) * self.solver.steps + 1e-9))
+        return self.solver.steps
+
+    @property
+    def frame_solver(self) -> SolverConfig:
+        """The solver configuration one frame's solve over [warm_start, 1] uses."""
+        return replace(self.solver, steps=self.steps_per_frame)
+
+    def describe(self) -> str:
+        """One line for outputs: method, steps taken over [s, 1] and what they mean."""
+        steps = self.steps_per_frame
+        if self.nfe_budget is not None:
+            meaning = f"NFE budget {self.nfe_budget} per frame"
+        elif self.steps_over == "unit":
+            meaning = f"{self.solver.steps} steps counted over [0, 1] (RIVER)"
+        else:
+            meaning = f"{self.solver.steps} steps over [s, 1]"
+        return (
+            f"{self.solver.method}, {steps} step(s) per frame over [{self.warm_start:g}, 1] "
+            f"({meaning}), warm start {self.warm_start:g}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "solver": self.solver.to_dict()}
@@ -153,7 +220,7 @@ def rollout(
         noise = torch.randn(total, *latent_shape, generator=generator, device=gen_device)
         noise = noise.to(device=device, dtype=context.dtype)
         start = path.warm_start(noise, reference, sampler.warm_start)
-        result = sampler.solver.solve(velocity, start, t0=sampler.warm_start, t1=1.0)
+        result = sampler.frame_solver.solve(velocity, start, t0=sampler.warm_start, t1=1.0)
         nfe_total += result.nfe
         frames = torch.cat([frames, result.x[:, None].to(frames.dtype)], dim=1)
         if progress is not None:

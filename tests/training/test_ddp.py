@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from framecast.config import save_config
+from framecast.config import apply_overrides, save_config, validate_config
 from framecast.errors import ConfigError
 from framecast.training import engine
 from framecast.training.engine import (
@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 AE_SMOKE = REPO / "configs" / "ae_smoke.yaml"
 # The VAE-GAN steps two optimisers by hand: its gradients must be all-reduced as well.
 VAEGAN = REPO / "configs" / "wubu_vaegan.yaml"
+# So does the stage-1 autoencoder with its PatchGAN discriminator (active from step 0).
+AE_DISC = ["model.discriminator.enabled=true", "model.discriminator.disc_start=0"]
 
 # Launched in a fresh interpreter: Lightning's DDP launcher re-runs this script once per
 # extra rank (LOCAL_RANK=1), so the test process itself never joins a process group.
@@ -43,21 +45,35 @@ DDP_SCRIPT = textwrap.dedent(
     config_path, runs_dir, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 
 
+    def state_hash(named):
+        digest = hashlib.sha256()
+        for name, value in sorted(named):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
     class Record(pl.Callback):
-        # Which clips each rank trained on, and a hash of its final parameters.
+        # Which clips each rank trained on, and hashes of its weights: the model's state at
+        # the end; the parameters of the autoencoder's separate discriminator (if any) at the
+        # start and the end. Not its BatchNorm running statistics: DDP keeps those per rank
+        # (rank 0's are broadcast at every forward and saved), by design.
         def __init__(self):
             self.seen = []
+            self.disc_start = None
+
+        def on_train_start(self, trainer, module):
+            if getattr(module, "adversarial", None) is not None:
+                self.disc_start = state_hash(module.adversarial.named_parameters())
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.seen.append([trainer.current_epoch, batch["video_index"].tolist()])
 
         def on_train_end(self, trainer, module):
-            digest = hashlib.sha256()
-            for name, value in sorted(module.model.state_dict().items()):
-                digest.update(name.encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-            record = {"hash": digest.hexdigest(), "seen": self.seen,
-                      "world_size": trainer.world_size}
+            record = {"hash": state_hash(module.model.state_dict().items()), "seen": self.seen,
+                      "world_size": trainer.world_size, "disc_start": self.disc_start}
+            if self.disc_start is not None:
+                record["disc_end"] = state_hash(module.adversarial.named_parameters())
             (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
@@ -78,14 +94,20 @@ def _param_hash(state: dict) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shipped", [AE_SMOKE, VAEGAN], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    ("shipped", "overrides"),
+    [(AE_SMOKE, []), (AE_SMOKE, AE_DISC), (VAEGAN, [])],
+    ids=["ae_smoke", "ae_smoke_discriminator", "wubu_vaegan"],
+)
 def test_two_process_cpu_ddp_identical_parameters_one_metrics_file(
-    shipped, tmp_path, tiny_dataset, shrink
+    shipped, overrides, tmp_path, tiny_dataset, shrink
 ):
     from framecast.checkpoint import model_state_dict, read_checkpoint
 
+    config = shrink(shipped, tiny_dataset, max_steps=2)
+    config = validate_config(apply_overrides(config.to_dict(), overrides), "test")
     config_path = tmp_path / "config.yaml"
-    save_config(shrink(shipped, tiny_dataset, max_steps=2), config_path)
+    save_config(config, config_path)
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "out"
@@ -104,6 +126,11 @@ def test_two_process_cpu_ddp_identical_parameters_one_metrics_file(
     assert [r["world_size"] for r in ranks] == [2, 2]
     # DDP keeps the replicas in step: same parameters on both ranks, and in the checkpoint.
     assert ranks[0]["hash"] == ranks[1]["hash"]
+    if overrides == AE_DISC:
+        # The discriminator trained (its weights moved) and stayed in step across ranks.
+        assert ranks[0]["disc_start"] == ranks[1]["disc_start"]
+        assert ranks[0]["disc_end"] != ranks[0]["disc_start"]
+        assert ranks[0]["disc_end"] == ranks[1]["disc_end"]
     run = runs / "ddp"
     ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
     assert _param_hash(model_state_dict(ckpt)) == ranks[0]["hash"]
@@ -249,3 +276,14 @@ def test_progress_bar_choice(monkeypatch):
     pytest.importorskip("rich")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     assert isinstance(engine._progress_bar(1), RichProgressBar)
+
+
+def test_find_unused_parameters_only_where_a_second_player_trains(tiny_dataset, shrink):
+    from framecast.training.tasks import get_task
+
+    config = shrink(AE_SMOKE, tiny_dataset, max_steps=2)
+    task = get_task("autoencoder")
+    assert not task.needs_find_unused_parameters(config)
+    with_disc = validate_config(apply_overrides(config.to_dict(), AE_DISC), "test")
+    assert task.needs_find_unused_parameters(with_disc)
+    assert get_task("vaegan").needs_find_unused_parameters(shrink(VAEGAN, tiny_dataset))

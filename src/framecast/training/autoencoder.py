@@ -3,7 +3,9 @@
 One training step, top to bottom: frames → model → weighted losses (RGB, seg, cls, KL,
 VQ) → [adversarial generator term] → backward. With a discriminator the step is done by
 hand: generator (autoencoder) step, then discriminator step, each with its own optimiser
-and learning rate.
+and learning rate. Each of those backward passes reaches one player only, so under DDP the
+task asks for ``find_unused_parameters`` and both players' gradients are all-reduced
+(``tests/training/test_ddp.py`` checks identical weights on two ranks).
 """
 
 from __future__ import annotations
@@ -216,5 +218,9 @@ register_task(
         # The autoencoder sees frames: single-frame clips give the most varied batches.
         build_datamodule=lambda config: ClipDataModule(config, num_frames=1),
         build_callbacks=_callbacks,
+        # With the discriminator, training_step does two backward passes by hand, each
+        # reaching one player only: DDP must mark the other's parameters ready, or it stops
+        # at the second backward (both players' gradients are all-reduced; test_ddp.py).
+        find_unused_parameters=lambda config: config.model.discriminator.enabled,
     ),
 )

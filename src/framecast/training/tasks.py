@@ -25,8 +25,14 @@ class Task:
         default=lambda config, run: []
     )
     # DDP must find the parameters a backward did not reach (each of a GAN's two backward
-    # passes reaches only one player); costs a graph traversal per backward.
-    find_unused_parameters: bool = False
+    # passes reaches only one player); costs a graph traversal per backward. A callable
+    # decides per config (the autoencoder has a second player only with its discriminator).
+    find_unused_parameters: bool | Callable[[Config], bool] = False
+
+    def needs_find_unused_parameters(self, config: Config) -> bool:
+        """Whether DDP must look for unused parameters when training ``config``."""
+        value = self.find_unused_parameters
+        return bool(value(config) if callable(value) else value)
 
 
 TASKS: dict[str, Task] = {}

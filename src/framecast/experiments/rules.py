@@ -14,13 +14,25 @@ Grammar (whitespace ignored)::
     factor := NUMBER | NAME | 'QUOTED NAME' | '(' expr ')' | '-' factor
 
 A NAME stands for that run's value of the rule's metric (best or final).
+
+Curve rules judge a run's whole logged curve of the metric instead of one value (stability)::
+
+    "finite"                       # no NaN/inf anywhere in the curve
+    "not rising over 5"            # no upward trend over the last 5 logged values
+    "not falling over 5 within 1%" # e.g. PSNR: may drop by at most 1 % of its level
+
+"Rising" is the least-squares line through the last N values: its change across the window
+(slope × (N − 1)) must be at most the tolerance (default 0) times the window's mean
+magnitude. A fitted line, not last-versus-first, so that one noisy evaluation does not
+decide; with fewer than N logged values the rule has no verdict.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -82,13 +94,89 @@ class Rule:
         return _COMPARISONS[self.comparison](value, threshold), threshold
 
 
-def parse_rule(text: str) -> Rule:
+@dataclass(frozen=True)
+class CurveRule:
+    """A rule on a run's whole curve of the metric: ``finite`` or ``not rising|falling over N``."""
+
+    text: str
+    kind: str  # "finite" | "rising" | "falling" (the direction that is forbidden)
+    window: int | None = None  # last N values (trend rules)
+    tolerance: float = 0.0  # allowed fitted change, as a fraction of the window's level
+
+    @property
+    def references(self) -> list[str]:
+        """Curve rules refer to no other run."""
+        return []
+
+    def check_curve(
+        self, values: Sequence[float]
+    ) -> tuple[bool | None, float | None, float | None, str]:
+        """Judge a curve (the metric's logged values in step order).
+
+        Returns (verdict, measured, allowed, reason); verdict None when there is too little
+        curve. ``finite``: measured = count of non-finite values, allowed 0. Trend rules:
+        measured = fitted change over the window (positive = rising), allowed = the
+        tolerance as a signed change (``measured <= allowed`` for rising, ``>=`` falling).
+        """
+        values = [float(v) for v in values]
+        if not values:
+            return None, None, None, "metric never logged"
+        bad = sum(not math.isfinite(v) for v in values)
+        if self.kind == "finite":
+            reason = f"{bad} of {len(values)} values non-finite" if bad else ""
+            return bad == 0, float(bad), 0.0, reason
+        if bad:
+            return False, None, None, f"{bad} of {len(values)} values non-finite"
+        assert self.window is not None
+        if len(values) < self.window:
+            return None, None, None, f"only {len(values)} values, rule needs {self.window}"
+        tail = values[-self.window :]
+        change = fitted_change(tail)
+        margin = self.tolerance * sum(abs(v) for v in tail) / self.window
+        if self.kind == "rising":
+            return change <= margin, change, margin, ""
+        return change >= -margin, change, -margin, ""
+
+
+def fitted_change(values: Sequence[float]) -> float:
+    """Change across ``values`` of their least-squares line: slope × (len − 1)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    cov = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    var = sum((i - mean_x) ** 2 for i in range(n))
+    return cov / var * (n - 1)
+
+
+_CURVE = re.compile(
+    r"\s*not\s+(?P<dir>rising|falling)\s+over\s+(?P<n>\d+)"
+    r"(?:\s+within\s+(?P<tol>\d+(?:\.\d*)?|\.\d+)\s*%)?\s*",
+    re.I,
+)
+
+
+def parse_rule(text: str) -> Rule | CurveRule:
     """Parse ``text``; raise :class:`RuleSyntaxError` with the position of the problem."""
+    if text.strip().lower() == "finite":
+        return CurveRule(text=text, kind="finite")
+    if (match := _CURVE.fullmatch(text)) is not None:
+        window = int(match["n"])
+        if window < 2:
+            raise RuleSyntaxError(f"rule {text!r}: a trend needs at least 2 values, got {window}")
+        tolerance = float(match["tol"]) / 100 if match["tol"] else 0.0
+        return CurveRule(text=text, kind=match["dir"].lower(), window=window, tolerance=tolerance)
+    if re.match(r"\s*(not\b|finite\b)", text, re.I):
+        raise RuleSyntaxError(
+            f"rule {text!r}: curve rules read 'finite', 'not rising over N' or "
+            "'not falling over N within P%'"
+        )
     tokens = _tokenize(text)
     if not tokens or tokens[0][0] != "op" or tokens[0][1] not in _COMPARISONS:
         raise RuleSyntaxError(
             f"rule {text!r} must start with one of {', '.join(_COMPARISONS)}, "
-            "e.g. '<= 1.02 * f1_rgb_only'"
+            "e.g. '<= 1.02 * f1_rgb_only', or be a curve rule ('finite', "
+            "'not rising over 5')"
         )
     parser = _Parser(text, tokens, 1)
     expression = parser.expr()

@@ -8,6 +8,9 @@ A spec is YAML validated like a config (unknown keys fail, naming the key)::
     experiments:                    # name -> overrides   (or `grid:`, not both)
       f1_rgb_only: []
       f2_rgb_seg: [model.seg_weight=0.05]
+      f3_rgb_seg_cls:               # long form: overrides + this experiment's resources
+        overrides: [model.cls_weight=0.01]
+        resources: {gpu_model: NVIDIAA100_SXM4_80GB, queue: gpu_a100, memory: 64G}
     grid:                           # key -> values; one experiment per combination
       model.latent_channels: [4, 8]
     grid_labels: {model.latent_channels: c}   # run names c4, c8
@@ -49,7 +52,7 @@ from pydantic import (
 from framecast.config import Config, apply_overrides, validate_config
 from framecast.config.loader import _format_errors, parse_override, read_yaml
 from framecast.errors import ConfigError
-from framecast.experiments.rules import Rule, RuleSyntaxError, parse_rule
+from framecast.experiments.rules import CurveRule, Rule, RuleSyntaxError, parse_rule
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -97,9 +100,20 @@ class ResourceSpec(_Section):
     """Cluster resources of every job (``#BSUB`` / ``#SBATCH`` lines)."""
 
     gpus: NonNegativeInt = Field(1, description="GPUs per node (0: CPU job)")
+    gpu_model: str | None = Field(
+        None,
+        description="GPU model: LSF -gpu gmodel=MODEL (as lshosts -gpu names it), "
+        "Slurm --gpus-per-node=MODEL:N (the gres type)",
+    )
     nodes: PositiveInt = 1
     cpus: PositiveInt = Field(4, description="CPU cores per GPU process (per job when gpus=0)")
     memory: str | None = Field(None, description="per node, e.g. 32G")
+    lsf_memory: Literal["host", "slot"] = Field(
+        "host",
+        description="how the LSF rusage line says 'per node': host = rusage[mem=32G/host] "
+        "(explicit method, LSF >= 10.1.0.9, whatever the cluster's default); slot = the "
+        "node's memory divided by its slots, for older LSF with RESOURCE_RESERVE_PER_TASK=y",
+    )
     time: str | None = Field(None, description="wall-clock limit H:MM or H:MM:SS")
     queue: str | None = Field(None, description="LSF queue")
     partition: str | None = Field(None, description="Slurm partition")
@@ -126,6 +140,28 @@ class ResourceSpec(_Section):
         return value
 
 
+class ExperimentSpec(_Section):
+    """One experiment in the long form: its overrides and its own ``resources``.
+
+    ``resources`` holds only the keys that differ from the spec's ``resources`` (e.g. another
+    queue and GPU model for one experiment); the rest is inherited.
+    """
+
+    overrides: list[str] = []
+    resources: dict[str, Any] = {}
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, value: list[str]) -> list[str]:
+        return _check_overrides(value)
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, Any]) -> dict[str, Any]:
+        ResourceSpec.model_validate(value)  # unknown keys and bad values fail here, named
+        return value
+
+
 class DecisionRuleSpec(_Section):
     """Verdict per run: ``<its metric value> <rule>``, e.g. ``<= 1.02 * f1_rgb_only``."""
 
@@ -149,7 +185,7 @@ class DecisionRuleSpec(_Section):
         return value
 
     @property
-    def parsed(self) -> Rule:
+    def parsed(self) -> Rule | CurveRule:
         return parse_rule(self.rule)
 
 
@@ -160,7 +196,7 @@ class SweepSpec(_Section):
     description: str = ""
     base: str
     overrides: list[str] = []
-    experiments: dict[str, list[str]] | None = None
+    experiments: dict[str, list[str] | ExperimentSpec] | None = None
     grid: dict[str, list[Any]] | None = None
     grid_labels: dict[str, str] = Field(
         {}, description="short names of grid keys in run names (default: the key's last part)"
@@ -178,10 +214,11 @@ class SweepSpec(_Section):
 
     @field_validator("experiments")
     @classmethod
-    def _experiments(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
-        for name, overrides in (value or {}).items():
+    def _experiments(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, entry in (value or {}).items():
             _check_name(str(name), "experiment name")
-            _check_overrides(overrides or [])
+            if not isinstance(entry, ExperimentSpec):
+                _check_overrides(entry or [])
         if value is not None and not value:
             raise ValueError("needs at least one experiment")
         return value
@@ -223,6 +260,7 @@ class SweepRun:
     parent: str | None = None  # run name of the previous phase
     parent_which: str = "best"
     phase_index: int = 0
+    resources: ResourceSpec | None = None  # the spec's, merged with the experiment's own
 
 
 @dataclass
@@ -302,13 +340,17 @@ def expand_sweep(
     if spec.grid is not None:
         experiments = _grid_experiments(spec.grid, spec.grid_labels)
     elif spec.experiments is not None:
-        experiments = {k: list(v or []) for k, v in spec.experiments.items()}
+        experiments = {
+            k: list(v.overrides if isinstance(v, ExperimentSpec) else v or [])
+            for k, v in spec.experiments.items()
+        }
     else:
         experiments = {"": []}
     phases = spec.phases or [None]
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / name
     sweep = Sweep(name=name, spec=spec, spec_path=spec_path)
     for experiment, exp_overrides in experiments.items():
+        resources = experiment_resources(spec, experiment)
         previous: str | None = None
         for index, phase in enumerate(phases):
             run_name = "_".join(p for p in (experiment, phase.name if phase else "") if p)
@@ -333,6 +375,7 @@ def expand_sweep(
                     parent=previous,
                     parent_which=phase.from_ if phase else "best",
                     phase_index=index,
+                    resources=resources,
                 )
             )
             previous = run_name
@@ -347,6 +390,15 @@ def expand_sweep(
                     f"run {ref!r}; runs of this sweep: {', '.join(names)}"
                 )
     return sweep
+
+
+def experiment_resources(spec: SweepSpec, experiment: str) -> ResourceSpec:
+    """The spec's ``resources`` with the experiment's own keys (long form) on top."""
+    entry = (spec.experiments or {}).get(experiment)
+    if not isinstance(entry, ExperimentSpec) or not entry.resources:
+        return spec.resources
+    merged = {**spec.resources.model_dump(exclude_unset=True), **entry.resources}
+    return ResourceSpec.model_validate(merged)
 
 
 def _check_name_error(name: str, spec_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""A training process killed hard after a checkpoint resumes to the same end as one that
-was never interrupted: same final step, the same logged steps, no duplicated rows."""
+"""A training process killed hard (SIGKILL, also in the middle of writing a checkpoint)
+resumes to the same end as one that was never interrupted: the same losses step for step,
+the same logged steps, no duplicated or missing rows."""
 
 from __future__ import annotations
 
@@ -10,65 +11,132 @@ from pathlib import Path
 
 import pytest
 
-from framecast.config import save_config
+from framecast.config import apply_overrides, save_config, validate_config
+from framecast.config.loader import read_yaml
 from framecast.training.engine import train
 from framecast.training.loggers import read_metrics_csv
 
 REPO = Path(__file__).resolve().parents[2]
 
-# os._exit: no cleanup, no final checkpoint, like SIGKILL from a scheduler.
+# SIGKILL from inside: no cleanup, no final checkpoint, like a scheduler's kill -9.
+# "batch STEP": killed at the end of training batch STEP (global step STEP done).
+# "save STEP": killed while last.ckpt of step STEP is being written, half the bytes out.
 KILLED_SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import os, signal, sys
 
     import lightning.pytorch as pl
+    import torch
 
+    import framecast.training.checkpoint as checkpoint_io
     from framecast.config import load_config
     from framecast.training.engine import train
 
+    config_path, runs_dir, how, step = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+
+    def die():
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
     class KillAfter(pl.Callback):
-        def __init__(self, step):
-            self.step = step
-
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            if trainer.global_step >= self.step:
-                sys.stdout.flush()
-                os._exit(9)
+            if how == "batch" and trainer.global_step >= step:
+                die()
+
+        def on_save_checkpoint(self, trainer, module, checkpoint):
+            self.saving_step = trainer.global_step
 
 
-    config_path, runs_dir, kill_step = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    killer = KillAfter()
+    real_save = torch.save
+
+
+    def dying_save(obj, path, *args, **kwargs):
+        if how == "save" and ".last.ckpt." in str(path) and killer.saving_step == step:
+            real_save(obj, path, *args, **kwargs)
+            data = open(path, "rb").read()
+            open(path, "wb").write(data[: len(data) // 2])
+            die()
+        real_save(obj, path, *args, **kwargs)
+
+
+    checkpoint_io.torch.save = dying_save
     train(load_config(config_path), runs_dir=runs_dir, run_name="run", progress=False,
-          callbacks=[KillAfter(kill_step)])
+          callbacks=[killer])
     """
 )
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_to_the_same_end(tmp_path, tiny_dataset, shrink):
-    config = shrink(REPO / "configs" / "ae_smoke.yaml", tiny_dataset, max_steps=6)
-    config = config.model_copy(
-        update={"training": config.training.model_copy(update={"val_every_n_steps": 2})}
+def _rows(run_dir: Path) -> list[dict[str, float]]:
+    return read_metrics_csv(run_dir / "metrics.csv")
+
+
+@pytest.fixture(scope="module")
+def kill_setup(tmp_path_factory, tiny_dataset, tiny_run):
+    """A 6-step autoencoder config (validation every 2 steps, 3 batches per epoch) and
+    its uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("kill")
+    tiny_model = ["model.base_channels=8", "model.norm_groups=4", "model.num_res_blocks=1"]
+    raw = apply_overrides(
+        read_yaml(REPO / "configs" / "ae_smoke.yaml"),
+        [*tiny_model, *tiny_run(tiny_dataset, 6), "training.val_every_n_steps=2"],
     )
-    config_path = save_config(config, tmp_path / "config.yaml")
+    config = validate_config(raw)
+    config_path = save_config(config, tmp / "config.yaml")
+    reference = train(config, runs_dir=tmp / "ref", run_name="run", progress=False)
+    return config_path, reference
 
-    reference = train(config, runs_dir=tmp_path / "ref", run_name="run", progress=False)
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "step"),
+    [
+        ("batch", 3),  # end of epoch 0: resumes inside epoch 0 from step 2
+        ("save", 2),  # the first last.ckpt half-written: only best.ckpt to resume from
+        ("save", 4),  # a later last.ckpt half-written: the step-4 best, or last at 2
+    ],
+    ids=["after-batch-3", "writing-first-last", "writing-last-at-4"],
+)
+def test_killed_run_resumes_to_the_same_losses(kill_setup, tmp_path, how, step):
+    config_path, reference = kill_setup
     runs = tmp_path / "killed"
     script = tmp_path / "killed.py"
     script.write_text(KILLED_SCRIPT)
     done = subprocess.run(
-        [sys.executable, str(script), str(config_path), str(runs), "5"],
+        [sys.executable, str(script), str(config_path), str(runs), how, str(step)],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
-    assert done.returncode == 9, done.stderr[-2000:]
-    assert (runs / "run" / "checkpoints" / "last.ckpt").is_file()  # written at step 4
+    assert done.returncode == -9, done.stderr[-2000:]
+    checkpoints = runs / "run" / "checkpoints"
+    if how == "save":
+        assert list(checkpoints.glob(".last.ckpt.*.tmp"))  # the half-written file
 
     resumed = train(None, runs_dir=runs, run_name="run", resume=True, progress=False)
     assert resumed.global_step == reference.global_step == 6
-    steps = [int(row["step"]) for row in read_metrics_csv(resumed.run_dir / "metrics.csv")]
-    assert steps == sorted(set(steps))  # no duplicated rows
-    expected = [int(row["step"]) for row in read_metrics_csv(reference.run_dir / "metrics.csv")]
-    assert steps == expected
+    assert not list(checkpoints.glob(".*.tmp"))  # the killed save's leftover is gone
+    rows, expected = _rows(resumed.run_dir), _rows(reference.run_dir)
+    steps = [int(row["step"]) for row in rows]
+    assert steps == [int(row["step"]) for row in expected] == list(range(6))
+    # The same numbers as the uninterrupted run, step for step (CPU, seeded).
+    assert rows == expected
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_without_checkpoint_restarts_it(tiny_dataset, tmp_path, shrink, capsys):
+    """A run stopped before its first checkpoint (NaN at step 1, killed early) has a
+    config.yaml and maybe metrics.csv but nothing to resume: --resume starts it over."""
+    config = shrink(REPO / "configs" / "ae_smoke.yaml", tiny_dataset, max_steps=2)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    save_config(config, run / "config.yaml")
+    (run / "metrics.csv").write_text("step,train/loss\n0,nan\n")
+    (run / "checkpoints" / ".last.ckpt.dead.tmp").write_bytes(b"half")
+    result = train(None, runs_dir=tmp_path, run_name="run", resume=True, progress=False)
+    assert result.global_step == 2 and result.last_checkpoint.is_file()
+    assert [int(r["step"]) for r in _rows(run)] == [0, 1]
+    assert not (run / "checkpoints" / ".last.ckpt.dead.tmp").exists()
+    assert "restarting it from step 0" in capsys.readouterr().err

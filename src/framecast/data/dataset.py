@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from framecast.config.schema import DataConfig, TrainingConfig
 from framecast.data.sources import SPLITS, VideoSource, center_crop_resize, has_videos, open_split
@@ -205,12 +205,21 @@ class ClipDataset(Dataset):
             self._rng() if self.train else None,
         )
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        draw = None
+        if isinstance(index, tuple):  # (index, draw) from a ResumableSampler
+            index, draw = index
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
         video_index = index // self.clips_per_video
         video = self.videos[video_index]
-        start = self.start_of(index)
+        if draw is not None and self.train:
+            # The start is a function of the sampler's draw alone: the same in every worker
+            # layout and after a resume, where a per-process stream would have moved on.
+            video_frames = video.num_frames - self.span
+            start = clip_start(video_frames, 0, 1, np.random.default_rng([self.seed, draw]))
+        else:
+            start = self.start_of(index)
         frames = video.read(start, start + self.span, self.frame_stride)  # (T, H, W, 3) uint8
         if self.image_size is not None and frames.shape[1:3] != (self.image_size, self.image_size):
             frames = center_crop_resize(frames, self.image_size)
@@ -239,18 +248,63 @@ class ClipDataset(Dataset):
         )
 
 
+class ResumableSampler(Sampler):
+    """A shuffled order that a resumed run can continue exactly.
+
+    Epoch ``e``'s order is a function of ``(seed, e)`` alone (its own generator: nothing
+    drawn from torch's global one), and each position also carries a random ``draw`` that
+    the dataset uses for that item's randomness (a clip's start), so items are
+    ``(index, draw)`` pairs. ``skip`` leaves out the first positions of the first epoch
+    iterated: the batches a resumed run had already trained on.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, skip: int = 0):
+        self.size = size
+        self.seed = seed
+        self.epoch = epoch
+        self.skip = skip
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at every epoch start (also the resumed one)."""
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> list[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(_mix(self.seed, epoch))
+        indices = torch.randperm(self.size, generator=generator).tolist()
+        draws = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        return list(zip(indices, draws))
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        return iter(self.order(self.epoch)[skip:])
+
+    def __len__(self) -> int:
+        # The full epoch: Lightning counts a resumed epoch's batches from its restored
+        # position, so the skipped ones must still count.
+        return self.size
+
+
+def _mix(seed: int, epoch: int) -> int:
+    """One 63-bit seed from a run's seed and an epoch (distinct for distinct pairs)."""
+    return int(np.random.SeedSequence([seed % 2**63, epoch]).generate_state(1, np.uint64)[0]) >> 1
+
+
 def make_dataloader(
     split_dir: str | os.PathLike,
     data_config: DataConfig,
     training_config: TrainingConfig,
     train: bool,
     num_frames: int | None = None,
+    position: tuple[int, int] | None = None,
 ) -> DataLoader:
     """A DataLoader of :class:`ClipDataset` clips configured from the run's config.
 
     Clips have ``num_frames`` frames (default ``training.num_observations``). Training shuffles and drops the
     last incomplete batch, except when the split has less than one full batch (then
     the only, smaller batch is kept, with a warning, instead of an empty epoch).
+
+    ``position``: ``(epoch, batches done in it)`` makes the training order a
+    :class:`ResumableSampler` starting there (a resumed run passes where it stopped).
     """
     dataset = ClipDataset(
         split_dir,
@@ -262,11 +316,16 @@ def make_dataloader(
         seed=training_config.seed,
         channels=data_config.channels,
     )
-    return loader_for(dataset, data_config, train, split_dir)
+    return loader_for(dataset, data_config, train, split_dir, position, training_config.seed)
 
 
 def loader_for(
-    dataset: Dataset, data_config: DataConfig, train: bool, where: str | os.PathLike
+    dataset: Dataset,
+    data_config: DataConfig,
+    train: bool,
+    where: str | os.PathLike,
+    position: tuple[int, int] | None = None,
+    seed: int = 0,
 ) -> DataLoader:
     """A DataLoader with the run's batch size and workers; training shuffles and drops the
     last partial batch (unless the split holds less than one batch, which is warned about)."""
@@ -281,12 +340,20 @@ def loader_for(
             stacklevel=2,
         )
     workers = data_config.num_workers
+    sampler = None
+    if train and position is not None:
+        epoch, batches_done = position
+        sampler = ResumableSampler(len(dataset), seed, epoch, skip=batches_done * batch_size)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         persistent_workers=workers > 0,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available(),
+        # Worker seeds from a generator of the loader's own: creating an iterator then
+        # draws nothing from torch's global generator, whose state a resume restores.
+        generator=torch.Generator().manual_seed(seed) if sampler is not None else None,
     )

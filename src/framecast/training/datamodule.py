@@ -30,6 +30,7 @@ class ClipDataModule(pl.LightningDataModule):
             self.config.training,
             train=train,
             num_frames=self.num_frames,
+            position=training_position(self.trainer) if train else None,
         )
 
     def train_dataloader(self):
@@ -40,3 +41,19 @@ class ClipDataModule(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test", train=False)
+
+
+def training_position(trainer: pl.Trainer | None) -> tuple[int, int] | None:
+    """``(epoch, batches done in it)`` of a single-process run, for a resumable data order.
+
+    Lightning asks for the training loader after restoring a resumed run's loop state, so
+    this is where the killed run stopped (``(0, 0)`` for a fresh run). None without a
+    trainer, and in multi-process runs, where Lightning's DistributedSampler shards and
+    shuffles the data per epoch instead (their resume restarts the epoch's order).
+    """
+    if trainer is None or trainer.world_size > 1:
+        return None
+    fit_loop = trainer.fit_loop
+    epoch = fit_loop.epoch_progress.current.processed
+    done = fit_loop.epoch_loop.batch_progress.current.completed
+    return epoch, done

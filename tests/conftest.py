@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -220,3 +221,23 @@ def shrink(request):
         return shrink_config(path, data_root, max_steps, autoencoder)
 
     return _shrink
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    """Encode (T, H, W, 3) uint8 as H.264 with the index up front (``faststart``)."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_mp4():
+    """Helper (path, (T, H, W, 3) uint8 frames) -> an H.264 mp4 at path."""
+    return _write_mp4

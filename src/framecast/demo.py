@@ -91,9 +91,7 @@ def demo_autoencoder_config(data_root: Path, sizes: dict) -> dict:
     }
 
 
-def demo_river_config(
-    data_root: Path, autoencoder: Path, sizes: dict, smoke_threshold: float
-) -> dict:
+def demo_river_config(data_root: Path, autoencoder: Path, sizes: dict) -> dict:
     """The shipped ``configs/smoke_dataset.yaml`` shrunk to demo length."""
     latent = sizes["size"] // 8
     steps = sizes["river_steps"]
@@ -108,7 +106,6 @@ def demo_river_config(
         "data.eval_clips_per_video=2",
         f"training.num_observations={sizes['observations']}",
         f"training.frames_to_generate={sizes['future']}",
-        f"training.smoke_threshold={smoke_threshold:.4g}",
         f"training.max_steps={steps}",
         "training.lr=1e-3",
         f"training.warmup_steps={min(50, steps)}",
@@ -170,11 +167,10 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     stage1 = load_autoencoder(ae.run_dir)
     cache = encode_dataset(stage1.model, data, stage1.image_size, str(ae.run_dir), overwrite=True)
     _say(cache.format())
-    threshold = cache.smoke.get("suggested_smoke_threshold", 0.1)
 
     _say(f"5/6 training the RIVER flow model for {sizes['river_steps']} steps")
     river_config = validate_config(
-        demo_river_config(data, ae.run_dir, sizes, threshold), "demo river config"
+        demo_river_config(data, ae.run_dir, sizes), "demo river config"
     )
     river = train(river_config, runs_dir=out, run_name="river", resume=False, overwrite=True)
     _say(river.format())
@@ -206,6 +202,11 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     )
     _say(f"results: {report}")
     return report
+
+
+def river_config_threshold(run_dir: Path) -> str:
+    """The smoke threshold a river run used, as its config.yaml records it."""
+    return str(read_yaml(Path(run_dir) / "config.yaml")["training"]["smoke_threshold"])
 
 
 def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, elapsed) -> str:
@@ -241,8 +242,8 @@ Test-split reconstruction ({recon.frames} frames):
 
 ## Stage 2: RIVER flow matching in latent space
 
-Latent cache: `{cache.path}`; training.smoke_threshold
-{cache.smoke.get("suggested_smoke_threshold", float("nan")):.3g}, as the cache suggested.
+Latent cache: `{cache.path}`; training.smoke_threshold: auto took
+{river_config_threshold(river.run_dir)} from it (the frames' smoke matched to latent cells).
 Trained {river.global_step} steps; run directory `{river.run_dir}`.
 
 Prediction of a held-out video ({gif.context} context frame(s), {sizes["future"]} predicted;

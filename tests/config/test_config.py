@@ -36,7 +36,8 @@ def test_defaults_and_values():
     assert config.data.image_size == 64
     assert config.training.smoke_weight == 5.0
     assert config.training.background_weight == 1.0
-    assert config.training.smoke_threshold == 0.1
+    assert config.training.smoke_threshold == "auto"
+    assert config.training.smoke_threshold_scale == 1.0
 
 
 def test_parse_override_types():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,20 +27,6 @@ def _write_frame_folder(folder: Path, frames: np.ndarray, suffix: str = ".png") 
     for t, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"frame_{t}{suffix}")
     return folder
-
-
-def _write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
-    """Encode (T, H, W, 3) uint8 as H.264 with the index up front (``faststart``)."""
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +49,3 @@ def random_frames():
 @pytest.fixture(scope="session")
 def write_frame_folder():
     return _write_frame_folder
-
-
-@pytest.fixture(scope="session")
-def write_mp4():
-    return _write_mp4

@@ -55,8 +55,9 @@ def test_encode_writes_aligned_latents_and_stats(tiny_dataset, tmp_path):
             np.testing.assert_allclose(reader.read(entry_index), expected, atol=1e-5)
             assert entry.meta["label"] in (0, 1)
     assert "mean" in summary.format() and len(summary.channel_mean) == 3
-    assert "suggested training.smoke_threshold" in summary.format()
+    assert "training.smoke_threshold: auto will use" in summary.format()
     assert info["smoke"]["suggested_smoke_threshold"] == summary.smoke["suggested_smoke_threshold"]
+    assert info["smoke"]["mask_definition"] == "distance_from_black_frame"
 
 
 def test_same_weights_reuse_other_weights_refused(tiny_dataset, tmp_path):
@@ -125,12 +126,14 @@ def test_encode_cli_with_trained_autoencoder(tiny_dataset, tmp_path, shrink, cap
 def test_smoke_statistics_suggest_a_threshold_matching_the_frames():
     import torch
 
-    from framecast.data.latent_cache import latent_smoke_statistics
+    from framecast.losses.smoke_mask import NoSmokeFoundError, threshold_statistics
 
     cells = torch.zeros(10, 4, 4, dtype=torch.bool)
     cells[:, :2] = True  # half of the cells are smoke
     norms = torch.where(cells, 3.0, 1.0) + 0.1 * torch.rand(10, 4, 4)
-    stats = latent_smoke_statistics(cells, norms)
+    with pytest.raises(NoSmokeFoundError, match="no smoke in 10 frames"):
+        threshold_statistics(torch.zeros_like(cells), norms)
+    stats = threshold_statistics(cells, norms)
     assert stats["frame_smoke_cell_share"] == 0.5
     assert 1.1 <= stats["suggested_smoke_threshold"] <= 3.0
     assert stats["suggested_threshold_iou"] == 1.0

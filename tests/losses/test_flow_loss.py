@@ -54,7 +54,9 @@ def test_unit_weights_equal_plain_mse():
     g = torch.Generator().manual_seed(0)
     v, u, z = (torch.randn(3, 4, 5, 5, generator=g) for _ in range(3))
     v.requires_grad_(True)
-    out = weighted_flow_matching_loss(v, u, z, smoke_weight=1.0, background_weight=1.0)
+    out = weighted_flow_matching_loss(
+        v, u, z, smoke_threshold=0.1, smoke_weight=1.0, background_weight=1.0
+    )
     assert torch.equal(out.loss, F.mse_loss(v, u))
     assert out.loss.requires_grad and not out.mse.requires_grad
     assert torch.equal(out.mse, F.mse_loss(v, u).detach())
@@ -65,7 +67,9 @@ def test_uniform_targets_scale_by_their_weight(smoke):
     g = torch.Generator().manual_seed(0)
     v, u = (torch.randn(2, 4, 3, 3, generator=g) for _ in range(2))
     z = torch.full((2, 4, 3, 3), 1.0 if smoke else 0.0)
-    out = weighted_flow_matching_loss(v, u, z, smoke_weight=5.0, background_weight=0.5)
+    out = weighted_flow_matching_loss(
+        v, u, z, smoke_threshold=0.1, smoke_weight=5.0, background_weight=0.5
+    )
     factor = 5.0 if smoke else 0.5
     assert torch.allclose(out.loss, factor * F.mse_loss(v, u), rtol=1e-6, atol=0)
     assert out.smoke_ratio.item() == (1.0 if smoke else 0.0)
@@ -88,7 +92,43 @@ def test_smoke_ratio_and_weighted_value():
     z[1, 0, 1, :] = 1.0  # 3 of 8 pixels are smoke
     v = torch.ones(2, 1, 2, 2)
     u = torch.zeros(2, 1, 2, 2)
-    out = weighted_flow_matching_loss(v, u, z, smoke_weight=5.0, background_weight=1.0)
+    out = weighted_flow_matching_loss(
+        v, u, z, smoke_threshold=0.1, smoke_weight=5.0, background_weight=1.0
+    )
     assert out.smoke_ratio.item() == pytest.approx(3 / 8)
     assert out.loss.item() == pytest.approx((3 * 5.0 + 5 * 1.0) / 8)
     assert out.mse.item() == 1.0
+    assert out.smoke_pixels == 3 and out.pixels == 8
+
+
+def test_logged_names_mean_what_the_users_mean():
+    """flow_matching_mse is the weighted loss that is optimised; the unweighted MSE and the
+    per-region MSEs say where the error lives."""
+    z = torch.zeros(1, 1, 2, 2)
+    z[0, 0, 0, :] = 1.0  # top row smoke
+    v = torch.tensor([[[[2.0, 2.0], [1.0, 1.0]]]])  # errors: smoke 4, background 1
+    u = torch.zeros(1, 1, 2, 2)
+    out = weighted_flow_matching_loss(
+        v, u, z, smoke_threshold=0.5, smoke_weight=5.0, background_weight=1.0
+    )
+    logged = out.logged()
+    assert logged["Training/Loss/flow_matching_mse"].item() == pytest.approx((2 * 5 * 4 + 2) / 4)
+    assert logged["Training/Loss/flow_matching_mse_unweighted"].item() == pytest.approx(10 / 4)
+    assert logged["Training/Loss/smoke_mse"].item() == pytest.approx(4.0)
+    assert logged["Training/Loss/background_mse"].item() == pytest.approx(1.0)
+    assert logged["Training/Stats/smoke_ratio"].item() == pytest.approx(0.5)
+    assert not logged["Training/Loss/flow_matching_mse"].requires_grad
+    # No smoke in the batch: the smoke MSE is undefined (NaN), not 0.
+    empty = weighted_flow_matching_loss(v, u, torch.zeros_like(z), smoke_threshold=0.5)
+    assert torch.isnan(empty.smoke_mse) and empty.background_mse.item() == pytest.approx(2.5)
+
+
+def test_mask_is_measured_from_the_black_frames_latent():
+    """A background that encodes far from 0 is not smoke once measured from its own latent."""
+    background = torch.full((2, 2, 2), 3.0)  # the black frame's latent: norm 4.2 everywhere
+    z = background.clone()[None]
+    z[0, :, 1, 1] += torch.tensor([0.3, 0.4])  # one cell 0.5 away from the background
+    _, plain = smoke_weights(z, smoke_threshold=0.1)
+    assert plain.all()  # the users' rule on such latents: everything is "smoke"
+    _, mask = smoke_weights(z, smoke_threshold=0.1, background_latent=background)
+    assert mask.flatten().tolist() == [False, False, False, True]

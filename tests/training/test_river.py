@@ -66,6 +66,7 @@ def _tiny_config(data_root, autoencoder, *extra):
     overrides = [
         f"data.root={data_root}",
         f"model.autoencoder={autoencoder}",
+        "data.image_size=32",
         "model.vector_field_regressor.state_res=[4, 4]",
         "model.vector_field_regressor.inner_dim=32",
         "data.batch_size=2",
@@ -161,8 +162,10 @@ def test_missing_latent_split_is_a_clear_error(tmp_path):
 
 
 def test_smoke_ratio_warning_once(tiny_dataset, tiny_autoencoder_run):
-    module = RiverModule(_tiny_config(tiny_dataset, tiny_autoencoder_run))
-    with pytest.warns(SmokeRatioWarning, match="above 0.5.*smoke_threshold=0.1"):
+    module = RiverModule(
+        _tiny_config(tiny_dataset, tiny_autoencoder_run, "training.smoke_threshold=0.1")
+    )
+    with pytest.warns(SmokeRatioWarning, match="above 0.5.*smoke_threshold=0.1.*auto derives"):
         for _ in range(60):
             module._check_smoke_ratio(0.9)
     with warnings.catch_warnings():

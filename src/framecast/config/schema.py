@@ -69,10 +69,23 @@ class TrainingConfig(Section):
     num_observations: PositiveInt = Field(10, description="frames per training clip")
     condition_frames: PositiveInt = 1
     frames_to_generate: PositiveInt = 9
-    # Smoke-mask weighting of the flow-matching loss (stage 2).
-    smoke_weight: float = Field(5.0, ge=0)
-    background_weight: float = Field(1.0, ge=0)
-    smoke_threshold: float = Field(0.1, ge=0)
+    # Smoke-mask weighting of the flow-matching loss (stage 2): a latent cell is smoke when
+    # ||z - z_black|| > smoke_threshold (z_black: the latent of an all-black frame; see
+    # framecast.losses.smoke_mask). `auto` derives the threshold from the data at the start
+    # of a run and writes the number it used into the run's config.yaml.
+    smoke_weight: float = Field(5.0, ge=0, description="loss weight of smoke latent pixels")
+    background_weight: float = Field(1.0, ge=0, description="loss weight of the other pixels")
+    smoke_threshold: float | Literal["auto"] = Field(
+        "auto",
+        description="'auto' (from the data) or a number >= 0: distance of the target latent "
+        "from the all-black frame's latent above which a latent pixel is smoke",
+    )
+    smoke_threshold_scale: float = Field(
+        1.0,
+        gt=0,
+        description="multiplies the derived threshold when smoke_threshold is auto "
+        "(< 1: more cells count as smoke, > 1: fewer)",
+    )
     # Warm start (sweep phases): model weights only, from another run of the same kind.
     init_from: str | None = Field(
         None, description="run directory or checkpoint whose model weights start this run"
@@ -86,12 +99,34 @@ class TrainingConfig(Section):
     def _precision_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value  # YAML reads `precision: 32` as int
 
+    @field_validator("smoke_threshold", mode="before")
+    @classmethod
+    def _smoke_threshold(cls, value: Any) -> Any:
+        # One clear message instead of pydantic's two (one per member of the union).
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"expected 'auto' or a number >= 0, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"expected 'auto' or a number >= 0, got {value!r}") from None
+        if not number >= 0 or number == float("inf"):  # also rejects NaN
+            raise ValueError(f"expected 'auto' or a finite number >= 0, got {value!r}")
+        return number
+
     @model_validator(mode="after")
     def _check_frames(self) -> TrainingConfig:
         if self.condition_frames >= self.num_observations:
             raise ValueError(
                 f"condition_frames ({self.condition_frames}) must be smaller than "
                 f"num_observations ({self.num_observations})"
+            )
+        if self.smoke_threshold != "auto" and self.smoke_threshold_scale != 1.0:
+            raise ValueError(
+                f"smoke_threshold_scale={self.smoke_threshold_scale} scales the derived "
+                f"threshold of smoke_threshold: auto; with smoke_threshold="
+                f"{self.smoke_threshold} set the number you want instead"
             )
         return self
 

@@ -23,46 +23,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from framecast.data.shard import ShardWriter
 from framecast.data.sources import SPLITS, center_crop_resize, has_videos, open_split
 from framecast.errors import DataError
-from framecast.eval.metrics import smoke_mask
+from framecast.losses.smoke_mask import (
+    NoSmokeFoundError,
+    black_frame_latent,
+    frame_smoke_cells,
+    latent_smoke_distance,
+    threshold_statistics,
+)
 from framecast.models.autoencoder.autoencoder import ChannelMoments
 from framecast.utils import atomic_write_text
 
 CACHE_DIR = "latents"
 CACHE_INFO = "cache.json"
-# Frame-space smoke: mean brightness in [0, 1] above this (eval.metrics.smoke_mask) ...
-FRAME_SMOKE_THRESHOLD = 0.1
-# ... and a latent cell counts as smoke when at least this share of its pixels is smoke.
-SMOKE_CELL_SHARE = 0.25
-
-
-def latent_smoke_statistics(cell_masks: torch.Tensor, norms: torch.Tensor) -> dict[str, float]:
-    """How well ``||z|| > threshold`` finds smoke, for choosing ``training.smoke_threshold``.
-
-    cell_masks: (N, h, w) bool, latent cells whose frame patch is smoke (see
-    ``SMOKE_CELL_SHARE``). norms: (N, h, w) L2 norms of the latents over channels.
-    The suggested threshold marks the same share of cells as smoke as the frames do
-    (a quantile of the norms); ``iou`` says how well the two masks then overlap.
-    """
-    share = float(cell_masks.float().mean())
-    norms = norms.flatten().double()
-    suggested = float(torch.quantile(norms[:: max(1, norms.numel() // 1_000_000)], 1.0 - share))
-    mask = norms > suggested
-    cells = cell_masks.flatten()
-    union = (mask | cells).sum().clamp_min(1)
-    return {
-        "frame_smoke_cell_share": share,
-        "suggested_smoke_threshold": suggested,
-        "suggested_threshold_iou": float((mask & cells).sum() / union),
-        "smoke_ratio_at_0.1": float((norms > 0.1).double().mean()),
-    }
-
-
 def model_fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 of a model's state dict (names, shapes, values): identifies the weights."""
     digest = hashlib.sha256()
@@ -84,7 +61,7 @@ class LatentCacheSummary:
     latent_shape: tuple[int, ...] = ()
     channel_mean: list[float] = field(default_factory=list)
     channel_std: list[float] = field(default_factory=list)
-    smoke: dict[str, float] = field(default_factory=dict)
+    smoke: dict[str, float | str] = field(default_factory=dict)
 
     def format(self) -> str:
         if self.reused:
@@ -99,10 +76,15 @@ class LatentCacheSummary:
         )
         if self.smoke:
             lines.append(
-                f"smoke in latent space: ||z|| > 0.1 marks {self.smoke['smoke_ratio_at_0.1']:.1%} "
-                f"of latent pixels, the frames {self.smoke['frame_smoke_cell_share']:.1%}; "
-                f"suggested training.smoke_threshold={self.smoke['suggested_smoke_threshold']:.2f} "
+                f"smoke in latent space (||z - z_black|| > threshold): the frames' smoke covers "
+                f"{self.smoke['frame_smoke_cell_share']:.1%} of latent cells; "
+                f"training.smoke_threshold: auto will use "
+                f"{self.smoke['suggested_smoke_threshold']:.3g} "
                 f"(IoU {self.smoke['suggested_threshold_iou']:.2f} with the frames' smoke)"
+            )
+        else:
+            lines.append(
+                "no smoke found in the training frames: smoke_threshold: auto cannot be used"
             )
         return "\n".join(lines)
 
@@ -155,7 +137,8 @@ def encode_dataset(
     summary = LatentCacheSummary(out, reused=False)
     train_moments = ChannelMoments()
     cell_masks: list[torch.Tensor] = []  # train split: frame-space smoke per latent cell
-    norms: list[torch.Tensor] = []
+    distances: list[torch.Tensor] = []  # train split: ||z - z_black|| per latent cell
+    background: torch.Tensor | None = None
     try:
         for split in splits:
             videos = open_split(data_root / split)
@@ -180,17 +163,24 @@ def encode_dataset(
                     frames_total += latents.shape[0]
                     if split == "train":
                         train_moments.update(latents)
-                        pixels = smoke_mask(x, FRAME_SMOKE_THRESHOLD).float()  # (T, 1, H, W)
-                        cells = F.adaptive_avg_pool2d(pixels, latents.shape[-2:])
-                        cell_masks.append(cells[:, 0] >= SMOKE_CELL_SHARE)
-                        norms.append(torch.linalg.vector_norm(latents, dim=1))
+                        if background is None:
+                            background = black_frame_latent(
+                                lambda f: model.encode_latents(f.to(device)).float().cpu(),
+                                x.shape[1],
+                                image_size,
+                            )
+                        cell_masks.append(frame_smoke_cells(x, tuple(latents.shape[-2:])))
+                        distances.append(latent_smoke_distance(latents, background))
                     summary.latent_shape = tuple(latents.shape[1:])
             summary.videos[split] = len(videos)
             summary.frames[split] = frames_total
         if train_moments.count:
             mean, std = train_moments.mean_std()
             summary.channel_mean, summary.channel_std = mean.tolist(), std.tolist()
-            summary.smoke = latent_smoke_statistics(torch.cat(cell_masks), torch.cat(norms))
+            try:
+                summary.smoke = threshold_statistics(torch.cat(cell_masks), torch.cat(distances))
+            except NoSmokeFoundError:
+                summary.smoke = {}  # not smoke data: caching still works, auto will refuse
         atomic_write_text(
             staging / CACHE_INFO,
             json.dumps(

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from framecast.checkpoint import read_checkpoint, resolve_checkpoint
 from framecast.config import Config
 from framecast.data.dataset import ClipDataset, split_dir
-from framecast.data.latent_cache import FRAME_SMOKE_THRESHOLD
+from framecast.losses.smoke_mask import FRAME_SMOKE_THRESHOLD
 from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.eval import metrics as M
 from framecast.eval.plots import pyplot, save_figure, save_image_grid, to_uint8_images

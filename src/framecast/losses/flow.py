@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from framecast.flow.path import CondOTPath
+from framecast.losses.smoke_mask import latent_smoke_distance
 
 
 def sample_river_indices(
@@ -52,18 +53,22 @@ def sample_river_indices(
 
 def smoke_weights(
     z_target: Tensor,
-    smoke_threshold: float = 0.1,
+    smoke_threshold: float,
     smoke_weight: float = 5.0,
     background_weight: float = 1.0,
+    background_latent: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-pixel loss weights from the target latent.
 
     z_target: (B, C, H, W). A pixel is smoke where the L2 norm over channels of the target
-    latent exceeds ``smoke_threshold`` (the background encodes to latents near 0).
+    latent, measured from ``background_latent`` (C, H, W: the latent of an all-black frame,
+    see :mod:`framecast.losses.smoke_mask`; ``None``: from 0, the users' rule verbatim),
+    exceeds ``smoke_threshold``.
     Returns ``(weights, smoke_mask)``: (B, 1, H, W) float weights
     ``mask * smoke_weight + (1 - mask) * background_weight`` and the (B, 1, H, W) bool mask.
     """
-    mask = torch.linalg.vector_norm(z_target, dim=1, keepdim=True) > smoke_threshold
+    distance = latent_smoke_distance(z_target, background_latent).unsqueeze(1)
+    mask = distance > smoke_threshold
     maskf = mask.to(z_target.dtype)
     weights = maskf * smoke_weight + (1.0 - maskf) * background_weight
     return weights, mask
@@ -71,40 +76,80 @@ def smoke_weights(
 
 @dataclass
 class FlowLossOutput:
-    """Result of :func:`weighted_flow_matching_loss`.
+    """Result of :func:`weighted_flow_matching_loss`; every field but ``loss`` is detached.
 
-    loss: scalar with graph, the smoke-weighted mean squared error.
-    mse: scalar, detached, unweighted MSE (logged as ``Training/Loss/flow_matching_mse``).
-    smoke_ratio: scalar, detached, fraction of smoke pixels (``Training/Stats/smoke_ratio``).
+    The logging names are the users' (``Training/Loss/...``, ``Training/Stats/...``):
+
+    loss: scalar with graph, the smoke-weighted MSE that is optimised
+        (``Training/Loss/flow_matching_mse``).
+    mse: unweighted MSE (``Training/Loss/flow_matching_mse_unweighted``): comparable
+        across weightings, unlike ``loss``.
+    smoke_mse, background_mse: unweighted MSE over smoke / background pixels only
+        (``Training/Loss/smoke_mse``, ``background_mse``); NaN when the batch has none.
+    smoke_ratio: fraction of smoke pixels (``Training/Stats/smoke_ratio``).
+    smoke_pixels: number of smoke latent pixels in the batch (for exact averages over
+        batches); background pixels = B * H * W - smoke_pixels.
     """
 
     loss: Tensor
     mse: Tensor
     smoke_ratio: Tensor
+    smoke_mse: Tensor
+    background_mse: Tensor
+    smoke_pixels: int = 0
+    pixels: int = 0
+
+    def logged(self) -> dict[str, Tensor]:
+        """The users' logging names -> values (detached)."""
+        return {
+            "Training/Loss/flow_matching_mse": self.loss.detach(),
+            "Training/Loss/flow_matching_mse_unweighted": self.mse,
+            "Training/Loss/smoke_mse": self.smoke_mse,
+            "Training/Loss/background_mse": self.background_mse,
+            "Training/Stats/smoke_ratio": self.smoke_ratio,
+        }
 
 
 def weighted_flow_matching_loss(
     v_pred: Tensor,
     u_target: Tensor,
     z_target: Tensor,
-    smoke_threshold: float = 0.1,
+    smoke_threshold: float,
     smoke_weight: float = 5.0,
     background_weight: float = 1.0,
+    background_latent: Tensor | None = None,
 ) -> FlowLossOutput:
     """Flow-matching regression with smoke pixels weighted up.
 
     v_pred, u_target: (B, C, H, W) predicted and target velocities.
-    z_target: (B, C, H, W) clean target latent z_k, which decides the smoke mask.
+    z_target: (B, C, H, W) clean target latent z_k, which decides the smoke mask
+    (:func:`smoke_weights`, with ``background_latent``).
     loss = mean over (B, C, H, W) of weight * (v_pred - u_target)^2, the weight broadcast
     over channels; at weights 1/1 it equals ``F.mse_loss(v_pred, u_target)``.
     """
-    weights, mask = smoke_weights(z_target, smoke_threshold, smoke_weight, background_weight)
+    weights, mask = smoke_weights(
+        z_target, smoke_threshold, smoke_weight, background_weight, background_latent
+    )
     squared_error = (v_pred - u_target).pow(2)
     loss = (weights * squared_error).mean()
+    with torch.no_grad():
+        per_pixel = squared_error.detach().mean(dim=1, keepdim=True)  # (B, 1, H, W)
+        smoke_pixels = int(mask.sum())
+        pixels = mask.numel()
+        smoke_sum = per_pixel[mask].sum()
+        background_sum = per_pixel.sum() - smoke_sum
+        nan = torch.tensor(float("nan"), device=per_pixel.device)
+        smoke_mse = smoke_sum / smoke_pixels if smoke_pixels else nan
+        background_count = pixels - smoke_pixels
+        background_mse = background_sum / background_count if background_count else nan
     return FlowLossOutput(
         loss=loss,
         mse=squared_error.detach().mean(),
         smoke_ratio=mask.float().mean(),
+        smoke_mse=smoke_mse,
+        background_mse=background_mse,
+        smoke_pixels=smoke_pixels,
+        pixels=pixels,
     )
 
 
@@ -113,17 +158,19 @@ def river_flow_loss(
     path: CondOTPath,
     latents: Tensor,
     condition_frames: int,
-    smoke_threshold: float = 0.1,
+    smoke_threshold: float,
     smoke_weight: float = 5.0,
     background_weight: float = 1.0,
     generator: torch.Generator | None = None,
+    background_latent: Tensor | None = None,
 ) -> FlowLossOutput:
     """The RIVER training objective on one random (target, reference, context) per clip.
 
     latents: (B, N, C, h, w) clip latents. Per clip: k, k - 1 and c from
     :func:`sample_river_indices`, t ~ U[0, 1], ε ~ N(0, I), x_t on ``path``; the
     regressor's velocity ``vector_field(x_t, z_ref, z_ctx, tau, t)`` is regressed onto
-    u = z_k - (1 - σ) ε with the smoke weighting. Random draws use ``generator`` (CPU)
+    u = z_k - (1 - σ) ε with the smoke weighting (mask measured from ``background_latent``,
+    (C, h, w), see :func:`smoke_weights`). Random draws use ``generator`` (CPU)
     and are moved to the latents' device. The loss is computed in fp32.
     """
     batch, num_frames = latents.shape[:2]
@@ -146,4 +193,5 @@ def river_flow_loss(
         smoke_threshold=smoke_threshold,
         smoke_weight=smoke_weight,
         background_weight=background_weight,
+        background_latent=background_latent,
     )

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from framecast.config import Config
 from framecast.config.river import RiverConfig
 from framecast.data.dataset import make_dataloader, split_dir
 from framecast.data.latent_cache import model_fingerprint, read_cache_info
 from framecast.data.latent_dataset import make_latent_dataloader
+from framecast.data.sources import center_crop_resize, open_split
 from framecast.errors import ConfigError, DataError
 from framecast.eval.metrics import psnr
 from framecast.eval.plots import save_image_grid, to_uint8_images
@@ -30,6 +35,14 @@ from framecast.flow.path import CondOTPath
 from framecast.flow.sampling import SamplerConfig, rollout
 from framecast.flow.solvers import SolverConfig
 from framecast.losses.flow import FlowLossOutput, river_flow_loss
+from framecast.losses.smoke_mask import (
+    MASK_DEFINITION,
+    NoSmokeFoundError,
+    black_frame_latent,
+    frame_smoke_cells,
+    latent_smoke_distance,
+    threshold_statistics,
+)
 from framecast.models.autoencoder.loading import LoadedAutoencoder, load_autoencoder
 from framecast.models.river import VectorFieldRegressor
 from framecast.training.datamodule import ClipDataModule
@@ -41,6 +54,8 @@ SMOKE_RATIO_WINDOW = 50
 SMOKE_RATIO_RANGE = (0.05, 0.5)
 SAMPLE_CLIPS = 4  # clips shown in each validation rollout strip
 VALIDATION_SAMPLER = SamplerConfig(SolverConfig("euler", 10))
+# Without a latent cache, `smoke_threshold: auto` looks at this many training videos.
+AUTO_THRESHOLD_VIDEOS = 32
 
 
 class SmokeRatioWarning(UserWarning):
@@ -55,6 +70,14 @@ def load_stage1(config: Config) -> LoadedAutoencoder:
             "model.autoencoder: name the trained stage-1 run (RUN_DIR_OR_CHECKPOINT) for kind river"
         )
     loaded = load_autoencoder(cfg.autoencoder)
+    if config.data.image_size != loaded.image_size:
+        # Frames are encoded at the size the autoencoder saw; training at another size
+        # without a word would make every figure of the run refer to the wrong resolution.
+        raise ConfigError(
+            f"data.image_size={config.data.image_size}, but the autoencoder "
+            f"{cfg.autoencoder} was trained on {loaded.image_size}×{loaded.image_size} frames; "
+            f"set data.image_size={loaded.image_size}"
+        )
     ae_cfg = loaded.config.model
     res = ae_cfg.latent_resolution(loaded.image_size)
     vfr = cfg.vector_field_regressor
@@ -68,13 +91,98 @@ def load_stage1(config: Config) -> LoadedAutoencoder:
     return loaded
 
 
-def _suggested_smoke_threshold(config: Config) -> float | None:
-    """The threshold ``framecast encode`` derived from the frames' smoke, if cached."""
+@dataclass
+class SmokeThresholdChoice:
+    """The threshold a run's smoke mask uses, and where it came from."""
+
+    threshold: float
+    source: str  # "config" | "latent cache" | "training frames"
+    derived: float | None = None  # the data's threshold before smoke_threshold_scale
+    scale: float = 1.0
+    statistics: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        if self.source == "config":
+            return f"training.smoke_threshold={self.threshold:.4g} (from the config)"
+        stats = self.statistics or {}
+        scaled = f" × smoke_threshold_scale {self.scale:g}" if self.scale != 1.0 else ""
+        return (
+            f"training.smoke_threshold=auto -> {self.threshold:.4g} ({self.derived:.4g}{scaled}; "
+            f"from the {self.source}: the frames' smoke covers "
+            f"{stats.get('frame_smoke_cell_share', float('nan')):.1%} of latent cells, IoU "
+            f"{stats.get('suggested_threshold_iou', float('nan')):.2f}); written to config.yaml"
+        )
+
+
+def _cached_smoke_statistics(config: Config, autoencoder: torch.nn.Module) -> dict | None:
+    """The smoke statistics ``framecast encode`` wrote for these weights, if current."""
     try:
         info = read_cache_info(config.data.root) if config.data.root else None
     except DataError:
         return None
-    return ((info or {}).get("smoke") or {}).get("suggested_smoke_threshold")
+    if not info or info.get("fingerprint") != model_fingerprint(autoencoder):
+        return None
+    smoke = info.get("smoke") or {}
+    # Caches written before the mask was measured from the black frame's latent hold a
+    # threshold on another scale: derive afresh instead.
+    return smoke if smoke.get("mask_definition") == MASK_DEFINITION else None
+
+
+@torch.no_grad()
+def smoke_statistics_from_frames(
+    data_root: str | Path,
+    autoencoder: torch.nn.Module,
+    image_size: int,
+    background: torch.Tensor,
+    max_videos: int = AUTO_THRESHOLD_VIDEOS,
+) -> dict[str, Any]:
+    """:func:`threshold_statistics` on up to ``max_videos`` evenly spaced training videos.
+
+    Raises :class:`DataError` naming the folder when the frames hold no smoke.
+    """
+    train = Path(data_root) / "train"
+    videos = open_split(train)
+    picks = np.linspace(0, len(videos) - 1, min(max_videos, len(videos))).round().astype(int)
+    cells, distances = [], []
+    for index in sorted(set(picks.tolist())):
+        frames = videos[index].read()  # (T, H, W, C) uint8
+        if frames.shape[1:3] != (image_size, image_size):
+            frames = center_crop_resize(frames, image_size)
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        for chunk in x.split(256):
+            latents = autoencoder.encode_latents(chunk).float()
+            cells.append(frame_smoke_cells(chunk, tuple(latents.shape[-2:])))
+            distances.append(latent_smoke_distance(latents, background))
+    try:
+        return threshold_statistics(torch.cat(cells), torch.cat(distances))
+    except NoSmokeFoundError as exc:
+        raise DataError(
+            f"{train}: training.smoke_threshold=auto found {exc}; set training.smoke_threshold "
+            "to a number or check the data"
+        ) from None
+
+
+def resolve_smoke_threshold(
+    config: Config, autoencoder: torch.nn.Module, image_size: int, background: torch.Tensor
+) -> SmokeThresholdChoice:
+    """The run's smoke threshold: the config's number, or ``auto`` taken from the latent
+    cache's statistics (same weights, same mask definition) or else from training frames."""
+    t = config.training
+    if t.smoke_threshold != "auto":
+        return SmokeThresholdChoice(float(t.smoke_threshold), "config")
+    stats = _cached_smoke_statistics(config, autoencoder)
+    source = "latent cache"
+    if stats is None:
+        if not config.data.root:
+            raise ConfigError(
+                "training.smoke_threshold=auto needs data.root (the data to derive it from)"
+            )
+        stats = smoke_statistics_from_frames(config.data.root, autoencoder, image_size, background)
+        source = "training frames"
+    derived = float(stats["suggested_smoke_threshold"])
+    return SmokeThresholdChoice(
+        derived * t.smoke_threshold_scale, source, derived, t.smoke_threshold_scale, stats
+    )
 
 
 class RiverModule(FramecastModule):
@@ -89,7 +197,23 @@ class RiverModule(FramecastModule):
         self.image_size = stage1.image_size
         self.model = VectorFieldRegressor.from_config(cfg.vector_field_regressor)
         self.path = CondOTPath(cfg.sigma)
-        self._suggested_threshold = _suggested_smoke_threshold(config)
+        channels = stage1.config.data.channels
+        # The smoke mask is measured from the black background's latent (losses.smoke_mask);
+        # not persistent: it follows from the frozen autoencoder.
+        self.register_buffer(
+            "background_latent",
+            black_frame_latent(self.autoencoder.encode_latents, channels, self.image_size),
+            persistent=False,
+        )
+        self.smoke_threshold_choice = resolve_smoke_threshold(
+            config, self.autoencoder, self.image_size, self.background_latent
+        )
+        if config.training.smoke_threshold == "auto":
+            # config.yaml and the checkpoints record the number this run used; a resumed
+            # run reads that number back and derives nothing.
+            config.training.smoke_threshold_scale = 1.0
+            config.training.smoke_threshold = self.smoke_threshold_choice.threshold
+            rank_zero_info(self.smoke_threshold_choice.describe())
         self._recent_smoke_ratio: deque[float] = deque(maxlen=SMOKE_RATIO_WINDOW)
         self._smoke_ratio_warned = False
         self._sample_batch: torch.Tensor | None = None
@@ -126,18 +250,20 @@ class RiverModule(FramecastModule):
             self.path,
             latents,
             t.condition_frames,
-            smoke_threshold=t.smoke_threshold,
+            smoke_threshold=float(t.smoke_threshold),
             smoke_weight=t.smoke_weight,
             background_weight=t.background_weight,
             generator=generator,
+            background_latent=self.background_latent,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         out = self.flow_loss(self.clip_latents(batch))
-        self.check_finite(out.loss, {"flow_matching_mse": out.mse})
+        self.check_finite(out.loss, {"flow_matching_mse_unweighted": out.mse})
         self.log("train/loss", out.loss.detach(), prog_bar=True)
-        self.log("Training/Loss/flow_matching_mse", out.mse)
-        self.log("Training/Stats/smoke_ratio", out.smoke_ratio)
+        for name, value in out.logged().items():
+            if not torch.isnan(value):  # a batch without smoke (or background) has no such MSE
+                self.log(name, value)
         self._check_smoke_ratio(float(out.smoke_ratio))
         return out.loss
 
@@ -152,10 +278,11 @@ class RiverModule(FramecastModule):
             threshold = self.config.training.smoke_threshold
             side = "below" if mean < low else "above"
             hint = (
-                f"; the latent cache suggests {self._suggested_threshold:.2f} "
-                f"({self.config.data.root}/latents/cache.json)"
-                if self._suggested_threshold is not None
-                else ""
+                "; smoke_threshold: auto derives it from the data"
+                if self.smoke_threshold_choice.source == "config"
+                else "; the data's own smoke covers "
+                f"{(self.smoke_threshold_choice.statistics or {}).get('frame_smoke_cell_share', 0):.1%}"
+                " of latent cells: is the background black?"
             )
             warnings.warn(
                 f"smoke ratio stayed {side} {low if mean < low else high} over the last "
@@ -175,12 +302,32 @@ class RiverModule(FramecastModule):
         # The same draws at every validation, so the curve shows the model, not the noise.
         generator = torch.Generator().manual_seed(self.config.training.seed + batch_idx)
         out = self.flow_loss(latents, generator)
+        # val/loss and val/flow_matching_mse are the weighted loss (they grow with
+        # smoke_weight); compare weightings on the unweighted and per-region MSEs.
         self.log_dict_prefixed(
             "val",
-            {"loss": out.loss, "flow_matching_mse": out.mse, "smoke_ratio": out.smoke_ratio},
+            {
+                "loss": out.loss,
+                "flow_matching_mse": out.loss,
+                "flow_matching_mse_unweighted": out.mse,
+                "smoke_ratio": out.smoke_ratio,
+            },
             on_epoch=True,
             batch_size=latents.shape[0],
         )
+        # Region MSEs averaged over pixels, not batches: each batch weighs by its pixel count.
+        background_pixels = out.pixels - out.smoke_pixels
+        if out.smoke_pixels:
+            self.log_dict_prefixed(
+                "val", {"smoke_mse": out.smoke_mse}, on_epoch=True, batch_size=out.smoke_pixels
+            )
+        if background_pixels:
+            self.log_dict_prefixed(
+                "val",
+                {"background_mse": out.background_mse},
+                on_epoch=True,
+                batch_size=background_pixels,
+            )
         if batch_idx == 0:
             self._validation_rollout(latents[:SAMPLE_CLIPS])
 
@@ -233,6 +380,13 @@ class RiverModule(FramecastModule):
             "image_size": self.image_size,
             "autoencoder_config": self.autoencoder_config,
             "autoencoder_fingerprint": model_fingerprint(self.autoencoder),
+            "smoke_threshold": {
+                "threshold": self.smoke_threshold_choice.threshold,
+                "source": self.smoke_threshold_choice.source,
+                "derived": self.smoke_threshold_choice.derived,
+                "scale": self.smoke_threshold_choice.scale,
+                "mask_definition": MASK_DEFINITION,
+            },
         }
 
 

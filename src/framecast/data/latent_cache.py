@@ -40,6 +40,8 @@ from framecast.utils import atomic_write_text
 
 CACHE_DIR = "latents"
 CACHE_INFO = "cache.json"
+
+
 def model_fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 of a model's state dict (names, shapes, values): identifies the weights."""
     digest = hashlib.sha256()

@@ -60,8 +60,9 @@ def test_lsf_scripts(tmp_path):
         "#BSUB -n 48",  # 2 nodes × 4 GPUs × 6 cores
         '#BSUB -R "span[ptile=24]"',
         '#BSUB -gpu "num=4:mode=exclusive_process"',
-        '#BSUB -R "rusage[mem=64G]"',
-        "#BSUB -M 64G",
+        # Per node whatever the cluster's reservation default (per host, or per slot).
+        '#BSUB -R "rusage[mem=64G/host]"',
+        "#BSUB -M 64G",  # a per-process (or per-job) limit, never per slot
         "#BSUB -W 2:31",  # minute resolution, rounded up
         "#BSUB -q gpu_long",
         "#BSUB -P proj42",
@@ -155,3 +156,82 @@ def test_submit_without_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(bin_dir))
     with pytest.raises(FramecastError, match="is bsub on PATH"):
         run_sweep(PHASE1_4, tmp_path / "runs", launcher="lsf", submit=True)
+
+
+def _two_gpu_types(tmp_path: Path, lsf_memory: str = "host") -> Path:
+    """phase1_4's experiments, F3 in the long form on another queue and GPU model."""
+    spec = tmp_path / "gpu_types.yaml"
+    spec.write_text(
+        f"""
+name: gpu_types
+base: {REPO / "configs" / "f1_rgb_only.yaml"}
+experiments:
+  f1_rgb_only: []
+  f2_rgb_seg: [model.seg_weight=0.05, model.seg_classes=2]
+  f3_rgb_seg_cls:
+    overrides: [model.seg_weight=0.05, model.cls_weight=0.01, model.seg_classes=2,
+                model.num_classes=3]
+    resources: {{queue: gpu_h100, gpu_model: NVIDIAH100, memory: 96G}}
+resources:
+  {{gpus: 1, cpus: 8, memory: 32G, queue: gpu_v100, partition: v100, gpu_model: TeslaV100,
+    lsf_memory: {lsf_memory}, time: "6:00"}}
+"""
+    )
+    return spec
+
+
+def test_an_experiment_overrides_its_resources(tmp_path):
+    lsf = run_sweep(_two_gpu_types(tmp_path), tmp_path / "lsf", launcher="lsf", dry_run=True)
+    jobs = lsf.sweep_dir / "jobs"
+    for run in ("f1_rgb_only", "f2_rgb_seg"):
+        text = (jobs / f"{run}.lsf").read_text()
+        assert "#BSUB -q gpu_v100" in text
+        assert '#BSUB -gpu "num=1:mode=exclusive_process:gmodel=TeslaV100"' in text
+        assert '#BSUB -R "rusage[mem=32G/host]"' in text
+    f3 = (jobs / "f3_rgb_seg_cls.lsf").read_text()
+    assert "#BSUB -q gpu_h100" in f3 and "gpu_v100" not in f3
+    assert '#BSUB -gpu "num=1:mode=exclusive_process:gmodel=NVIDIAH100"' in f3
+    assert '#BSUB -R "rusage[mem=96G/host]"' in f3 and "#BSUB -M 96G" in f3
+    assert "#BSUB -W 6:00" in f3  # inherited from the spec's resources
+    # The experiment's overrides still apply.
+    config = (lsf.sweep_dir / "configs" / "f3_rgb_seg_cls.yaml").read_text()
+    assert "cls_weight: 0.01" in config
+
+    slurm = run_sweep(_two_gpu_types(tmp_path), tmp_path / "slurm", launcher="slurm", dry_run=True)
+    jobs = slurm.sweep_dir / "jobs"
+    assert "#SBATCH --gpus-per-node=TeslaV100:1" in (jobs / "f1_rgb_only.slurm").read_text()
+    f3 = (jobs / "f3_rgb_seg_cls.slurm").read_text()
+    assert "#SBATCH --gpus-per-node=NVIDIAH100:1" in f3 and "#SBATCH --mem=96G" in f3
+    assert "#SBATCH --partition=v100" in f3  # not overridden: inherited
+
+
+def test_lsf_memory_per_node_with_eight_slots(tmp_path):
+    # -n 8 on one node: LSF reserves rusage mem per host by default, per slot where the
+    # cluster sets RESOURCE_RESERVE_PER_TASK=y. "host" names the method, so 32G means the
+    # node on either cluster; "slot" divides by the 8 slots for LSF without the method.
+    host = run_sweep(_two_gpu_types(tmp_path), tmp_path / "host", launcher="lsf", dry_run=True)
+    text = (host.sweep_dir / "jobs" / "f1_rgb_only.lsf").read_text()
+    assert "#BSUB -n 8" in text and '#BSUB -R "span[hosts=1]"' in text
+    assert '#BSUB -R "rusage[mem=32G/host]"' in text and "#BSUB -M 32G" in text
+
+    slot_spec = _two_gpu_types(tmp_path, lsf_memory="slot")
+    slot = run_sweep(slot_spec, tmp_path / "slot", launcher="lsf", dry_run=True)
+    text = (slot.sweep_dir / "jobs" / "f1_rgb_only.lsf").read_text()
+    assert '#BSUB -R "rusage[mem=4096M]"' in text  # 32G / 8 slots
+    assert "#BSUB -M 32G" in text  # the limit is per process (or job), never per slot
+    f3 = (slot.sweep_dir / "jobs" / "f3_rgb_seg_cls.lsf").read_text()
+    assert '#BSUB -R "rusage[mem=12288M]"' in f3  # 96G / 8
+
+
+def test_lsf_memory_per_slot_on_several_nodes(tmp_path):
+    from framecast.experiments.launchers import lsf_memory_lines
+    from framecast.experiments.spec import ResourceSpec
+
+    res = ResourceSpec(gpus=4, nodes=2, cpus=6, memory="100G", lsf_memory="slot")
+    # 24 slots per host (span[ptile=24]); 100 GiB / 24 rounded up to whole MB.
+    assert lsf_memory_lines(res, 24)[0] == '#BSUB -R "rusage[mem=4267M]"'
+    assert lsf_memory_lines(ResourceSpec(memory="1.5G"), 3) == [
+        '#BSUB -R "rusage[mem=1.5G/host]"',
+        "#BSUB -M 1.5G",
+    ]
+    assert lsf_memory_lines(ResourceSpec(), 8) == []

@@ -91,6 +91,14 @@ BASE = str(REPO / "configs" / "f1_rgb_only.yaml")
         ),
         ("base: BASE\nresources: {time: 3h}\n", "resources.time"),
         ("base: BASE\nexperiments: {'a/b': []}\n", "experiment name"),
+        # The long form {overrides, resources}: its keys are checked like the spec's.
+        ("base: BASE\nexperiments: {a: {resources: {gpu: 2}}}\n", "gpu"),
+        ("base: BASE\nexperiments: {a: {resources: {memory: lots}}}\n", "memory"),
+        ("base: BASE\nexperiments: {a: {overides: []}}\n", "overides"),
+        ("base: BASE\nexperiments: {a: {overrides: [training.lr]}}\n", "experiments"),
+        ("base: BASE\nresources: {lsf_memory: job}\n", "resources.lsf_memory"),
+        ("base: BASE\ndecision_rules: [{name: r, rule: 'not rising over 1'}]\n", "at least 2"),
+        ("base: BASE\ndecision_rules: [{name: r, rule: 'not rising'}]\n", "curve rules"),
     ],
 )
 def test_malformed_spec_fails_before_anything_runs(tmp_path, body, match):
@@ -112,3 +120,46 @@ def test_rule_language_is_parsed_not_evaluated():
     for bad in ["", "1 < 2", "<= a b", "<= (a", "<= a.b", "<= open('x')", "<= a < b", "<= 1;"]:
         with pytest.raises(RuleSyntaxError):
             parse_rule(bad)
+
+
+def test_experiment_resources_long_form_and_list_form_together(tmp_path):
+    spec = """
+base: BASE
+experiments:
+  f1_rgb_only: []
+  f3: {overrides: [model.cls_weight=0.01, model.num_classes=3], resources: {gpu_model: H100}}
+resources: {gpus: 2, memory: 32G, gpu_model: V100}
+"""
+    path = tmp_path / "two.yaml"
+    path.write_text(spec.replace("BASE", BASE))
+    sweep = expand_sweep(path)
+    f1, f3 = sweep.run("f1_rgb_only"), sweep.run("f3")
+    assert (f1.resources.gpu_model, f3.resources.gpu_model) == ("V100", "H100")
+    assert f3.resources.gpus == 2 and f3.resources.memory == "32G"  # inherited
+    assert f3.config.model.cls_weight == 0.01 and f1.config.model.cls_weight == 0.0
+    assert sweep.spec.resources.gpu_model == "V100"  # the spec's own stay as they were
+
+
+def test_curve_rules_judge_stability():
+    finite = parse_rule("finite")
+    assert finite.references == []
+    assert finite.check_curve([1.0, 0.5, 0.2])[0] is True
+    ok, bad, _, reason = finite.check_curve([1.0, float("nan"), 0.2])
+    assert ok is False and bad == 1.0 and "non-finite" in reason
+    assert finite.check_curve([])[0] is None
+
+    rising = parse_rule("not rising over 4")
+    assert rising.check_curve([5.0, 1.0, 0.9, 0.8, 0.7])[0] is True
+    ok, change, allowed, _ = rising.check_curve([1.0, 0.5, 0.6, 0.7, 0.8])
+    assert ok is False and change == pytest.approx(0.3) and allowed == 0.0
+    # One noisy evaluation does not decide: the fitted line over the window still falls.
+    assert rising.check_curve([1.0, 0.8, 0.6, 0.65, 0.4])[0] is True
+    assert rising.check_curve([0.5, 0.4])[0] is None  # too few evaluations for a verdict
+    assert rising.check_curve([0.5, float("inf"), 0.4, 0.3, 0.2])[0] is False
+
+    # Tolerance in % of the window's level; "falling" for higher-is-better metrics.
+    assert parse_rule("not rising over 3 within 5%").check_curve([1.0, 1.01, 1.02])[0] is True
+    assert parse_rule("not rising over 3 within 1%").check_curve([1.0, 1.01, 1.03])[0] is False
+    falling = parse_rule("not falling over 3")
+    assert falling.check_curve([20.0, 21.0, 22.0])[0] is True
+    assert falling.check_curve([22.0, 21.0, 20.0])[0] is False

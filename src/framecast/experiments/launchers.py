@@ -4,11 +4,22 @@ Each script trains one run with ``framecast train --config <resolved config>``; 
 requeued after its run wrote ``last.ckpt`` resumes instead of starting over. ``submit.sh``
 submits the scripts in order, captures each job id and makes a phase's job depend on its
 predecessor's (LSF ``-w "done(ID)"``, Slurm ``--dependency=afterok:ID``), so a phase
-starts only after the previous one finished successfully.
+starts only after the previous one finished successfully. Each run's resources are the
+spec's, with its experiment's own ``resources`` on top (e.g. F3 on another GPU model).
+
+Memory is per node in the spec. LSF reserves ``rusage[mem=X]`` per host by default but per
+task (slot) where the cluster sets ``RESOURCE_RESERVE_PER_TASK=y``, so the same line can ask
+for 8 × the memory of a ``-n 8`` job. ``lsf_memory: host`` (default) writes the method
+explicitly, ``rusage[mem=X/host]`` (LSF 10.1.0.9 and later; a job-level method overrides
+queue and cluster), which means per node on every cluster. ``lsf_memory: slot`` divides the
+node's memory by its slots instead, for older LSF that reserves per task. ``-M`` is a
+per-process limit (per job with ``LSB_JOB_MEMLIMIT=y``), never per slot: it keeps the
+per-node amount.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
@@ -30,6 +41,32 @@ def _lsf_time(time: str) -> str:
 
 def _slurm_time(time: str) -> str:
     return time if time.count(":") == 2 else f"{time}:00"
+
+
+_UNIT_MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+
+
+def _megabytes(memory: str) -> float:
+    """'32G' → 32768.0 (a bare number counts as MB, as in Slurm's --mem)."""
+    unit = memory[-1] if memory[-1] in _UNIT_MB else "M"
+    return float(memory.rstrip("KMGT")) * _UNIT_MB[unit]
+
+
+def lsf_memory_lines(res: ResourceSpec, slots_per_host: int) -> list[str]:
+    """``#BSUB`` lines that reserve and limit ``res.memory`` per node (see module doc)."""
+    if not res.memory:
+        return []
+    if res.lsf_memory == "slot":
+        per_slot = math.ceil(_megabytes(res.memory) / slots_per_host)
+        rusage = f"mem={per_slot}M"
+    else:
+        rusage = f"mem={res.memory}/host"
+    return [f'#BSUB -R "rusage[{rusage}]"', f"#BSUB -M {res.memory}"]
+
+
+def _lsf_gpu(res: ResourceSpec) -> str:
+    model = f":gmodel={res.gpu_model}" if res.gpu_model else ""
+    return f'#BSUB -gpu "num={res.gpus}:mode=exclusive_process{model}"'
 
 
 def _train_command(
@@ -68,12 +105,13 @@ def job_script(
     launcher: str, sweep: Sweep, run: SweepRun, config_path: Path, sweep_dir: Path
 ) -> str:
     """The text of one run's job script."""
-    res = sweep.spec.resources
+    res = run.resources or sweep.spec.resources
     job_name = f"{sweep.name}.{run.name}"
     logs = sweep_dir / "jobs" / "logs"
     lines = ["#!/bin/bash"]
     if launcher == "lsf":
         procs = res.nodes * max(1, res.gpus)
+        slots_per_host = max(1, res.gpus) * res.cpus if res.gpus else res.cpus
         lines += [
             f"#BSUB -J {job_name}",
             f"#BSUB -n {procs * res.cpus if res.gpus else res.cpus}",
@@ -81,14 +119,12 @@ def job_script(
             f"#BSUB -e {logs}/{run.name}.%J.err",
         ]
         if res.nodes > 1:
-            lines.append(f'#BSUB -R "span[ptile={max(1, res.gpus) * res.cpus}]"')
+            lines.append(f'#BSUB -R "span[ptile={slots_per_host}]"')
         else:
             lines.append('#BSUB -R "span[hosts=1]"')
         if res.gpus:
-            lines.append(f'#BSUB -gpu "num={res.gpus}:mode=exclusive_process"')
-        if res.memory:
-            lines.append(f'#BSUB -R "rusage[mem={res.memory}]"')
-            lines.append(f"#BSUB -M {res.memory}")
+            lines.append(_lsf_gpu(res))
+        lines += lsf_memory_lines(res, slots_per_host)
         if res.time:
             lines.append(f"#BSUB -W {_lsf_time(res.time)}")
         if res.queue:
@@ -106,7 +142,8 @@ def job_script(
             f"#SBATCH --error={logs}/{run.name}.%j.err",
         ]
         if res.gpus:
-            lines.append(f"#SBATCH --gpus-per-node={res.gpus}")
+            model = f"{res.gpu_model}:" if res.gpu_model else ""
+            lines.append(f"#SBATCH --gpus-per-node={model}{res.gpus}")
         if res.memory:
             lines.append(f"#SBATCH --mem={res.memory}")
         if res.time:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from framecast.errors import ConfigError
+from framecast.experiments.rules import CurveRule
 from framecast.experiments.spec import DecisionRuleSpec, SweepSpec
 from framecast.training.loggers import read_metrics_csv
 from framecast.utils import atomic_path, atomic_write_text
@@ -341,6 +342,9 @@ def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) ->
     parsed = rule.parsed
     metric = rule.metric or primary
     by_name = {r.name: r for r in runs}
+    if isinstance(parsed, CurveRule):
+        judged = rule.runs if rule.runs is not None else [r.name for r in runs]
+        return [_apply_curve_rule(rule, parsed, name, by_name.get(name), metric) for name in judged]
     values = {r.name: r.value(metric, rule.value) for r in runs if r.status != "failed"}
     judged = (
         rule.runs
@@ -368,6 +372,28 @@ def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) ->
                 verdict.reason = "division by zero"
         out.append(verdict)
     return out
+
+
+def _apply_curve_rule(
+    rule: DecisionRuleSpec, parsed: CurveRule, name: str, run: RunSummary | None, metric: str
+) -> Verdict:
+    """A stability rule on the run's whole logged curve of ``metric`` (all rows, NaN kept)."""
+    verdict = Verdict(rule.name, name, metric, None, None, "n/a", rule.rule)
+    if run is None:
+        verdict.reason = "no such run"
+    elif run.status == "failed":
+        # A run stopped on a NaN/inf loss never logged it, but it is the instability the
+        # rule is about; any other crash says nothing about stability.
+        if "non-finite" in (run.error or ""):
+            verdict.verdict, verdict.reason = "fail", "stopped on a non-finite loss"
+        else:
+            verdict.reason = "run failed"
+    else:
+        curve = [row[metric] for row in run.rows if metric in row]
+        ok, verdict.value, verdict.threshold, verdict.reason = parsed.check_curve(curve)
+        if ok is not None:
+            verdict.verdict = "pass" if ok else "fail"
+    return verdict
 
 
 # -- plots ---------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
         strict=args.strict,
         overwrite=args.overwrite,
         max_frames=args.max_frames,
+        min_frames=args.min_frames,
         progress=not args.no_progress,
     )
     print(summary.format())
@@ -428,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--max-frames", type=_positive_int, default=None, help="read at most N frames per video"
+    )
+    imp.add_argument(
+        "--min-frames",
+        type=_positive_int,
+        default=10,
+        help="skip (--strict: refuse) videos with fewer frames (default 10)",
     )
     imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -128,7 +129,7 @@ def test_strict_import_stops_at_the_first_bad_item(tmp_path, random_frames, writ
     write_frame_folder(src / "a_good", random_frames(3))
     (src / "b_broken.mp4").write_bytes(b"\0" * 100)
     with pytest.raises(DataError, match=r"b_broken\.mp4: unreadable or truncated video"):
-        import_dataset(src, tmp_path / "out", size=8, strict=True, progress=False)
+        import_dataset(src, tmp_path / "out", size=8, strict=True, min_frames=3, progress=False)
     assert (
         not list((tmp_path / "out").rglob("*.fcshard"))
         and not (tmp_path / "out" / "dataset.json").exists()
@@ -279,3 +280,36 @@ def test_import_with_smoke_extraction(tmp_path, write_mp4):
     assert video.shape == (8, 16, 16, 3)
     assert (video.max(axis=3) > 100).mean() > 0.02  # the blob survives
     assert np.median(video) < 5  # on black
+
+
+def test_empty_folder_and_short_video_are_named(tmp_path, random_frames, write_frame_folder):
+    """An empty folder and a 2-frame video (too short for the default clips) are named in
+    the summary; --strict refuses each of them."""
+    src = tmp_path / "src"
+    write_frame_folder(src / "long", random_frames(12))
+    write_frame_folder(src / "short", random_frames(2))
+    (src / "empty").mkdir()
+    summary = import_dataset(src, tmp_path / "out", size=8, splits=(1, 0, 0), progress=False)
+    text = summary.format()
+    assert f"{src / 'empty'}: empty folder" in text
+    assert "short: only 2 frames, fewer than --min-frames 10" in text
+    assert summary.videos["train"] == 2  # still imported: single-frame training can use it
+
+    with pytest.raises(DataError, match="empty folder"):
+        import_dataset(src, tmp_path / "strict1", size=8, strict=True, progress=False)
+    (src / "empty").rmdir()
+    with pytest.raises(DataError, match="short: only 2 frames"):
+        import_dataset(src, tmp_path / "strict2", size=8, strict=True, progress=False)
+    import_dataset(src, tmp_path / "ok", size=8, strict=True, min_frames=2, progress=False)
+
+
+def test_import_files_follow_the_umask(tmp_path, random_frames, write_frame_folder):
+    write_frame_folder(tmp_path / "src" / "v", random_frames(2))
+    old = os.umask(0o022)
+    try:
+        import_dataset(tmp_path / "src", tmp_path / "out", size=8, splits=(1, 0, 0), progress=False)
+    finally:
+        os.umask(old)
+    written = [tmp_path / "out" / "dataset.json", *(tmp_path / "out").rglob("*.fcshard")]
+    assert len(written) == 2
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o644"}

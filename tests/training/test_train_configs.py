@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from framecast.checkpoint import read_checkpoint
-from framecast.config import apply_overrides, validate_config
+from framecast.cli import main
+from framecast.config import apply_overrides, save_config, validate_config
+from framecast.config.loader import read_yaml
 from framecast.errors import CheckpointError, ConfigError, TrainingError
 from framecast.training.engine import train
 from framecast.training.loggers import read_metrics_csv
@@ -18,19 +20,34 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 
 @pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: p.stem)
-def test_shipped_config_trains_two_steps(config_path, tiny_dataset, tmp_path, shrink):
-    config = shrink(config_path, tiny_dataset)
-    result = train(config, runs_dir=tmp_path, run_name="r", progress=False)
-    assert result.global_step == 2
-    assert (result.run_dir / "config.yaml").is_file()
-    assert result.last_checkpoint.is_file() and result.best_checkpoint.is_file()
-    ckpt = read_checkpoint(result.last_checkpoint, expected_kind=config.model.kind)
+def test_shipped_config_trains_three_steps_from_the_cli(
+    config_path, tiny_dataset, tmp_path, shrink, capsys
+):
+    """Every shipped config, shrunk but keeping its own validation and logging intervals
+    (all longer than the run), trains 3 steps from the command line: exit 0, a validation
+    and a log at the end, metrics.csv, config.yaml and checkpoints."""
+    config = shrink(config_path, tiny_dataset, max_steps=2)
+    shipped = read_yaml(config_path).get("training", {})
+    keep = {k: shipped[k] for k in ("val_every_n_steps", "log_every_n_steps") if k in shipped}
+    keep.setdefault("val_every_n_steps", None)  # the schema's default: once per epoch
+    keep.setdefault("log_every_n_steps", 10)
+    config = config.model_copy(update={"training": config.training.model_copy(update=keep)})
+    path = save_config(config, tmp_path / "config.yaml")
+    argv = ["train", "--config", str(path), "--runs-dir", str(tmp_path), "--run-name", "r"]
+    assert main([*argv, "--max-steps", "3"]) == 0, capsys.readouterr().err
+    run = tmp_path / "r"
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt", expected_kind=config.model.kind)
+    assert ckpt["global_step"] == 3
     assert ckpt["framecast"]["config"]["model"] == config.model.model_dump(mode="json")
-    rows = read_metrics_csv(result.run_dir / "metrics.csv")
+    rows = read_metrics_csv(run / "metrics.csv")
     assert rows and all(math.isfinite(v) for row in rows for v in row.values())
-    assert any("val/loss" in row for row in rows)
-    assert (result.run_dir / "loss_curves.png").is_file()
-    assert list((result.run_dir / "samples").glob("*.png"))
+    assert rows[-1]["step"] == 2 and config.training.monitor in rows[-1]  # validated at the end
+    assert any(k.startswith("train/") for k in rows[-1])  # and logged there
+    assert (run / "loss_curves.png").is_file()
+    assert list((run / "samples").glob("*.png"))
 
 
 def test_resume_continues_and_keeps_architecture(tiny_dataset, tmp_path, shrink):

@@ -106,6 +106,28 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+# Shortest video imported without a note: a clip of the default training.num_observations
+# (10 frames) fits; --min-frames changes it.
+MIN_FRAMES = 10
+
+
+def _empty_folders(src: Path, exclude: Path | None) -> list[Path]:
+    """Folders under ``src`` with nothing in them (hidden ones and ``exclude`` not entered):
+    a scan finds no video there, and the user should hear that it was passed over."""
+    if not src.is_dir():
+        return []
+    excluded = exclude.resolve() if exclude is not None else None
+    found = []
+    for folder, dirs, files in os.walk(src):
+        path = Path(folder)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (path / d).resolve() != excluded
+        )
+        if not dirs and not files and path != src:
+            found.append(path)
+    return found
+
+
 def _check_arguments(
     size: int, splits: Sequence[float], videos_per_shard: int, max_frames: int | None
 ) -> tuple[float, float, float]:
@@ -156,6 +178,7 @@ def import_dataset(
     progress: bool = True,
     overwrite: bool = False,
     max_frames: int | None = None,
+    min_frames: int = MIN_FRAMES,
 ) -> ImportSummary:
     """Import the videos under ``src`` into a dataset at ``out``; see the module doc.
 
@@ -169,6 +192,8 @@ def import_dataset(
         strict: stop at the first bad item with :class:`DataError` naming it, instead
             of skipping it and listing it in the summary.
         max_frames: import at most the first ``max_frames`` frames of each video.
+        min_frames: videos with fewer frames are named in the summary's notes (with
+            ``strict``: a :class:`DataError`): clips of more frames cannot be cut from them.
     """
     ratios = _check_arguments(size, splits, videos_per_shard, max_frames)
     src, out = Path(src), Path(out)
@@ -182,8 +207,15 @@ def import_dataset(
             f"{out}: already contains a dataset ({', '.join(p.name for p in existing)}); "
             "choose another folder or pass overwrite (--overwrite) to replace it"
         )
+    if min_frames < 1:
+        raise DataError(f"min_frames must be a positive integer, got {min_frames}")
     scan = scan_tree(src, strict=strict, exclude=out)
     skipped = [SkippedItem(str(path), reason) for path, reason in scan.ignored]
+    for folder in _empty_folders(src, exclude=out):
+        reason = "empty folder (no frame images, videos or shards)"
+        if strict:
+            raise DataError(f"{folder}: {reason}")
+        skipped.append(SkippedItem(str(folder), reason))
     if not scan.candidates:
         raise DataError(
             f"{src}: no videos found (expected frame folders, video files or {SHARD_SUFFIX} shards)"
@@ -200,7 +232,14 @@ def import_dataset(
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", DataWarning)
                     _import_candidate(
-                        candidate, pool, size, extract_smoke, max_frames, strict, skipped
+                        candidate,
+                        pool,
+                        size,
+                        extract_smoke,
+                        max_frames,
+                        strict,
+                        skipped,
+                        min_frames,
                     )
                 for w in caught:
                     if issubclass(w.category, DataWarning):
@@ -293,6 +332,7 @@ def _import_candidate(
     max_frames: int | None,
     strict: bool,
     skipped: list[SkippedItem],
+    min_frames: int = 1,
 ) -> None:
     """Prepare the video(s) of one candidate into ``pool``; bad ones go to ``skipped``."""
     try:
@@ -303,6 +343,16 @@ def _import_candidate(
         skipped.append(SkippedItem(str(candidate.path), str(exc)))
         return
     for video in videos:
+        if video.num_frames < min_frames:
+            short = (
+                f"{video.id}: only {video.num_frames} frame{'s' if video.num_frames != 1 else ''}, "
+                f"fewer than --min-frames {min_frames}: training with clips (num_observations x "
+                "frame_stride) longer than that will refuse it"
+            )
+            if strict:
+                raise DataError(short)
+            # Imported (single-frame training such as an autoencoder's can use it), but named.
+            warnings.warn(short, DataWarning, stacklevel=2)
         try:
             frames = _prepare(video, size, extract_smoke)
         except DataError as exc:

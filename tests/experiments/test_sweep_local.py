@@ -52,8 +52,21 @@ def test_phase1_4_end_to_end_compare_and_skip_finished(tmp_path, tiny_sweep_over
     assert sorted(r.rank for r in comparison.runs) == [1, 2, 3]
     best = [r.best["val/mse"] for r in comparison.runs]
     assert best == sorted(best)
-    verdicts = {v.run: v for v in comparison.verdicts}
-    assert set(verdicts) == {"f2_rgb_seg", "f3_rgb_seg_cls"}
+    rules = {(v.rule, v.run): v for v in comparison.verdicts}
+    assert set(rules) == {
+        ("aux_losses_help", "f2_rgb_seg"),
+        ("aux_losses_help", "f3_rgb_seg_cls"),
+        ("seg_head_accurate", "f2_rgb_seg"),
+        ("seg_head_accurate", "f3_rgb_seg_cls"),
+        ("cls_head_accurate", "f3_rgb_seg_cls"),
+        *((rule, run) for rule in ("finite_loss", "val_not_rising") for run in names),
+    }
+    f3 = next(r for r in comparison.runs if r.name == "f3_rgb_seg_cls")
+    accuracy = rules[("cls_head_accurate", "f3_rgb_seg_cls")]
+    assert accuracy.value == f3.final["val/cls_accuracy"]
+    assert accuracy.verdict == ("pass" if accuracy.value >= 0.8 else "fail")
+    assert all(rules[("finite_loss", run)].verdict == "pass" for run in names)
+    verdicts = {v.run: v for v in comparison.verdicts if v.rule == "aux_losses_help"}
     f1 = next(r for r in comparison.runs if r.name == "f1_rgb_only").best["val/mse"]
     for v in verdicts.values():
         assert v.threshold == pytest.approx(1.02 * f1)
@@ -161,3 +174,49 @@ def test_cli_sweep_and_compare(tmp_path, capsys):
     assert cmp.runs[1].final["val/psnr"] == 21.0
     assert {v.run: v.verdict for v in cmp.verdicts} == {"b": "pass", "c": "fail"}
     assert (tmp_path / "o" / "curves.png").is_file()
+
+    # Stability rules on whole curves: a NaN anywhere, a rising tail, a run stopped on a
+    # non-finite loss (fails) and one that crashed otherwise (no verdict).
+    stab = tmp_path / "stab"
+    curves = {"ok": "1.0,0.8,0.7,0.6", "nan": "1.0,nan,0.7,0.6", "up": "1.0,0.5,0.7,0.9"}
+    for name, values in curves.items():
+        (stab / name).mkdir(parents=True)
+        rows = "\n".join(f"{i},{v}" for i, v in enumerate(values.split(",")))
+        (stab / name / "metrics.csv").write_text(f"step,val/mse\n{rows}\n")
+    for name in ("diverged", "oom"):
+        (stab / name).mkdir()
+        (stab / name / "metrics.csv").write_text("step,val/mse\n0,1.0\n")
+    (stab / "sweep_status.json").write_text(
+        json.dumps(
+            {
+                "runs": {
+                    **{n: {"status": "done"} for n in curves},
+                    "diverged": {
+                        "status": "failed",
+                        "error": "TrainingError: non-finite loss nan at step 3",
+                    },
+                    "oom": {"status": "failed", "error": "RuntimeError: out of memory"},
+                }
+            }
+        )
+    )
+    stability = tmp_path / "stability.yaml"
+    stability.write_text(
+        f"base: {F1}\nprimary_metric: val/mse\n"
+        "decision_rules: [{name: finite, rule: finite},"
+        " {name: flat, rule: 'not rising over 3'}]\n"
+    )
+    cmp = compare(stab, spec=stability, plots=False)
+    got = {(v.rule, v.run): v.verdict for v in cmp.verdicts}
+    assert got == {
+        ("finite", "ok"): "pass",
+        ("finite", "nan"): "fail",
+        ("finite", "up"): "pass",
+        ("finite", "diverged"): "fail",
+        ("finite", "oom"): "n/a",
+        ("flat", "ok"): "pass",
+        ("flat", "nan"): "fail",
+        ("flat", "up"): "fail",
+        ("flat", "diverged"): "fail",
+        ("flat", "oom"): "n/a",
+    }

@@ -181,3 +181,25 @@ def test_cli_help_states_what_steps_count(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "--steps-over {span,unit}" in text and "--nfe NFE" in text
         assert "int((1 - s) * steps)" in text and "NFE budget per frame" in text
+
+
+def test_generate_prints_steps_and_nfe_of_river_warm_start(
+    tiny_river_run, tiny_dataset, tmp_path, capsys
+):
+    """`framecast generate --warm-start 0.5 --steps 4 --steps-over unit`: 2 heun steps per
+    frame, 4 NFE, and the output says so; the default (span) keeps 4 steps, 8 NFE."""
+    from framecast.cli import main
+
+    shard = tiny_dataset / "test" / "part-00000.fcshard"
+    argv = ["generate", "--run", str(tiny_river_run), "--input", str(shard), "--no-progress"]
+    argv += ["--context", "2", "--frames", "2", "--solver", "heun", "--steps", "4"]
+    argv += ["--warm-start", "0.5"]
+    assert main([*argv, "--out", str(tmp_path / "unit.gif"), "--steps-over", "unit"]) == 0
+    text = capsys.readouterr().out
+    assert "4 NFE per frame" in text and "2 step(s) per frame over [0.5, 1]" in text
+    assert "4 steps counted over [0, 1] (RIVER)" in text
+    assert main([*argv, "--out", str(tmp_path / "span.gif")]) == 0
+    text = capsys.readouterr().out
+    assert "8 NFE per frame" in text and "4 step(s) per frame over [0.5, 1]" in text
+    assert main([*argv, "--out", str(tmp_path / "nfe.gif"), "--nfe", "6"]) == 0
+    assert "6 NFE per frame" in capsys.readouterr().out

@@ -57,6 +57,7 @@ class GenerateResult:
         nfe_per_frame: velocity evaluations per predicted frame (None for vaegan, which
             predicts every frame in one forward pass).
         seconds: wall time of encoding, sampling and decoding.
+        sampler: the sampler's steps and their meaning (None for vaegan).
     """
 
     out: Path
@@ -68,6 +69,7 @@ class GenerateResult:
     predicted: np.ndarray
     nfe_per_frame: float | None
     seconds: float
+    sampler: str | None = None
 
     @property
     def samples(self) -> int:
@@ -85,6 +87,7 @@ class GenerateResult:
             "one forward pass"
             if self.nfe_per_frame is None
             else f"{self.nfe_per_frame:.4g} NFE per frame"
+            + (f" (sampler: {self.sampler})" if self.sampler else "")
         )
         return (
             f"video {self.video_id!r} of {self.source}: {self.context} context frames{truth}\n"
@@ -243,6 +246,7 @@ def generate(
         predicted=predicted,
         nfe_per_frame=nfe_per_frame,
         seconds=seconds,
+        sampler=None if nfe_per_frame is None else sampler.describe(),
     )
 
 

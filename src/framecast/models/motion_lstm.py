@@ -20,7 +20,7 @@ and the spike size, the value minus the causal median of three (this frame and t
 before). The anchor of the residual (``anchor``) is the last frame (``last``) or that
 causal median of the last three frames (``median3``): one outlier in the last frame then
 does not go straight into the prediction. Both use elementwise min/max/equal only, so they
-are exported with the graph (ONNX opset ≥ 12) and work for any window length ≥ 1.
+are exported with the graph (ONNX opset ≥ 11) and work for any window length ≥ 1.
 """
 
 from __future__ import annotations

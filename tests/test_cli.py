@@ -145,3 +145,48 @@ def test_bad_sampler_option_is_one_line_error(tiny_river_run, tmp_path, capsys):
     )
     assert code == 2
     assert "warm_start" in capsys.readouterr().err
+
+
+def test_config_not_utf8_is_one_line_exit_2(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"\xff\xfe\x00m\x00o\x00d\x00e\x00l\x00")
+    assert main(["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(config) in err and "not UTF-8" in err
+
+
+def test_yaml_syntax_error_is_one_line_with_line_and_column(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  kind: autoencoder\n   base_channels: 8\n")
+    assert main(["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"config file {config} is not valid YAML: line 3, column 17" in err
+
+
+def test_usage_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--bogus-flag"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--bogus-flag" in err
+
+
+def test_overrides_are_accepted_anywhere():
+    from framecast.cli import parse_args, train_overrides
+
+    args = parse_args(
+        build_parser(), ["train", "a.b=1", "--run-name", "r", "c.d=2", "--max-steps", "3", "e=f"]
+    )
+    assert args.run_name == "r"
+    assert train_overrides(args) == ["a.b=1", "c.d=2", "e=f", "training.max_steps=3"]
+
+
+def test_unreadable_path_is_one_line_exit_2(tmp_path, capsys):
+    # A folder where the config file is expected: one line, no traceback.
+    from framecast.cli import main as cli_main
+
+    (tmp_path / "c.yaml").mkdir()
+    assert cli_main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err

@@ -88,3 +88,21 @@ def test_lr_schedule():
     assert lr_lambda(10, 10, 100, "cosine") == pytest.approx(1.0)
     assert lr_lambda(100, 10, 100, "cosine") == pytest.approx(0.0, abs=1e-12)
     assert lr_lambda(55, 10, 100, "linear") == pytest.approx(0.5)
+
+
+def test_unsafe_checkpoint_error_never_advises_weights_only_false(tmp_path):
+    from framecast.checkpoint import load_checkpoint_file
+    from framecast.errors import CheckpointError
+
+    torch.save({"state_dict": {}, "extra": _Pickled()}, tmp_path / "unsafe.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint_file(tmp_path / "unsafe.ckpt")
+    message = str(info.value)
+    assert "unsafe.ckpt" in message and "_Pickled" in message
+    assert "weights_only=False" not in message and "weights_only" not in message.replace(
+        "weights-only", ""
+    )
+
+
+class _Pickled:
+    """An arbitrary object: torch's weights-only loader refuses to unpickle it."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from framecast.checkpoint import read_checkpoint
 from framecast.cli import main
 from framecast.config import apply_overrides, save_config, validate_config
 from framecast.config.loader import read_yaml
-from framecast.errors import CheckpointError, ConfigError, TrainingError
+from framecast.errors import CheckpointError, ConfigError, FramecastError, TrainingError
 from framecast.training.engine import train
 from framecast.training.loggers import read_metrics_csv
 
@@ -164,3 +166,103 @@ def test_optional_training_features_run(overrides, tiny_dataset, tmp_path, shrin
         assert len(ckpt["optimizer_states"]) == 2
     if config.model.perceptual_weight > 0:
         assert "train/perceptual" in logged
+
+
+class _Diverge(pl.Callback):
+    """Makes the weights NaN after training step ``step``, as a huge lr would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(module.model.parameters()).fill_(float("nan"))
+
+
+def test_diverged_model_never_replaces_the_good_checkpoint(tiny_dataset, tmp_path, shrink):
+    config = shrink(CONFIGS[0], tiny_dataset, max_steps=4)
+    config = config.model_copy(
+        update={"training": config.training.model_copy(update={"val_every_n_steps": 1})}
+    )
+    with pytest.raises(TrainingError, match=r"last good checkpoint .*last\.ckpt \(step 1\)"):
+        train(config, runs_dir=tmp_path, run_name="r", progress=False, callbacks=[_Diverge(2)])
+    checkpoints = tmp_path / "r" / "checkpoints"
+    for name in ("last.ckpt", "best.ckpt"):  # validation at step 2 gave NaN: not saved
+        assert read_checkpoint(checkpoints / name)["global_step"] == 1
+
+    from framecast.checkpoint import load_model_weights
+    from framecast.models.autoencoder.loading import load_autoencoder
+
+    ckpt = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model."))
+    ckpt["state_dict"][name] = torch.full_like(ckpt["state_dict"][name], float("nan"))
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    with pytest.raises(CheckpointError, match=r"nan\.ckpt: the model's weights are not finite"):
+        load_autoencoder(tmp_path / "nan.ckpt")
+    with pytest.raises(CheckpointError, match="not finite"):
+        load_model_weights(torch.nn.Linear(1, 1), ckpt, tmp_path / "nan.ckpt")
+
+
+def test_nan_metric_is_never_saved_or_ranked():
+    from types import SimpleNamespace
+
+    from framecast.training.checkpoint import unsaveable_reason
+
+    trainer = SimpleNamespace(
+        lightning_module=torch.nn.Linear(2, 2), callback_metrics={"val/loss": torch.tensor(0.5)}
+    )
+    assert unsaveable_reason(trainer, "val/loss") is None
+    trainer.callback_metrics["val/loss"] = torch.tensor(float("nan"))
+    assert unsaveable_reason(trainer, "val/loss") == "val/loss = nan"
+
+
+def test_resume_applies_lr_and_refuses_what_cannot_change(tiny_dataset, tmp_path, shrink):
+    config = shrink(CONFIGS[0], tiny_dataset, max_steps=2)
+    config = config.model_copy(
+        update={"training": config.training.model_copy(update={"lr_schedule": "constant"})}
+    )
+    train(config, runs_dir=tmp_path, run_name="r", progress=False)
+    with pytest.raises(ConfigError, match=r"data\.batch_size, training\.seed cannot change"):
+        train(
+            None,
+            runs_dir=tmp_path,
+            run_name="r",
+            resume=True,
+            overrides=["training.seed=7", "data.batch_size=4", "training.max_steps=4"],
+        )
+    result = train(
+        None,
+        runs_dir=tmp_path,
+        run_name="r",
+        resume=True,
+        overrides=["training.lr=0.0123", "training.max_steps=4"],
+        progress=False,
+    )
+    rows = read_metrics_csv(result.run_dir / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]  # no step lost or repeated
+    lrs = [r["lr-AdamW"] for r in rows]
+    assert lrs[0] == config.training.lr and lrs[2:] == [0.0123, 0.0123]  # what ran
+    assert read_yaml(result.run_dir / "config.yaml")["training"]["lr"] == 0.0123  # what says
+    ckpt = read_checkpoint(result.last_checkpoint)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0123
+    assert ckpt["lr_schedulers"][0]["base_lrs"] == [0.0123]
+
+
+def test_failed_start_leaves_no_run_folder_and_lightning_keeps_quiet(
+    tiny_dataset, tmp_path, shrink, capfd
+):
+    config = shrink(CONFIGS[0], tiny_dataset)
+    broken = config.model_copy(
+        update={"data": config.data.model_copy(update={"root": str(tmp_path / "nowhere")})}
+    )
+    with pytest.raises(FramecastError):
+        train(broken, runs_dir=tmp_path / "runs", run_name="r", progress=False)
+    assert not (tmp_path / "runs" / "r").exists()
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # what a user's plain `framecast train` would see
+        train(config, runs_dir=tmp_path / "runs", run_name="r", progress=False)
+    out = "".join(capfd.readouterr())
+    assert "Tip:" not in out and "litlogger" not in out
+    assert "deprecated" not in out.lower()

@@ -5,9 +5,10 @@ export type Joint = [number, number, number] | number[] | { x: number; y: number
 
 export type JointName = "head" | "hips" | "left_arm" | "right_arm";
 
-/** A tracking frame in the users' format; the timestamp is seconds or ISO-8601. */
+/** A tracking frame in the users' format; the timestamp is seconds, a Date or ISO-8601
+ * (session files need one; correct() passes it through unread). */
 export interface Frame {
-  timestamp?: number | string;
+  timestamp?: number | string | Date;
   head: Joint;
   hips: Joint;
   left_arm: Joint;
@@ -67,12 +68,12 @@ export declare const FEATURE_NAMES: readonly string[];
 
 export declare class MotionCorrectorError extends Error {}
 
-export declare function parseTimestamp(value: number | string, where?: string): number;
+export declare function parseTimestamp(value: number | string | Date, where?: string): number;
 export declare function frameFeatures(
   frame: Frame,
   where?: string,
   options?: { requireTimestamp?: boolean },
-): { features: Float32Array; timestamp: number | null };
+): { features: Float32Array; timestamp: number | null }; // timestamp: only with requireTimestamp
 export declare function featuresToFrame<F extends Frame>(features: ArrayLike<number>, like?: F | null): F;
 export declare function parseSessions(data: unknown, source?: string): Session[];
 export declare function latencyStats(latencies: number[]): LatencyStats;

@@ -47,10 +47,11 @@ function isObject(value) {
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/i;
 
 /**
- * Seconds from a number or an ISO-8601 date-time string (with or without offset; without
- * one it is read as UTC, like the Python loader, so only differences matter).
+ * Seconds from a number, a Date or an ISO-8601 date-time string (with or without offset;
+ * without one it is read as UTC, like the Python loader, so only differences matter).
  */
 export function parseTimestamp(value, where = "frame") {
+  if (value instanceof Date) value = value.getTime() / 1000;
   if (typeof value === "number") {
     if (!Number.isFinite(value)) {
       throw new MotionCorrectorError(`${where}: timestamp ${value} is not a finite number`);
@@ -114,10 +115,7 @@ export function frameFeatures(frame, where = "frame", { requireTimestamp = false
   if (missing.length) throw new MotionCorrectorError(`${where}: missing key(s) ${missing.join(", ")}`);
   const features = new Float32Array(NUM_FEATURES);
   JOINTS.forEach((joint, j) => features.set(jointValues(frame[joint], joint, where), 3 * j));
-  const timestamp =
-    frame.timestamp === undefined || frame.timestamp === null
-      ? null
-      : parseTimestamp(frame.timestamp, where);
+  const timestamp = requireTimestamp ? parseTimestamp(frame.timestamp, where) : null;
   return { features, timestamp };
 }
 
@@ -334,7 +332,8 @@ export class MotionCorrector {
   }
 
   /**
-   * Push one frame (users' format; timestamp optional) into the rolling window; once the
+   * Push one frame (users' format; its timestamp, if any, is passed through unread) into
+   * the rolling window; once the
    * window is full, the model's corrected frame ({...frame, joints replaced, corrected:
    * true}); before that the input frame itself with corrected: false. For a `next` model
    * the corrected frame is the prediction of the frame after this one.

@@ -238,7 +238,9 @@ def check_module_api(module: dict, want: np.ndarray, length: int, raw: np.ndarra
     assert bad and bad["name"] == "MotionCorrectorError" and bad["module_error"], bad
     assert "head must be a list of 3 numbers" in bad["message"]
     base = 1_796_027_824.0  # 2026-11-30T08:37:04 UTC, as Python's loader reads it
-    assert np.allclose(module["timestamps"], [base, base + 0.25, base + 0.25, base + 0.25, 12.5])
+    assert np.allclose(
+        module["timestamps"], [base, base + 0.25, base + 0.25, base + 0.25, base + 0.25, 12.5]
+    )
 
 
 def test_page_accepts_the_users_collector_format(browser_ready, web_data, base_url, tmp_path):

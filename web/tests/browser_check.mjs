@@ -110,6 +110,7 @@ async function moduleCheck() {
     "2026-11-30T08:37:04.250000",
     "2026-11-30T09:37:04.250000+01:00",
     "2026-11-30T08:37:04.250Z",
+    new Date(Date.UTC(2026, 10, 30, 8, 37, 4, 250)),
     12.5,
   ].map((t) => mod.parseTimestamp(t));
   await corrector.dispose();

@@ -182,11 +182,13 @@ def test_overrides_are_accepted_anywhere():
     assert train_overrides(args) == ["a.b=1", "c.d=2", "e=f", "training.max_steps=3"]
 
 
-def test_unreadable_path_is_one_line_exit_2(tmp_path, capsys):
-    # A folder where the config file is expected: one line, no traceback.
-    from framecast.cli import main as cli_main
-
-    (tmp_path / "c.yaml").mkdir()
-    assert cli_main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+def test_os_error_is_one_line_exit_2(tmp_path, capsys):
+    # --runs-dir under a regular file: the OSError of creating the run folder is the
+    # user's input, not a bug, so no traceback either.
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {kind: autoencoder}\n")
+    (tmp_path / "file").write_text("")
+    argv = ["train", "--config", str(config), "--runs-dir", str(tmp_path / "file" / "runs")]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "file" in err

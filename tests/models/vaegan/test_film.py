@@ -1,4 +1,4 @@
-"""GAAD-FiLM reads what is inside the GAAD regions, and only there.
+"""GAAD-FiLM reads what is inside the GAAD regions, and only there; and it learns from it.
 
 A change of content inside a patch must move the FiLM parameters of every box that overlaps
 the patch and leave those of boxes disjoint from it (by more than RoIAlign's bilinear
@@ -142,3 +142,47 @@ def test_box_coverage_is_area_fraction():
     expected = torch.zeros(4, 4)
     expected[0, 0], expected[0, 1] = 0.5 * 0.75, 0.5 * 0.75
     torch.testing.assert_close(coverage[0, 1], expected)
+
+
+def test_generator_learns_region_content_through_film_only():
+    # Each sample's context is four flat quadrants of random brightness and the future
+    # repeats them; z is the same for every sample. Without FiLM the generator can only
+    # learn the mean clip; with FiLM over the four quadrant boxes it can follow each region.
+    size, steps = 16, 30
+    quadrants = torch.tensor(
+        [[0, 0, 8, 8], [8, 0, 16, 8], [0, 8, 8, 16], [8, 8, 16, 16]], dtype=torch.float32
+    )
+
+    def batch(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        levels = torch.rand(16, 1, 1, 2, 2, generator=gen) * 1.6 - 0.8  # (B, 1, 1, 2, 2)
+        frames = levels.repeat_interleave(8, dim=-1).repeat_interleave(8, dim=-2)
+        return frames.expand(-1, 2, 3, -1, -1), frames.expand(-1, 2, 3, -1, -1)
+
+    losses = {}
+    for use_film in (False, True):
+        torch.manual_seed(0)
+        generator = VideoGenerator(
+            latent_dim=4,
+            num_frames=2,
+            image_size=size,
+            base_channels=8,
+            num_regions=4,
+            use_gaad_film=use_film,
+            context_frames=2,
+        )
+        optimiser = torch.optim.Adam(generator.parameters(), lr=3e-3)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(steps):
+            context, future = batch(data)
+            loss = (generator(torch.zeros(16, 4), quadrants, context) - future).square().mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        with torch.no_grad():
+            context, future = batch(torch.Generator().manual_seed(2))
+            out = generator(torch.zeros(16, 4), quadrants, context)
+            losses[use_film] = (out - future).square().mean().item()
+    # The control stays near the levels' variance (1.6²/12 ≈ 0.21); FiLM reads the regions
+    # (measured: 0.16 vs 0.008).
+    assert losses[False] > 0.1
+    assert losses[True] < 0.3 * losses[False], losses

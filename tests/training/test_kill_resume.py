@@ -75,13 +75,18 @@ def _rows(run_dir: Path) -> list[dict[str, float]]:
 
 @pytest.fixture(scope="module")
 def kill_setup(tmp_path_factory, tiny_dataset, tiny_run):
-    """A 6-step autoencoder config (validation every 2 steps, 3 batches per epoch) and
-    its uninterrupted run."""
+    """A 6-step autoencoder config (validation every 2 steps, 3 batches per epoch, two
+    loader workers) and its uninterrupted run."""
     tmp = tmp_path_factory.mktemp("kill")
     tiny_model = ["model.base_channels=8", "model.norm_groups=4", "model.num_res_blocks=1"]
     raw = apply_overrides(
         read_yaml(REPO / "configs" / "ae_smoke.yaml"),
-        [*tiny_model, *tiny_run(tiny_dataset, 6), "training.val_every_n_steps=2"],
+        [
+            *tiny_model,
+            *tiny_run(tiny_dataset, 6),
+            "training.val_every_n_steps=2",
+            "data.num_workers=2",  # worker processes draw clip starts too
+        ],
     )
     config = validate_config(raw)
     config_path = save_config(config, tmp / "config.yaml")

@@ -266,3 +266,12 @@ def test_failed_start_leaves_no_run_folder_and_lightning_keeps_quiet(
     out = "".join(capfd.readouterr())
     assert "Tip:" not in out and "litlogger" not in out
     assert "deprecated" not in out.lower()
+
+
+def test_unknown_monitor_is_a_config_error(tiny_dataset, tmp_path, shrink):
+    config = shrink(CONFIGS[0], tiny_dataset)
+    config = validate_config(apply_overrides(config.to_dict(), ["training.monitor=val/nope"]))
+    with pytest.raises(
+        ConfigError, match=r"training.monitor 'val/nope' is not a metric .*val/loss"
+    ):
+        train(config, runs_dir=tmp_path, run_name="r", progress=False)

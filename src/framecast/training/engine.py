@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import (
     EMAWeightAveraging,
     LearningRateMonitor,
@@ -558,12 +559,21 @@ def _fit(
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )
-        trainer.fit(
-            module,
-            datamodule=datamodule,
-            ckpt_path=str(point.checkpoint) if resume else None,
-            weights_only=True,
-        )
+        try:
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(point.checkpoint) if resume else None,
+                weights_only=True,
+            )
+        except MisconfigurationException as exc:
+            if "could not find the monitored key" not in str(exc):
+                raise
+            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+            raise ConfigError(
+                f"training.monitor {t.monitor!r} is not a metric this model logs in validation "
+                f"(it logs: {', '.join(logged) or 'nothing'})"
+            ) from exc
 
     last = best = None
     if not fast_dev_run:

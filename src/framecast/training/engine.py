@@ -393,7 +393,13 @@ def train(
     overwrite: bool = False,
     callbacks: list[pl.Callback] | None = None,
 ) -> TrainResult:
-    """Train ``config`` into ``runs_dir/run_name``; ``resume`` continues from ``last.ckpt``.
+    """Train ``config`` into ``runs_dir/run_name``.
+
+    ``resume`` continues the run from its newest usable checkpoint (``last``, else ``best``;
+    see :func:`find_resume_point`), restoring the data order and every random generator so
+    that a CPU run ends as if never interrupted; a run with no usable checkpoint starts
+    over from step 0 (with a note on stderr). Overrides on resume are limited to
+    ``RESUMABLE_KEYS``.
 
     ``overwrite`` deletes an existing run of the same name first (the demo re-runs itself).
     ``callbacks`` are added to the kind's own (tests and scripts hook in here).

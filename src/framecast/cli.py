@@ -55,6 +55,27 @@ def _split_ratios(text: str) -> tuple[float, float, float]:
 # -- commands ---------------------------------------------------------------------------
 
 
+SMOKE_PRESETS_HELP = """\
+Simulate 2-D buoyant smoke (PhiFlow) into a train/val/test dataset. Uniform ranges per video
+(positions and radii are fractions of the width, y from the bottom; the same seed gives the
+same bytes; every video's meta records its parameters):
+
+preset simple (default, one plume per video):
+  inflow_x 0.25..0.75, inflow y 0.1, radius 0.04..0.08, strength 0.1..0.3,
+  buoyancy 0.2..0.5, wind -0.15..0.15
+
+preset varied:
+  inflows 1..3 per video, each: x 0.15..0.85, y 0.05..0.25, radius 0.03..0.08,
+    rate 0.1..0.35, mode constant (50 %), pulse (25 %: period 6..16 frames, on for
+    0.3..0.7 of it, random phase) or stop (25 %: off from frame 0.25..0.75 x frames on)
+  buoyancy 0.15..0.6, wind -0.25..0.25 (shared by the video's inflows)
+  obstacles 0..2 solid discs: x 0.2..0.8, y 0.4..0.75, radius 0.05..0.1
+
+--size 64 (default) or 128 (or any size >= 8): the domain is the same in simulation units,
+so a plume covers the same fraction of the frame at every size.
+"""
+
+
 def cmd_data_smoke(args: argparse.Namespace) -> int:
     from framecast.data.smoke import simulate_smoke_dataset
 
@@ -69,6 +90,7 @@ def cmd_data_smoke(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        preset=args.preset,
     )
     print(summary.format())
     return EXIT_OK
@@ -376,9 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     smoke = data_commands.add_parser(
-        "smoke", help="simulate 2-D smoke plumes (PhiFlow) into a dataset"
+        "smoke",
+        help="simulate 2-D smoke plumes (PhiFlow) into a dataset",
+        description=SMOKE_PRESETS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     smoke.add_argument("out", help="output dataset folder (gets train/ val/ test/)")
+    smoke.add_argument(
+        "--preset",
+        default="simple",
+        metavar="NAME",
+        help="simple (default) or varied: which plumes to simulate (ranges below)",
+    )
     smoke.add_argument(
         "--videos", type=_positive_int, default=64, help="number of videos (default 64)"
     )
@@ -386,7 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=_positive_int, default=40, help="frames per video (default 40)"
     )
     smoke.add_argument(
-        "--size", type=_positive_int, default=64, help="frame size in pixels (default 64)"
+        "--size",
+        type=_positive_int,
+        default=64,
+        help="frame size in pixels (default 64; 128 also works: the physics is resolution-free)",
     )
     smoke.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     smoke.add_argument(
@@ -470,7 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--random-seed", type=int, help="sets training.seed")
     tr.add_argument(
-        "--resume", action="store_true", help="continue --run-name from checkpoints/last.ckpt"
+        "--resume",
+        action="store_true",
+        help="continue --run-name from its newest good checkpoint (last, else best); "
+        "a run with none starts over",
     )
     tr.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
     tr.add_argument(

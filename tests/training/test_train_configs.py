@@ -202,6 +202,11 @@ def test_diverged_model_never_replaces_the_good_checkpoint(tiny_dataset, tmp_pat
         load_autoencoder(tmp_path / "nan.ckpt")
     with pytest.raises(CheckpointError, match="not finite"):
         load_model_weights(torch.nn.Linear(1, 1), ckpt, tmp_path / "nan.ckpt")
+    warm = [f"training.init_from={tmp_path / 'nan.ckpt'}"]
+    warm_config = validate_config(apply_overrides(config.to_dict(), warm))
+    with pytest.raises(CheckpointError, match=r"nan\.ckpt are not finite"):
+        train(warm_config, runs_dir=tmp_path, run_name="warm", progress=False)
+    assert not (tmp_path / "warm").exists()  # a failed start leaves no folder
 
 
 def test_nan_metric_is_never_saved_or_ranked():

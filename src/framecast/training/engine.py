@@ -248,6 +248,12 @@ def init_model_weights(module: pl.LightningModule, config: Config) -> Path:
     path = resolve_checkpoint(t.init_from, which=t.init_which)
     ckpt = read_checkpoint(path, expected_kind=config.model.kind)
     state = model_state_dict(ckpt)
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"training.init_from {t.init_from}: the weights of {path} are not finite "
+            f"(NaN or inf in {bad[0]}); start from an earlier checkpoint"
+        )
     try:
         module.model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -162,6 +162,10 @@ def test_yaml_syntax_error_is_one_line_with_line_and_column(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"config file {config} is not valid YAML: line 3, column 17" in err
+    config.write_text("model: {kind: autoencoder}\n")
+    assert main(["train", "--config", str(config), "training.lr=[1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "line 1, column 3" in err
 
 
 def test_usage_error_is_one_line(capsys):

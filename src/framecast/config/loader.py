@@ -25,7 +25,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value {raw!r} is not valid YAML ({exc})") from exc
+        raise ConfigError(
+            f"override {text!r}: value {raw!r} is not valid YAML ({_yaml_error_line(exc)})"
+        ) from exc
     if isinstance(value, str) and _FLOAT.fullmatch(value):
         value = float(value)  # YAML 1.1 reads "1e-3" as a string; users mean a number
     return key.split("."), value

@@ -1,11 +1,13 @@
-"""Smoke simulation throughput: frames per second for several plumes-per-batch settings.
+"""Smoke simulation throughput: frames per second per preset, frame size and batch size.
 
-Simulates the same videos (same parameters) at each batch size, repeats, and prints the
-median frames/s per batch size and its ratio to the first one. Repeats are interleaved
-across batch sizes so that a burst of load on a shared machine hits all of them. Also
-checks that batching does not change a byte of the output.
+For each preset and size, simulates the same videos (same parameters, drawn with seed 0)
+at each plumes-per-batch setting, repeats, and prints the median frames/s, its ratio to the
+first batch size and to the simple preset at the same size and batch size. Repeats are
+interleaved across all settings so that a burst of load on a shared machine hits all of
+them. Also checks that batching does not change a byte of the output.
 
-    python benchmarks/smoke_simulation.py --videos 8 --frames 20 --size 64 --batch-sizes 1 8
+    python benchmarks/smoke_simulation.py --videos 8 --frames 20 --sizes 64 128 \\
+        --presets simple varied --batch-sizes 1 8
 """
 
 from __future__ import annotations
@@ -18,53 +20,79 @@ import time
 
 import numpy as np
 
-from framecast.data.smoke import DEFAULT_WARMUP_FRAMES, sample_plume_params, simulate_plumes
+from framecast.data.smoke import (
+    DEFAULT_WARMUP_FRAMES,
+    PRESETS,
+    sample_plume_params,
+    sample_varied_params,
+    simulate_plumes,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--warmup-frames", type=int, default=DEFAULT_WARMUP_FRAMES)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    params = sample_plume_params(np.random.default_rng(0), args.videos)
+    params = {
+        "simple": sample_plume_params(np.random.default_rng(0), args.videos),
+        "varied": sample_varied_params(np.random.default_rng(0), args.videos, args.frames),
+    }
     print(
-        f"{args.videos} videos x {args.frames} frames at {args.size}x{args.size} "
-        f"(+{args.warmup_frames} warm-up frames each), {args.repeats} repeats; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"{args.videos} videos x {args.frames} frames (+{args.warmup_frames} warm-up frames "
+        f"each), {args.repeats} repeats; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
     )
-    seconds: dict[int, list[float]] = {b: [] for b in args.batch_sizes}
-    outputs: dict[int, np.ndarray] = {}
+    settings = [
+        (preset, size, batch)
+        for preset in args.presets
+        for size in args.sizes
+        for batch in args.batch_sizes
+    ]
+    seconds: dict[tuple[str, int, int], list[float]] = {s: [] for s in settings}
+    outputs: dict[tuple[str, int, int], np.ndarray] = {}
     for _ in range(args.repeats):
-        for batch_size in args.batch_sizes:
+        for preset, size, batch in settings:
+            videos = params[preset]
             start = time.perf_counter()
-            videos = np.concatenate(
+            frames = np.concatenate(
                 [
-                    simulate_plumes(
-                        params[i : i + batch_size], args.frames, args.size, args.warmup_frames
-                    )
-                    for i in range(0, args.videos, batch_size)
+                    simulate_plumes(videos[i : i + batch], args.frames, size, args.warmup_frames)
+                    for i in range(0, args.videos, batch)
                 ]
             )
-            seconds[batch_size].append(time.perf_counter() - start)
-            outputs[batch_size] = videos
+            seconds[preset, size, batch].append(time.perf_counter() - start)
+            outputs[preset, size, batch] = frames
+
+    def fps(setting: tuple[str, int, int]) -> float:
+        return args.videos * args.frames / statistics.median(seconds[setting])
 
     base = args.batch_sizes[0]
-    base_fps = args.videos * args.frames / statistics.median(seconds[base])
     print(
-        f"{'plumes/batch':>12} {'median s':>9} {'frames/s':>9} {'vs ' + str(base):>7}   all runs (s)"
+        f"{'preset':>7} {'size':>5} {'plumes/batch':>12} {'median s':>9} {'frames/s':>9} "
+        f"{'vs ' + str(base):>7} {'vs simple':>9}   all runs (s)"
     )
-    for batch_size in args.batch_sizes:
-        median = statistics.median(seconds[batch_size])
-        fps = args.videos * args.frames / median
-        runs = " ".join(f"{s:.1f}" for s in seconds[batch_size])
-        print(f"{batch_size:>12} {median:>9.2f} {fps:>9.1f} {fps / base_fps:>6.2f}x   {runs}")
-    identical = all(np.array_equal(outputs[base], outputs[b]) for b in args.batch_sizes)
-    print(f"outputs identical across batch sizes: {identical}")
+    for preset, size, batch in settings:
+        setting = (preset, size, batch)
+        simple = ("simple", size, batch)
+        versus = f"{fps(setting) / fps(simple):.2f}x" if simple in seconds else "-"
+        runs = " ".join(f"{s:.1f}" for s in seconds[setting])
+        print(
+            f"{preset:>7} {size:>5} {batch:>12} {statistics.median(seconds[setting]):>9.2f} "
+            f"{fps(setting):>9.1f} {fps(setting) / fps((preset, size, base)):>6.2f}x "
+            f"{versus:>9}   {runs}"
+        )
+    for preset in args.presets:
+        for size in args.sizes:
+            first = outputs[preset, size, base]
+            same = all(np.array_equal(first, outputs[preset, size, b]) for b in args.batch_sizes)
+            print(f"{preset} {size}x{size}: outputs identical across batch sizes: {same}")
 
 
 if __name__ == "__main__":

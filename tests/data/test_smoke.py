@@ -12,11 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framecast.cli import main
 from framecast.data.shard import ShardReader
 from framecast.data.smoke import (
+    INFLOW_MODES,
     LABEL_NAMES,
+    PRESETS,
+    VARIED_RANGES,
+    Inflow,
     PlumeParams,
     lean_label,
+    sample_varied_params,
     simulate_plumes,
     simulate_smoke_dataset,
 )
@@ -179,3 +185,82 @@ def test_label_bins_the_lean() -> None:
     assert LABEL_NAMES[PlumeParams(0.5, 0.05, 0.2, buoyancy=0.2, wind=-0.06).label] == "leans_left"
     with pytest.raises(DataError, match="buoyancy"):
         PlumeParams(0.5, 0.05, 0.2, buoyancy=0.0, wind=0.0)
+
+
+# -- presets ------------------------------------------------------------------------------
+
+
+def test_varied_draws_stay_in_their_documented_ranges() -> None:
+    videos = sample_varied_params(np.random.default_rng(0), 300, frames=20)
+    assert videos[:5] == sample_varied_params(np.random.default_rng(0), 5, frames=20)
+    r = VARIED_RANGES
+    inflows = [i for v in videos for i in v.inflows]
+    obstacles = [o for v in videos for o in v.obstacles]
+    assert {len(v.inflows) for v in videos} == {1, 2, 3}
+    assert {len(v.obstacles) for v in videos} == {0, 1, 2}
+    assert {i.mode for i in inflows} == set(INFLOW_MODES)
+    for key, values in {
+        "inflow_x": [i.x for i in inflows],
+        "inflow_y": [i.y for i in inflows],
+        "radius": [i.radius for i in inflows],
+        "rate": [i.rate for i in inflows],
+        "buoyancy": [v.buoyancy for v in videos],
+        "wind": [v.wind for v in videos],
+        "pulse_period": [i.period for i in inflows if i.mode == "pulse"],
+        "pulse_duty": [i.duty for i in inflows if i.mode == "pulse"],
+        "stop_at": [i.stop_frame / 20 for i in inflows if i.mode == "stop"],
+        "obstacle_x": [o.x for o in obstacles],
+        "obstacle_y": [o.y for o in obstacles],
+        "obstacle_radius": [o.radius for o in obstacles],
+    }.items():
+        low, high = r[key]
+        assert low <= min(values) and max(values) <= high, key
+    meta = videos[0].to_meta()
+    assert meta["preset"] == "varied" and meta["label"] == lean_label(meta["lean"])
+    assert {"inflows", "obstacles", "buoyancy", "wind", "label_names"} <= set(meta)
+
+
+def test_inflow_modes_switch_the_source() -> None:
+    pulse = Inflow(0.5, 0.1, 0.05, 0.2, "pulse", period=4.0, duty=0.5, phase=1.0)
+    assert [pulse.on(f) for f in range(-1, 7)] == [1, 1, 0, 0, 1, 1, 0, 0]
+    stop = Inflow(0.5, 0.1, 0.05, 0.2, "stop", stop_frame=2)
+    assert [stop.on(f) for f in (-3, 0, 1, 2, 5)] == [True, True, True, False, False]
+    assert Inflow(0.5, 0.1, 0.05, 0.2).on(100)
+    assert set(stop.to_meta()) == {"x", "y", "radius", "rate", "mode", "stop_frame"}
+
+
+def test_varied_dataset_same_seed_same_bytes(tmp_path) -> None:
+    # Same batching: with obstacles in a batch the pressure solve couples its videos.
+    tiny = {**TINY, "videos": 2, "frames": 2, "size": 16, "warmup_frames": 1}
+    tiny.update(preset="varied", progress=False)
+    first = simulate_smoke_dataset(tmp_path / "a", seed=3, plumes_per_batch=2, **tiny)
+    simulate_smoke_dataset(tmp_path / "b", seed=3, plumes_per_batch=2, **tiny)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert "preset varied" in first.format()
+    record = json.loads((tmp_path / "a" / "dataset.json").read_text())
+    assert record["preset"] == "varied"
+    assert record["simulation"]["ranges"]["obstacles"] == [0, 2]
+    reader = ShardReader(tmp_path / "a" / "train" / "part-00000.fcshard")
+    assert reader.meta["preset"] == "varied"
+    meta = reader.videos[0].meta
+    assert meta["preset"] == "varied" and 1 <= len(meta["inflows"]) <= 3
+    frames = reader.read(0)
+    assert frames.shape == (2, 16, 16, 3) and frames.max() > 0
+
+
+def test_unknown_preset_is_refused_with_the_allowed_ones(tmp_path, capsys) -> None:
+    with pytest.raises(DataError, match="'bogus'.*simple, varied"):
+        simulate_smoke_dataset(tmp_path / "ds", preset="bogus", progress=False, **TINY)
+    assert not (tmp_path / "ds").exists()
+    assert main(["data", "smoke", str(tmp_path / "ds"), "--preset", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'bogus'" in err and "simple, varied" in err
+
+
+def test_help_documents_every_varied_range(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["data", "smoke", "--help"])
+    text = capsys.readouterr().out
+    assert all(preset in text for preset in PRESETS)
+    for key, (low, high) in VARIED_RANGES.items():
+        assert f"{low:g}..{high:g}" in text, key

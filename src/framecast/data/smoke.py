@@ -10,8 +10,9 @@ fraction of the frame per frame at 32×32 as at 64×64). Per step (one step per 
 2. the velocity (StaggeredGrid) is advected semi-Lagrangian and pushed by the force
    ``density · (wind, buoyancy)``: smoke rises, and wind leans it sideways (a uniform
    horizontal force would do nothing: the pressure projection removes it entirely);
-3. the pressure projection makes the velocity divergence-free (scipy CG; PhiFlow's
-   default solver diverges in float32).
+3. the pressure projection makes the velocity divergence-free (scipy CG, ``NotConverged``
+   suppressed: PhiFlow's default solver diverges in float32). A batch whose solve raises
+   ``Diverged`` is simulated again video by video, a video that diverges alone in float64.
 
 Walls are closed left, right and at the bottom, open at the top: smoke leaves through
 the top instead of piling up there, and the pressure solve has a unique solution.
@@ -31,6 +32,41 @@ strength      0.1 .. 0.3                 density added per unit time at the infl
 buoyancy      0.2 .. 0.5                 upward force per unit density
 wind          -wind .. +wind (0.15)      sideways force per unit density (+ = right)
 ============  =========================  =================================================
+
+Presets (``preset=``, ``framecast data smoke --preset``): ``simple`` is the table above,
+one plume per video (the files are byte-identical to those written before presets
+existed). ``varied`` draws, per video, uniformly from:
+
+================  =====================  ================================================
+parameter         range                  meaning
+================  =====================  ================================================
+inflows           1 .. 3 (integer)       number of smoke sources
+inflow x          0.15 .. 0.85           per inflow: centre, fraction of the width
+inflow y          0.05 .. 0.25           per inflow: centre height, fraction from bottom
+radius            0.03 .. 0.08           per inflow: Gaussian radius, fraction of width
+rate              0.1 .. 0.35            per inflow: density added per unit time
+mode              constant / pulse /     per inflow, probabilities 0.5 / 0.25 / 0.25
+                  stop
+pulse period      6 .. 16 frames         pulse: on for the first ``duty`` of each period,
+pulse duty        0.3 .. 0.7             shifted by a phase uniform in [0, period)
+stop at           0.25 .. 0.75 × frames  stop: no inflow from that output frame on
+buoyancy          0.15 .. 0.6            upward force per unit density (whole video)
+wind              -0.25 .. +0.25         sideways force per unit density (whole video)
+obstacles         0 .. 2 (integer)       solid discs (PhiFlow ``Obstacle``: no flow
+obstacle x        0.2 .. 0.8             through them), centre, fraction of the width
+obstacle y        0.4 .. 0.75            centre height, fraction from the bottom
+obstacle radius   0.05 .. 0.1            fraction of the width
+================  =====================  ================================================
+
+``wind=`` replaces either preset's wind range by ``[-wind, wind]``. Each video's meta
+records its parameters (:meth:`PlumeParams.to_meta`, :meth:`VariedParams.to_meta`); the
+same seed gives the same bytes, and the first videos of a larger dataset have the
+parameters of a smaller one. One difference: with obstacles in a batch, PhiFlow's pressure
+solve runs over the batch as a whole, so a varied video's bytes depend on its batch mates
+(measured: not byte-equal when simulated alone); the same seed with the same
+``plumes_per_batch`` gives the same bytes, whatever ``workers``. A batch with obstacles
+costs about twice a simple batch per step. Sizes: 64×64 by default, 128×128 as well (any
+``size`` >= 8; the physics is in simulation units, the same at every size).
 
 Class label (for the autoencoder's classification head): which way the plume leans. The
 force on the smoke points ``atan(lean)`` from vertical, with ``lean = wind / buoyancy``,
@@ -158,6 +194,156 @@ def sample_plume_params(
     return [PlumeParams(*(float(v) for v in rng.uniform(lows, highs))) for _ in range(count)]
 
 
+# -- the varied preset ------------------------------------------------------------------
+
+PRESETS = ("simple", "varied")
+INFLOW_MODES = ("constant", "pulse", "stop")
+# Ranges of the varied preset (see the module docstring); counts are inclusive integers.
+VARIED_RANGES: dict[str, tuple[float, float]] = {
+    "inflows": (1, 3),
+    "inflow_x": (0.15, 0.85),
+    "inflow_y": (0.05, 0.25),
+    "radius": (0.03, 0.08),
+    "rate": (0.1, 0.35),
+    "buoyancy": (0.15, 0.6),
+    "wind": (-0.25, 0.25),
+    "pulse_period": (6.0, 16.0),
+    "pulse_duty": (0.3, 0.7),
+    "stop_at": (0.25, 0.75),
+    "obstacles": (0, 2),
+    "obstacle_x": (0.2, 0.8),
+    "obstacle_y": (0.4, 0.75),
+    "obstacle_radius": (0.05, 0.1),
+}
+INFLOW_MODE_PROBABILITIES = (0.5, 0.25, 0.25)  # constant, pulse, stop
+
+
+@dataclass(frozen=True)
+class Inflow:
+    """One smoke source of a varied video; positions and radius are fractions of the width.
+
+    ``mode``: ``constant``; ``pulse`` (on for the first ``duty`` of every ``period``
+    frames, shifted by ``phase`` frames); ``stop`` (on until output frame ``stop_frame``,
+    off from then on; warm-up frames count as before frame 0).
+    """
+
+    x: float
+    y: float
+    radius: float
+    rate: float
+    mode: str = "constant"
+    period: float = 0.0
+    duty: float = 1.0
+    phase: float = 0.0
+    stop_frame: int = 0
+
+    def to_meta(self) -> dict[str, Any]:
+        """Position, radius, rate and mode, plus the mode's own fields (pulse, stop)."""
+        meta: dict[str, Any] = {k: getattr(self, k) for k in ("x", "y", "radius", "rate", "mode")}
+        if self.mode == "pulse":
+            meta.update(period=self.period, duty=self.duty, phase=self.phase)
+        elif self.mode == "stop":
+            meta["stop_frame"] = self.stop_frame
+        return meta
+
+    def on(self, frame: int) -> bool:
+        """Whether the inflow adds smoke at output frame ``frame`` (negative: warm-up)."""
+        if self.mode == "pulse":
+            return (frame + self.phase) % self.period < self.duty * self.period
+        if self.mode == "stop":
+            return frame < self.stop_frame
+        return True
+
+
+@dataclass(frozen=True)
+class Disc:
+    """A solid round obstacle: centre and radius as fractions of the width (y from the bottom)."""
+
+    x: float
+    y: float
+    radius: float
+
+
+@dataclass(frozen=True)
+class VariedParams:
+    """The randomised parameters of one varied-preset video (several inflows, obstacles)."""
+
+    inflows: tuple[Inflow, ...]
+    obstacles: tuple[Disc, ...]
+    buoyancy: float
+    wind: float
+
+    def __post_init__(self) -> None:
+        if not self.inflows or self.buoyancy <= 0 or not np.isfinite(self.wind):
+            raise DataError(
+                f"smoke: a varied video needs >= 1 inflow, buoyancy > 0 and a finite wind, got {self}"
+            )
+
+    @property
+    def lean(self) -> float:
+        """Tangent of the plumes' tilt from vertical: ``wind / buoyancy`` (+ = right)."""
+        return self.wind / self.buoyancy
+
+    @property
+    def label(self) -> int:
+        return lean_label(self.lean)
+
+    def to_meta(self) -> dict[str, Any]:
+        """Per-video metadata: every parameter, ``lean``, ``label`` and ``label_names``."""
+        return {
+            "preset": "varied",
+            "inflows": [inflow.to_meta() for inflow in self.inflows],
+            "obstacles": [asdict(disc) for disc in self.obstacles],
+            "buoyancy": self.buoyancy,
+            "wind": self.wind,
+            "lean": self.lean,
+            "label": self.label,
+            "label_names": list(LABEL_NAMES),
+        }
+
+
+def sample_varied_params(
+    rng: np.random.Generator, count: int, frames: int, wind: float | None = None
+) -> list[VariedParams]:
+    """Draw ``count`` varied videos, one after another from ``rng`` (see :data:`VARIED_RANGES`).
+
+    ``frames`` (output frames per video) places the ``stop`` frames; ``wind``, when given,
+    replaces the wind range by ``[-wind, wind]``. Video by video, so the first videos of a
+    larger draw equal a smaller draw with the same seed.
+    """
+    r = dict(VARIED_RANGES)
+    if wind is not None:
+        r["wind"] = (-wind, wind)
+
+    def uniform(name: str) -> float:
+        low, high = r[name]
+        return float(rng.uniform(low, high))
+
+    videos = []
+    for _ in range(count):
+        inflows = []
+        for _ in range(int(rng.integers(r["inflows"][0], r["inflows"][1] + 1))):
+            x, y, radius, rate = (uniform(k) for k in ("inflow_x", "inflow_y", "radius", "rate"))
+            mode = INFLOW_MODES[int(rng.choice(len(INFLOW_MODES), p=INFLOW_MODE_PROBABILITIES))]
+            extra: dict[str, Any] = {}
+            if mode == "pulse":
+                period = uniform("pulse_period")
+                extra = {
+                    "period": period,
+                    "duty": uniform("pulse_duty"),
+                    "phase": float(rng.uniform(0, period)),
+                }
+            elif mode == "stop":
+                extra = {"stop_frame": int(round(uniform("stop_at") * frames))}
+            inflows.append(Inflow(x, y, radius, rate, mode, **extra))
+        obstacles = tuple(
+            Disc(uniform("obstacle_x"), uniform("obstacle_y"), uniform("obstacle_radius"))
+            for _ in range(int(rng.integers(r["obstacles"][0], r["obstacles"][1] + 1)))
+        )
+        videos.append(VariedParams(tuple(inflows), obstacles, uniform("buoyancy"), uniform("wind")))
+    return videos
+
+
 def render_density(density: np.ndarray) -> np.ndarray:
     """Density ``(..., H, W)`` (row 0 = top) → RGB smoke on black ``(..., H, W, 3)`` uint8."""
     intensity = -np.expm1(-np.maximum(density, 0.0) / DENSITY_SCALE)
@@ -170,73 +356,178 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise DataError(f"smoke: {name} must be an integer >= {minimum}, got {value!r}")
 
 
+MAX_OBSTACLES = int(VARIED_RANGES["obstacles"][1])
+MAX_INFLOWS = int(VARIED_RANGES["inflows"][1])
+
+
 def simulate_plumes(
-    params: Sequence[PlumeParams],
+    params: Sequence[PlumeParams] | Sequence[VariedParams],
     frames: int,
     size: int,
     warmup_frames: int = DEFAULT_WARMUP_FRAMES,
 ) -> np.ndarray:
-    """Simulate the plumes of ``params`` together as one batch; return their videos.
+    """Simulate the videos of ``params`` together as one batch; return their frames.
 
-    The first ``warmup_frames`` frames, while the plumes form, are simulated but not
-    returned. Deterministic: the same arguments give the same bytes.
+    ``params`` are all :class:`PlumeParams` (preset ``simple``) or all
+    :class:`VariedParams` (preset ``varied``). The first ``warmup_frames`` frames, while
+    the plumes form, are simulated but not returned. Deterministic: the same arguments give
+    the same bytes (a varied batch with obstacles: the same bytes for the same batch, see
+    the module docstring). When PhiFlow's float32 pressure solve diverges (``Diverged``),
+    the batch is simulated again one video at a time, and a video that diverges alone is
+    simulated in float64.
 
     Returns:
         ``(B, T, H, W, 3)`` uint8 with ``B = len(params)``, ``T = frames``,
         ``H = W = size``; row 0 is the top of the image.
     """
     if len(params) == 0:
-        raise DataError("smoke: simulate_plumes needs at least one PlumeParams")
+        raise DataError("smoke: simulate_plumes needs at least one parameter set")
+    kinds = {type(q) for q in params}
+    if len(kinds) != 1 or not kinds <= {PlumeParams, VariedParams}:
+        raise DataError(
+            "smoke: simulate_plumes takes a batch of PlumeParams or of VariedParams, "
+            f"not {sorted(k.__name__ for k in kinds)}"
+        )
     _check_int("frames", frames, 1)
     _check_int("size", size, 8)
     _check_int("warmup_frames", warmup_frames, 0)
+    from phi.math import Diverged
 
+    try:
+        densities = _simulate_densities(params, frames, size, warmup_frames, 32)
+    except Diverged:
+        if len(params) > 1:
+            return np.concatenate(
+                [simulate_plumes([q], frames, size, warmup_frames) for q in params]
+            )
+        try:
+            densities = _simulate_densities(params, frames, size, warmup_frames, 64)
+        except Diverged:
+            raise DataError(
+                f"smoke: the pressure solve diverged, even in float64, for {params[0]}"
+            ) from None
+    if not np.isfinite(densities).all():
+        raise DataError(
+            f"smoke: simulation diverged (non-finite density) for plumes {list(params)}"
+        )
+    return render_density(densities)
+
+
+def _simulate_densities(
+    params: Sequence[PlumeParams] | Sequence[VariedParams],
+    frames: int,
+    size: int,
+    warmup_frames: int,
+    bits: int,
+) -> np.ndarray:
+    """The simulation of :func:`simulate_plumes`: densities ``(B, T, H, W)``, row 0 = top."""
     # Imported here: PhiFlow is only needed when simulating, not to import framecast.data.
     from phi.field import CenteredGrid, StaggeredGrid, resample
-    from phi.geom import Box
-    from phi.math import NotConverged, Solve, batch, extrapolation, precision, spatial, tensor, vec
+    from phi.geom import Box, Sphere
+    from phi.math import (
+        NotConverged,
+        Solve,
+        batch,
+        channel,
+        extrapolation,
+        instance,
+        precision,
+        spatial,
+        tensor,
+        vec,
+    )
     from phi.math.backend import NUMPY
     from phi.physics import advect, fluid
 
-    p = {
-        name: np.array([getattr(q, name) for q in params], np.float32) for name in asdict(params[0])
-    }
     bounds = Box(x=DOMAIN, y=DOMAIN)
     # Cell centres in simulation units, indexed (x, y) like PhiFlow's grids (y up).
     centres = (np.arange(size, dtype=np.float32) + 0.5) * (DOMAIN / size)
-    dx2 = (centres[None, :, None] - p["inflow_x"][:, None, None] * DOMAIN) ** 2
-    dy2 = (centres[None, None, :] - INFLOW_Y * DOMAIN) ** 2
-    sigma = p["radius"][:, None, None] * DOMAIN
-    inflow_rate = p["strength"][:, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
+    varied = isinstance(params[0], VariedParams)
+    if not varied:
+        p = {
+            name: np.array([getattr(q, name) for q in params], np.float32)
+            for name in asdict(params[0])
+        }
+        dx2 = (centres[None, :, None] - p["inflow_x"][:, None, None] * DOMAIN) ** 2
+        dy2 = (centres[None, None, :] - INFLOW_Y * DOMAIN) ** 2
+        sigma = p["radius"][:, None, None] * DOMAIN
+        inflow_rate = p["strength"][:, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
+        wind, buoyancy = p["wind"], p["buoyancy"]
+    else:
+        # Per video, MAX_INFLOWS Gaussians (absent ones at rate 0): (B, I, x, y).
+        slots = [list(q.inflows) + [None] * (MAX_INFLOWS - len(q.inflows)) for q in params]
+        x, y, radius, rate = (
+            np.array([[getattr(i, k, 0.0) if i else 0.0 for i in row] for row in slots], np.float32)
+            for k in ("x", "y", "radius", "rate")
+        )
+        radius = np.where(radius > 0, radius, 1.0).astype(np.float32)
+        dx2 = (centres[None, None, :, None] - x[:, :, None, None] * DOMAIN) ** 2
+        dy2 = (centres[None, None, None, :] - y[:, :, None, None] * DOMAIN) ** 2
+        sigma = radius[:, :, None, None] * DOMAIN
+        gauss = rate[:, :, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
+        wind = np.array([q.wind for q in params], np.float32)
+        buoyancy = np.array([q.buoyancy for q in params], np.float32)
+        # As many discs per video as the most in the batch; absent ones far outside the
+        # domain (PhiFlow's batched geometry needs the same count in every video).
+        most = max(len(q.obstacles) for q in params)
+        disc_centres = np.full((len(params), most, 2), -10 * DOMAIN, np.float32)
+        disc_radii = np.full((len(params), most), 1.0, np.float32)
+        for b, q in enumerate(params):
+            for k, disc in enumerate(q.obstacles):
+                disc_centres[b, k] = (disc.x * DOMAIN, disc.y * DOMAIN)
+                disc_radii[b, k] = disc.radius * DOMAIN
 
     velocity_bc = extrapolation.combine_sides(
         x=extrapolation.ZERO, y=(extrapolation.ZERO, extrapolation.ZERO_GRADIENT)
     )
     solve = Solve("scipy-CG", PRESSURE_TOLERANCE, PRESSURE_TOLERANCE, suppress=[NotConverged])
     densities = np.empty((len(params), frames, size, size), np.float32)
-    # Pin backend and precision: another module may have switched PhiFlow's defaults.
-    with NUMPY, precision(32):
-        inflow = CenteredGrid(
-            tensor(inflow_rate.astype(np.float32), batch("plume"), spatial("x,y")),
+    dtype = np.float32 if bits == 32 else np.float64
+
+    def grid(values: np.ndarray) -> Any:
+        return CenteredGrid(
+            tensor(values.astype(dtype), batch("plume"), spatial("x,y")),
             extrapolation.ZERO_GRADIENT,
             bounds=bounds,
         )
-        push = vec(x=tensor(p["wind"], batch("plume")), y=tensor(p["buoyancy"], batch("plume")))
+
+    # Pin backend and precision: another module may have switched PhiFlow's defaults.
+    with NUMPY, precision(bits):
+        obstacles: tuple = ()
+        if varied and most > 0:
+            discs = Sphere(
+                center=tensor(
+                    disc_centres, batch("plume"), instance("obstacle"), channel(vector="x,y")
+                ),
+                radius=tensor(disc_radii, batch("plume"), instance("obstacle")),
+            )
+            obstacles = (fluid.Obstacle(discs),)
+        if varied:
+            on = np.array(
+                [
+                    [[i.on(f) if i else False for i in row] for row in slots]
+                    for f in range(-warmup_frames, frames)
+                ],
+                np.float32,
+            )  # (S, B, I)
+        else:
+            inflow = grid(inflow_rate)
+        push = vec(x=tensor(wind, batch("plume")), y=tensor(buoyancy, batch("plume")))
         smoke = CenteredGrid(0, extrapolation.ZERO_GRADIENT, x=size, y=size, bounds=bounds)
         velocity = StaggeredGrid(0, velocity_bc, x=size, y=size, bounds=bounds)
         for step in range(warmup_frames + frames):
+            if varied:
+                # Elementwise per video (no reduction across the batch): batch-independent.
+                rates = on[step][:, :, None, None] * gauss
+                inflow = grid(sum(rates[:, i] for i in range(MAX_INFLOWS)))
             smoke = advect.mac_cormack(smoke, velocity, DT) + inflow * DT
             force = resample(smoke * push, to=velocity)
             velocity = advect.semi_lagrangian(velocity, velocity, DT) + force * DT
-            velocity, _ = fluid.make_incompressible(velocity, (), solve)
+            velocity, _ = fluid.make_incompressible(velocity, obstacles, solve)
             if step >= warmup_frames:
                 # (plume, y, x) with y flipped: image row 0 is the top of the domain.
                 densities[:, step - warmup_frames] = smoke.values.numpy("plume,y,x")[:, ::-1]
-    if not np.isfinite(densities).all():
-        raise DataError(
-            f"smoke: simulation diverged (non-finite density) for plumes {list(params)}"
-        )
-    return render_density(densities)
+    return densities
 
 
 @dataclass
@@ -251,13 +542,14 @@ class SmokeSummary:
     frames_per_second: float
     shards: dict[str, list[Path]]
     dataset_json: Path
+    preset: str = "simple"
 
     def format(self) -> str:
         """Human-readable summary, as the CLI prints it."""
         total = sum(self.videos.values())
         lines = [
-            f"simulated {total} smoke video{'s' if total != 1 else ''} "
-            f"({self.frames} frames at {self.size}x{self.size}) into {self.out} "
+            f"simulated {total} smoke video{'s' if total != 1 else ''} (preset {self.preset}, "
+            f"{self.frames} frames at {self.size}x{self.size}) into {self.out} "
             f"in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)"
         ]
         for split in SPLITS:
@@ -277,15 +569,17 @@ def simulate_smoke_dataset(
     plumes_per_batch: int = 8,
     workers: int | None = None,
     warmup_frames: int = DEFAULT_WARMUP_FRAMES,
-    wind: float = DEFAULT_WIND,
+    wind: float | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    preset: str = "simple",
 ) -> SmokeSummary:
     """Simulate ``videos`` smoke plumes into the dataset folder ``out``.
 
     Writes ``out/{train,val,test}/part-00000.fcshard`` (a split with no videos is an
     empty folder) and ``out/dataset.json``. Videos are ``smoke-00000``, ... in simulation
-    order; each is ``(frames, size, size, 3)`` uint8 with meta :meth:`PlumeParams.to_meta`.
+    order; each is ``(frames, size, size, 3)`` uint8 with meta :meth:`PlumeParams.to_meta`
+    (preset ``simple``) or :meth:`VariedParams.to_meta` (preset ``varied``).
     Plume parameters and the split of each video come from independent streams seeded by
     ``seed``: the same arguments give byte-identical files, and the first videos of a
     larger dataset have the parameters of a smaller one.
@@ -299,14 +593,21 @@ def simulate_smoke_dataset(
             are independent and their parameters drawn up front, so the files do not
             depend on ``workers``.
         warmup_frames: frames simulated before the first written one, while plumes form.
-        wind: the wind force is drawn uniformly from ``[-wind, wind]``; 0 disables it.
+        wind: the wind force is drawn uniformly from ``[-wind, wind]``; 0 disables it;
+            None: the preset's range (simple ±0.15, varied ±0.25).
+        preset: ``simple`` (one plume per video, as before presets existed: the same seed
+            gives the same bytes) or ``varied`` (several inflows, stronger side wind, a
+            wider buoyancy range, pulsing or stopping inflows, obstacles); ranges in the
+            module docstring.
         overwrite: allow a non-empty ``out``; its splits and dataset.json are replaced
             (only once the new ones are complete), other files are left alone.
 
     Raises:
-        DataError: a bad argument (the message names it and its value), or ``out`` is
-            not empty and ``overwrite`` is false.
+        DataError: a bad argument (the message names it and its value; an unknown preset
+            also names the allowed ones), or ``out`` is not empty and ``overwrite`` is false.
     """
+    if preset not in PRESETS:
+        raise DataError(f"smoke: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     _check_int("videos", videos, 1)
     _check_int("frames", frames, 1)
     _check_int("size", size, 8)
@@ -315,6 +616,8 @@ def simulate_smoke_dataset(
         _check_int("workers", workers, 1)
     _check_int("warmup_frames", warmup_frames, 0)
     _check_int("seed", seed, 0)
+    if wind is None:
+        wind = DEFAULT_WIND if preset == "simple" else VARIED_RANGES["wind"][1]
     if isinstance(wind, bool) or not (
         isinstance(wind, int | float | np.floating) and np.isfinite(wind) and wind >= 0
     ):
@@ -331,7 +634,11 @@ def simulate_smoke_dataset(
         )
 
     params_seed, split_seed = np.random.SeedSequence(seed).spawn(2)
-    params = sample_plume_params(np.random.default_rng(params_seed), videos, float(wind))
+    rng = np.random.default_rng(params_seed)
+    if preset == "simple":
+        params: list[Any] = sample_plume_params(rng, videos, float(wind))
+    else:
+        params = sample_varied_params(rng, videos, frames, float(wind))
     width = max(5, len(str(videos - 1)))
     ids = [f"smoke-{i:0{width}d}" for i in range(videos)]
     by_id = assign_splits(ids, fractions, int(split_seed.generate_state(1)[0]))
@@ -339,6 +646,8 @@ def simulate_smoke_dataset(
     shard_name = f"part-00000{SHARD_SUFFIX}"
     counts = {split: assignment.count(split) for split in SPLITS}
     shard_meta = {"source": SOURCE, "seed": seed, "size": size, "label_names": list(LABEL_NAMES)}
+    if preset != "simple":  # simple's files stay byte-identical to those from before presets
+        shard_meta["preset"] = preset
 
     out.mkdir(parents=True, exist_ok=True)
     # New splits are built in a hidden staging folder and moved in at the end, so a crash
@@ -389,6 +698,9 @@ def simulate_smoke_dataset(
                 target.unlink()
             os.replace(staging / split, target)
         shards = {split: [out / split / shard_name] if counts[split] else [] for split in SPLITS}
+        ranges: dict[str, Any] = {**PARAM_RANGES, "wind": (-wind, wind)}
+        if preset != "simple":
+            ranges = {**VARIED_RANGES, "wind": (-wind, wind)}
         record = {
             "framecast_dataset": 1,
             "source": SOURCE,
@@ -410,7 +722,7 @@ def simulate_smoke_dataset(
             "simulation": {
                 "warmup_frames": warmup_frames,
                 "wind": wind,
-                "ranges": {**PARAM_RANGES, "wind": (-wind, wind)},
+                "ranges": ranges,
                 "domain": DOMAIN,
                 "dt": DT,
                 "inflow_y": INFLOW_Y,
@@ -419,6 +731,13 @@ def simulate_smoke_dataset(
                 "pressure_solve": f"scipy-CG rel/abs tolerance {PRESSURE_TOLERANCE}",
             },
         }
+        if preset != "simple":  # no key for simple: its dataset.json stays byte-identical
+            record = {**record, "preset": preset}
+            record["simulation"] = {
+                **record["simulation"],
+                "inflow_modes": dict(zip(INFLOW_MODES, INFLOW_MODE_PROBABILITIES, strict=True)),
+                "max_obstacles": MAX_OBSTACLES,
+            }
         # Written last: its presence marks a complete dataset. No timestamp, so that the
         # same arguments give a byte-identical dataset.
         dataset_json = out / DATASET_JSON
@@ -435,4 +754,5 @@ def simulate_smoke_dataset(
         frames_per_second=videos * frames / seconds,
         shards=shards,
         dataset_json=dataset_json,
+        preset=preset,
     )

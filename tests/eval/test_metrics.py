@@ -213,3 +213,23 @@ def test_fid_from_features_rejects_bad_shapes() -> None:
         fid_from_features(np.zeros((1, 3)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         fid_from_features(np.zeros((4, 3)), np.zeros((5, 2)))
+
+
+def test_temporal_difference_error_analytic_cases():
+    from framecast.eval.metrics import temporal_difference_error
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 4, 1, 8, 8, generator=g) * 2 - 1
+    last = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
+    assert temporal_difference_error(truth, truth, last).abs().max() == 0
+    # Copying the last frame: its changes are 0, so the error is the true motion energy.
+    copy = last[:, None].expand_as(truth)
+    unit = lambda x: (x + 1) / 2  # noqa: E731
+    changes = torch.diff(torch.cat([unit(last)[:, None], unit(truth)], dim=1), dim=1)
+    expected = changes.square().mean(dim=(2, 3, 4))
+    assert torch.allclose(temporal_difference_error(copy, truth, last), expected)
+    # A constant offset on every predicted frame costs only at the first change.
+    err = temporal_difference_error(truth + 0.2, truth, last)  # 0.1 on [0, 1]
+    assert torch.allclose(err[:, 0], torch.full((2,), 0.01)) and err[:, 1:].abs().max() < 1e-6
+    with pytest.raises(ValueError, match="last_context"):
+        temporal_difference_error(truth, truth, last[:1])

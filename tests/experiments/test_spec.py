@@ -18,13 +18,20 @@ EXPECTED = {
     "phase1_4": ["f1_rgb_only", "f2_rgb_seg", "f3_rgb_seg_cls"],
     "latent_shape": [f"c{c}_ds{d}" for c in (4, 8, 16) for d in (2, 3, 4)],
     "kl_annealing": ["2a", "2b", "2c"],
-    "smoke_weights": ["aggressive", "balanced"],
+    "smoke_weights": [
+        f"{a}_s{s}" for a in ("control", "recommended", "aggressive", "balanced") for s in (0, 1, 2)
+    ],
+    "smoke_weighting_claims": [f"{a}_s{s}" for a in ("control", "weighted") for s in (0, 1, 2)],
     "wubu_kl_annealing": ["kl1e-4", "kl1e-3", "kl1e-2", "kl1e-1"],
     "wubu_film": [
-        "gfilmfalse_dfilmfalse",
-        "gfilmfalse_dfilmtrue",
-        "gfilmtrue_dfilmfalse",
-        "gfilmtrue_dfilmtrue",
+        f"{arm}_s{seed}"
+        for arm in (
+            "gfilmfalse_dfilmfalse",
+            "gfilmfalse_dfilmtrue",
+            "gfilmtrue_dfilmfalse",
+            "gfilmtrue_dfilmtrue",
+        )
+        for seed in (0, 1, 2)
     ],
 }
 
@@ -64,10 +71,37 @@ def test_shapes_kl_phases_and_smoke_weights(tmp_path):
 
     smoke = expand_sweep(REPO / "configs" / "sweeps" / "smoke_weights.yaml")
     got = {
-        r.name: (r.config.training.smoke_weight, r.config.training.smoke_threshold)
+        r.name: (
+            r.config.training.smoke_weight,
+            r.config.training.background_weight,
+            r.config.training.smoke_threshold,
+            r.config.training.smoke_threshold_scale,
+            r.config.training.seed,
+        )
         for r in smoke.runs
     }
-    assert got == {"aggressive": (10.0, 0.05), "balanced": (3.0, 0.15)}
+    arms = {
+        "control": (1.0, 1.0, "auto", 1.0),
+        "recommended": (5.0, 1.0, "auto", 1.0),
+        "aggressive": (10.0, 1.0, "auto", 0.5),
+        "balanced": (3.0, 1.0, "auto", 1.5),
+    }
+    assert got == {f"{a}_s{s}": (*v, s) for a, v in arms.items() for s in (0, 1, 2)}
+    # Ranked and compared on metrics the weighting cannot inflate.
+    assert smoke.spec.primary_metric == "eval/psnr"
+    assert not {"val/loss", "val/flow_matching_mse"} & set(smoke.spec.report_metrics)
+    assert {r.config.training.monitor for r in smoke.runs} == {"val/flow_matching_mse_unweighted"}
+    claims = expand_sweep(REPO / "configs" / "sweeps" / "smoke_weighting_claims.yaml")
+    assert [r.name for r in claims.runs] == [
+        f"{a}_s{s}" for a in ("control", "weighted") for s in (0, 1, 2)
+    ]
+
+
+def test_seeds_must_be_distinct(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"base: {BASE}\nseeds: [1, 1]\n")
+    with pytest.raises(ConfigError, match="seeds.*distinct"):
+        expand_sweep(spec)
 
 
 BASE = str(REPO / "configs" / "f1_rgb_only.yaml")

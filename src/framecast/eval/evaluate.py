@@ -57,7 +57,15 @@ from framecast.flow.solvers import SolverConfig
 from framecast.models.vaegan.loading import VAEGANRun, load_vaegan
 from framecast.utils import atomic_write_text
 
-METRICS = ("mse", "psnr", "ssim", "lpips", "smoke_psnr", "background_hallucination")
+METRICS = (
+    "mse",
+    "psnr",
+    "ssim",
+    "lpips",
+    "smoke_psnr",
+    "background_hallucination",
+    "temporal_mse",
+)
 """Per-horizon metrics of every method (``psnr_best_of_k`` is added for the model, K > 1)."""
 HIGHER_IS_BETTER = {
     "mse": False,
@@ -66,6 +74,7 @@ HIGHER_IS_BETTER = {
     "lpips": False,
     "smoke_psnr": True,
     "background_hallucination": False,
+    "temporal_mse": False,
     "psnr_best_of_k": True,
 }
 DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
@@ -485,7 +494,8 @@ def evaluate(
     fns = _frame_metrics(threshold, lambda p, t: lpips_net(p, t).float())
     generator = torch.Generator(device="cpu").manual_seed(seed)
     model_method, methods = predictor.kind, predictor.methods
-    values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in fns} for m in methods}
+    names = [*fns, "temporal_mse"]
+    values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in names} for m in methods}
     best_of_k: list[Tensor] = []
     feats: dict[str, list[Tensor]] = {m: [] for m in ("truth", *methods)}
     shown: list[tuple[Tensor, Tensor, Tensor]] = []
@@ -507,6 +517,14 @@ def evaluate(
         predicted = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
         for name, v in predicted.items():
             values[model_method][name].append(v)
+        last = ctx[:, -1].float().clamp(-1, 1)  # (B, C, H, W): where the first change starts
+        values[model_method]["temporal_mse"].append(
+            M.temporal_difference_error(
+                pred.flatten(0, 1),
+                truth_k.flatten(0, 1).float().clamp(-1, 1),
+                last[:, None].expand(-1, samples, -1, -1, -1).flatten(0, 1),
+            ).cpu()
+        )
         if samples > 1:
             psnr_k = predicted["psnr"].reshape(b, samples, frames)
             best = psnr_k.mean(dim=2).argmax(dim=1)  # (B,)
@@ -515,6 +533,9 @@ def evaluate(
         for method, guess in baselines.items():
             for name, v in _measure(fns, guess, truth).items():
                 values[method][name].append(v)
+            values[method]["temporal_mse"].append(
+                M.temporal_difference_error(guess, truth.float().clamp(-1, 1), last).cpu()
+            )
 
         if detector is not None:
             feats["truth"].append(i3d_features(detector, clip, batch_size))

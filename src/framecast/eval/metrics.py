@@ -137,6 +137,32 @@ def background_hallucination(
     return n_lit / n_background  # 0 / 0 = NaN without background
 
 
+def temporal_difference_error(pred: Tensor, target: Tensor, last_context: Tensor) -> Tensor:
+    """Temporal coherence: how far the predicted frame-to-frame changes are from the true ones.
+
+    pred, target: (B, F, C, H, W) predicted and true future frames in [-1, 1];
+    last_context: (B, C, H, W), the last observed frame (the change into horizon 1 starts
+    there). For horizon h: mean over pixels of ((p_h - p_{h-1}) - (x_h - x_{h-1}))^2 on
+    [0, 1], with p_0 = x_0 = the last context frame. Returns (B, F), lower is better.
+    A prediction that flickers or freezes scores badly even where each frame alone is
+    close; copying the last frame scores the true motion energy (its changes are all 0).
+    """
+    if (
+        pred.shape != target.shape
+        or pred.ndim != 5
+        or tuple(last_context.shape) != (pred.shape[0], *pred.shape[2:])
+    ):
+        raise ValueError(
+            f"expected pred and target (B, F, C, H, W) and last_context (B, C, H, W), got "
+            f"{tuple(pred.shape)}, {tuple(target.shape)} and {tuple(last_context.shape)}"
+        )
+    start = _to_unit(last_context)[:, None]
+    pred, target = _to_unit(pred), _to_unit(target)
+    pred_change = torch.diff(torch.cat([start, pred], dim=1), dim=1)
+    true_change = torch.diff(torch.cat([start, target], dim=1), dim=1)
+    return (pred_change - true_change).square().mean(dim=(2, 3, 4))
+
+
 def per_frame(metric_fn: MetricFn, pred: Tensor, target: Tensor) -> Tensor:
     """Apply a per-image metric to every frame: (B, T, C, H, W) x2 -> (B, T).
 

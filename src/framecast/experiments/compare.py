@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from framecast.errors import ConfigError
 from framecast.experiments.rules import CurveRule
-from framecast.experiments.spec import DecisionRuleSpec, SweepSpec
+from framecast.experiments.spec import DecisionRuleSpec, EvaluateSpec, SweepSpec
 from framecast.training.loggers import read_metrics_csv
 from framecast.utils import atomic_path, atomic_write_text
 
@@ -47,6 +51,8 @@ class RunSummary:
     error: str | None = None
     rank: int | None = None
     rows: list[dict[str, float]] = field(default_factory=list)
+    arm: str | None = None  # the experiment a seeded run belongs to
+    evaluation: dict[str, Any] | None = None  # the sweep's evaluate step: metrics.json
 
     def value(self, metric: str, which: str = "best") -> float | None:
         return (self.best if which == "best" else self.final).get(metric)
@@ -67,6 +73,79 @@ class Verdict:
 
 
 @dataclass
+class ArmSummary:
+    """One experiment over its seeds: mean and sample std of each metric's best value."""
+
+    name: str
+    runs: list[str]
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+
+    def text(self, metric: str) -> str:
+        if metric not in self.mean:
+            return "-"
+        return f"{_fmt(self.mean[metric])} ± {_fmt(self.std[metric])} (n={self.count[metric]})"
+
+
+@dataclass
+class MetricWinner:
+    """Which arm is best on one metric, and whether the difference exceeds the spread."""
+
+    metric: str
+    mode: str
+    winner: str
+    clear: bool  # its mean ± std interval overlaps no other arm's
+    margin: float  # best mean minus the runner-up's (signed so that > 0 is better)
+
+    @property
+    def verdict(self) -> str:
+        return f"{self.winner} ({'clear' if self.clear else 'within noise'})"
+
+
+def summarise_arms(
+    runs: list[RunSummary], metrics: list[str], primary: str, mode: str
+) -> tuple[list[ArmSummary], list[MetricWinner]]:
+    """Group seeded runs by experiment; per metric, the best arm and whether it is clear.
+
+    Each run contributes the best value of a validation metric (the value of an ``eval/``
+    or ``curve/`` metric, which has one); failed runs are left out. "Clear" means the
+    winner's mean ± std interval overlaps no other arm's.
+    """
+    groups: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        if run.arm is not None and run.status != "failed":
+            groups.setdefault(run.arm, []).append(run)
+    arms = []
+    for name, members in groups.items():
+        arm = ArmSummary(name, [r.name for r in members])
+        for metric in metrics:
+            values = [v for r in members if (v := r.value(metric)) is not None]
+            if values:
+                arm.mean[metric] = float(np.mean(values))
+                arm.std[metric] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                arm.count[metric] = len(values)
+        arms.append(arm)
+    winners = []
+    for metric in metrics:
+        scored = [a for a in arms if metric in a.mean]
+        if len(scored) < 2:
+            continue
+        direction = metric_mode(metric, primary, mode)
+        sign = 1.0 if direction == "max" else -1.0
+        scored.sort(key=lambda a: sign * a.mean[metric], reverse=True)
+        best, runner_up = scored[0], scored[1]
+        clear = all(
+            sign * (best.mean[metric] - best.std[metric] * sign)
+            > sign * (other.mean[metric] + other.std[metric] * sign)
+            for other in scored[1:]
+        )
+        margin = sign * (best.mean[metric] - runner_up.mean[metric])
+        winners.append(MetricWinner(metric, direction, best.name, clear, margin))
+    return arms, winners
+
+
+@dataclass
 class Comparison:
     """Runs ranked by the primary metric, with decision-rule verdicts and written files."""
 
@@ -78,6 +157,22 @@ class Comparison:
     verdicts: list[Verdict] = field(default_factory=list)
     rules: list[DecisionRuleSpec] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    arms: list[ArmSummary] = field(default_factory=list)
+    winners: list[MetricWinner] = field(default_factory=list)
+    arm_metrics: list[str] = field(default_factory=list)
+
+    def arm_table(self) -> tuple[list[str], list[list[str]]]:
+        """Metric per row, arm per column (mean ± std over seeds), then the winner."""
+        header = ["metric", *(a.name for a in self.arms), "best arm"]
+        won = {w.metric: w for w in self.winners}
+        rows = []
+        for metric in self.arm_metrics:
+            if not any(metric in a.mean for a in self.arms):
+                continue
+            arrow = "↑" if metric_mode(metric, self.primary_metric, self.mode) == "max" else "↓"
+            verdict = won[metric].verdict if metric in won else "-"
+            rows.append([f"{metric} {arrow}", *(a.text(metric) for a in self.arms), verdict])
+        return header, rows
 
     # -- table ------------------------------------------------------------------------
     def table(self, compact: bool = False, fmt=None) -> tuple[list[str], list[list[str]]]:
@@ -149,6 +244,9 @@ class Comparison:
         if self.verdicts:
             lines += ["", "decision rules:", *_aligned(*self.verdict_table())]
             lines += ["", *self.decisions()]
+        if self.arms:
+            lines += ["", "arms (mean ± std over seeds; best value per run):"]
+            lines += _aligned(*self.arm_table())
         if self.winner is not None:
             lines.append(f"best run: {self.winner.name}")
         for kind, path in self.files.items():
@@ -168,6 +266,16 @@ class Comparison:
         if self.verdicts:
             out += ["", "## Decision rules", "", *_markdown(*self.verdict_table()), ""]
             out += [f"- {line}" for line in self.decisions()]
+        if self.arms:
+            out += [
+                "",
+                "## Arms",
+                "",
+                "Mean ± sample std over each experiment's seeds; best arm is 'clear' when its "
+                "mean ± std interval overlaps no other arm's.",
+                "",
+                *_markdown(*self.arm_table()),
+            ]
         if "curves" in self.files:
             out += ["", f"![curves]({self.files['curves'].name})"]
         if "samples" in self.files:
@@ -248,7 +356,58 @@ def _summarise(name: str, run_dir: Path, status: dict[str, Any], primary: str, m
         pick = min if metric_mode(key, primary, mode) == "min" else max
         summary.best[key] = pick(values)
         summary.final[key] = values[-1]
+        # The mean over the validation curve: lower (or higher) means the run got there
+        # sooner, the convergence figure that final values alone do not show.
+        summary.best[f"curve/{key}"] = summary.final[f"curve/{key}"] = float(np.mean(values))
     return summary
+
+
+def _attach_evaluation(summary: RunSummary, evaluation: EvaluateSpec) -> None:
+    """Means over horizons of the sweep's evaluate step, as ``eval/<metric>``."""
+    from framecast.experiments.sweep import evaluation_dir
+
+    path = evaluation_dir(summary.run_dir, evaluation) / "metrics.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    summary.evaluation = data
+    for metric, values in data["methods"].get(data.get("kind", "river"), {}).items():
+        if values.get("mean") is not None:
+            summary.best[f"eval/{metric}"] = summary.final[f"eval/{metric}"] = values["mean"]
+
+
+def arms_per_horizon_csv(comparison: Comparison) -> str:
+    """Per arm (and the evaluation's baselines), metric and horizon: mean and std over seeds."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["arm", "metric", "horizon", "mean", "std", "n"])
+    by_name = {r.name: r for r in comparison.runs}
+    groups = [(a.name, [by_name[n] for n in a.runs]) for a in comparison.arms]
+    evaluated = [r for r in comparison.runs if r.evaluation]
+    if evaluated:  # baselines do not depend on the arm: take them from one run
+        data = evaluated[0].evaluation
+        for method in data["methods"]:
+            if method != data.get("kind", "river"):
+                groups.append((method, [evaluated[0]]))
+    for arm, members in groups:
+        tables = []
+        for run in members:
+            if run.evaluation is None:
+                continue
+            kind = run.evaluation.get("kind", "river")
+            method = kind if arm in {a.name for a in comparison.arms} else arm
+            tables.append(run.evaluation["methods"].get(method, {}))
+        metrics = list(dict.fromkeys(m for t in tables for m in t))
+        for metric in metrics:
+            series = [t[metric]["per_horizon"] for t in tables if metric in t]
+            for h in range(max(len(x) for x in series)):
+                values = [x[h] for x in series if h < len(x) and x[h] is not None]
+                if values:
+                    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                    writer.writerow(
+                        [arm, metric, h + 1, repr(float(np.mean(values))), repr(std), len(values)]
+                    )
+    return buffer.getvalue()
 
 
 def _load_sweep_spec(folder: Path) -> SweepSpec | None:
@@ -296,6 +455,13 @@ def compare(
     if not names:
         raise ConfigError(f"compare: {folder} holds no run directories (config.yaml/metrics.csv)")
     runs = [_summarise(n, folder_of[n], status, primary, the_mode) for n in names]
+    in_sweep_order = list(runs)  # arms are listed in the spec's order, not by rank
+    if sweep_spec is not None and sweep_spec.evaluate is not None:
+        for run in runs:
+            _attach_evaluation(run, sweep_spec.evaluate)
+    if sweep_spec is not None and sweep_spec.seeds:
+        for run in runs:
+            run.arm = status.get(run.name, {}).get("experiment") or _arm_of(run.name)
 
     # Rank: runs with the primary metric by its best value, then the rest (failed last).
     scored = [r for r in runs if r.best.get(primary) is not None and r.status != "failed"]
@@ -317,6 +483,12 @@ def compare(
         rules=rules,
     )
     comparison.verdicts = [v for rule in rules for v in _apply_rule(rule, runs, primary)]
+    if any(r.arm is not None for r in runs):
+        wanted = list(sweep_spec.report_metrics or []) if sweep_spec else []
+        comparison.arm_metrics = wanted or metrics
+        comparison.arms, comparison.winners = summarise_arms(
+            in_sweep_order, comparison.arm_metrics, primary, the_mode
+        )
 
     out = Path(out_dir) if out_dir is not None else folder / "compare"
     out.mkdir(parents=True, exist_ok=True)
@@ -333,9 +505,56 @@ def compare(
         "csv": out / "comparison.csv",
         **comparison.files,
     }
+    if comparison.arms:
+        comparison.files["arms_per_horizon"] = out / "arms_per_horizon.csv"
+        atomic_write_text(out / "arms_per_horizon.csv", arms_per_horizon_csv(comparison))
+        if plots:
+            figure = plot_arms_per_horizon(out / "arms_per_horizon.csv", out / "arms.png")
+            if figure is not None:
+                comparison.files["arms_plot"] = figure
     atomic_write_text(out / "comparison.csv", comparison.to_csv())
     atomic_write_text(out / "comparison.md", comparison.to_markdown())
     return comparison
+
+
+def _arm_of(run_name: str) -> str:
+    """``control_s1`` -> ``control`` (a seeded run's experiment, from its name)."""
+    match = re.fullmatch(r"(.*)_s-?\d+(_.*)?", run_name)
+    return match.group(1) if match else run_name
+
+
+def plot_arms_per_horizon(csv_path: Path, path: Path) -> Path | None:
+    """One panel per metric: each arm's mean per horizon with a ± std band."""
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return None
+    from framecast.eval.plots import pyplot, save_figure
+
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    plt = pyplot()
+    cols = min(4, len(metrics))
+    nrows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for arm in arms:
+            pts = [r for r in rows if r["arm"] == arm and r["metric"] == metric]
+            if not pts:
+                continue
+            h = [int(r["horizon"]) for r in pts]
+            mean = np.array([float(r["mean"]) for r in pts])
+            std = np.array([float(r["std"]) for r in pts])
+            ax.plot(h, mean, marker=".", label=arm)
+            ax.fill_between(h, mean - std, mean + std, alpha=0.2)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("horizon (frames ahead)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) -> list[Verdict]:

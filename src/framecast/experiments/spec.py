@@ -189,6 +189,28 @@ class DecisionRuleSpec(_Section):
         return parse_rule(self.rule)
 
 
+class EvaluateSpec(_Section):
+    """``framecast evaluate`` after each finished run (river and vaegan runs).
+
+    Its means over horizons join the comparison as ``eval/<metric>`` (e.g. ``eval/psnr``,
+    ``eval/smoke_psnr``, ``eval/temporal_mse``); per-horizon values stay in
+    ``RUN/eval/<split>/``.
+    """
+
+    split: str = "test"
+    context: PositiveInt | None = Field(None, description="default: training.condition_frames")
+    frames: PositiveInt | None = Field(None, description="default: training.frames_to_generate")
+    solver: Literal["euler", "midpoint", "heun", "rk4", "dopri5"] = "euler"
+    steps: PositiveInt = 10
+    warm_start: float = Field(0.0, ge=0, lt=1)
+    samples: PositiveInt = 1
+    which: Literal["best", "last"] = Field(
+        "last", description="checkpoint evaluated (last: every arm after the same steps)"
+    )
+    max_clips: PositiveInt | None = None
+    seed: int = 0
+
+
 class SweepSpec(_Section):
     """A sweep: base config + common overrides + experiments or grid (+ phases)."""
 
@@ -203,9 +225,28 @@ class SweepSpec(_Section):
     )
     phases: list[PhaseSpec] | None = None
     resources: ResourceSpec = ResourceSpec()
+    seeds: list[int] | None = Field(
+        None,
+        description="run every experiment once per seed (training.seed); run names get "
+        "_s<seed>, and compare reports each experiment's mean ± std over its seeds",
+    )
+    evaluate: EvaluateSpec | None = Field(
+        None, description="evaluate each finished run; its means join the comparison"
+    )
+    report_metrics: list[str] | None = Field(
+        None,
+        description="metrics compared arm by arm (with seeds) in this order; default: all",
+    )
     primary_metric: str = "val/loss"
     mode: Literal["min", "max"] = "min"
     decision_rules: list[DecisionRuleSpec] = []
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"expected distinct seeds, at least one, got {value}")
+        return value
 
     @field_validator("overrides")
     @classmethod
@@ -261,6 +302,7 @@ class SweepRun:
     parent_which: str = "best"
     phase_index: int = 0
     resources: ResourceSpec | None = None  # the spec's, merged with the experiment's own
+    seed: int | None = None  # with the spec's `seeds`: this run's training.seed
 
 
 @dataclass
@@ -349,12 +391,18 @@ def expand_sweep(
     phases = spec.phases or [None]
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / name
     sweep = Sweep(name=name, spec=spec, spec_path=spec_path)
-    for experiment, exp_overrides in experiments.items():
+    seeds: list[int | None] = list(spec.seeds) if spec.seeds else [None]
+    for experiment, exp_overrides, seed in (
+        (e, o, s) for e, o in experiments.items() for s in seeds
+    ):
         resources = experiment_resources(spec, experiment)
         previous: str | None = None
+        seed_tag = f"s{seed}" if seed is not None else ""
         for index, phase in enumerate(phases):
-            run_name = "_".join(p for p in (experiment, phase.name if phase else "") if p)
+            run_name = "_".join(p for p in (experiment, seed_tag, phase.name if phase else "") if p)
             overrides = [*spec.overrides, *exp_overrides]
+            if seed is not None:
+                overrides.append(f"training.seed={seed}")
             if phase is not None:
                 overrides += phase.overrides
             overrides += extra
@@ -376,6 +424,7 @@ def expand_sweep(
                     parent_which=phase.from_ if phase else "best",
                     phase_index=index,
                     resources=resources,
+                    seed=seed,
                 )
             )
             previous = run_name

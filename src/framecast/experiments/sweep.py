@@ -34,7 +34,7 @@ from framecast.checkpoint import load_checkpoint_file, resolve_checkpoint
 from framecast.config import save_config
 from framecast.errors import CheckpointError, ConfigError, FramecastError
 from framecast.experiments.launchers import LAUNCHERS, write_job_scripts
-from framecast.experiments.spec import Sweep, SweepRun, expand_sweep, load_spec
+from framecast.experiments.spec import EvaluateSpec, Sweep, SweepRun, expand_sweep, load_spec
 from framecast.utils import atomic_write_text
 
 STATUS_FILE = "sweep_status.json"
@@ -95,6 +95,8 @@ class _Status:
         self.data["runs"] = {
             r.name: runs.get(r.name, {"status": "pending", "phase": r.phase}) for r in sweep.runs
         }
+        for r in sweep.runs:  # compare groups seeded runs by experiment
+            self.data["runs"][r.name].update(experiment=r.experiment, seed=r.seed)
 
     @property
     def runs(self) -> dict[str, dict[str, Any]]:
@@ -193,8 +195,68 @@ def run_sweep(
     status = _Status(sweep, sweep_dir)
     for run in sweep.runs:
         _run_one(run, sweep_dir, status, say)
+        if spec.evaluate is not None and status.runs[run.name].get("status") == "done":
+            _evaluate_one(run, sweep_dir, spec.evaluate, status, say)
     result.runs = status.runs
     return result
+
+
+def evaluation_dir(run_dir: Path, evaluation: EvaluateSpec) -> Path:
+    """Where a sweep's ``evaluate`` step writes a run's results (metrics.json, CSV, PNGs)."""
+    return run_dir / "eval" / evaluation.split
+
+
+def _evaluate_one(
+    run: SweepRun,
+    sweep_dir: Path,
+    evaluation: EvaluateSpec,
+    status: _Status,
+    say: Callable[[str], None],
+) -> None:
+    """``framecast evaluate`` on a finished run, unless its results are newer than the
+    checkpoint they were computed from."""
+    from framecast.eval.evaluate import evaluate
+    from framecast.flow.sampling import SamplerConfig
+    from framecast.flow.solvers import SolverConfig
+
+    run_dir = sweep_dir / run.name
+    out = evaluation_dir(run_dir, evaluation)
+    try:
+        checkpoint = resolve_checkpoint(run_dir, which=evaluation.which)
+    except CheckpointError as exc:
+        status.set(run.name, evaluation_error=str(exc))
+        say(f"{run.name}: not evaluated — {exc}")
+        return
+    metrics = out / "metrics.json"
+    if metrics.is_file() and metrics.stat().st_mtime >= checkpoint.stat().st_mtime:
+        say(f"{run.name}: evaluation up to date ({metrics})")
+        return
+    say(f"{run.name}: evaluating the {evaluation.which} checkpoint on split {evaluation.split!r}")
+    sampler = SamplerConfig(
+        SolverConfig(evaluation.solver, evaluation.steps), warm_start=evaluation.warm_start
+    )
+    try:
+        result = evaluate(
+            run_dir,
+            run.config.data.root,
+            split=evaluation.split,
+            out=out,
+            context=evaluation.context,
+            frames=evaluation.frames,
+            sampler=sampler,
+            samples=evaluation.samples,
+            seed=evaluation.seed,
+            max_clips=evaluation.max_clips,
+            which=evaluation.which,
+            progress=False,
+        )
+    except FramecastError as exc:  # a run that cannot be evaluated must not stop the sweep
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        status.set(run.name, evaluation_error=first)
+        say(f"{run.name}: evaluation failed — {first}")
+        return
+    status.set(run.name, evaluation=str(result.files["metrics"]), evaluation_error=None)
+    say(f"{run.name}: evaluated into {out}")
 
 
 def _run_one(run: SweepRun, sweep_dir: Path, status: _Status, say: Callable[[str], None]) -> None:

@@ -47,13 +47,13 @@ from tqdm import tqdm
 from framecast.checkpoint import read_checkpoint, resolve_checkpoint
 from framecast.config import Config
 from framecast.data.dataset import ClipDataset, split_dir
-from framecast.losses.smoke_mask import FRAME_SMOKE_THRESHOLD
 from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.eval import metrics as M
 from framecast.eval.plots import pyplot, save_figure, save_image_grid, to_uint8_images
 from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
+from framecast.losses.smoke_mask import FRAME_SMOKE_THRESHOLD
 from framecast.models.vaegan.loading import VAEGANRun, load_vaegan
 from framecast.utils import atomic_write_text
 

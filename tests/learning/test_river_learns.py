@@ -23,10 +23,11 @@ CHANNEL_PATTERN = torch.tensor([1.0, -0.6, 0.8, 0.4])
 STEPS, BATCH, CLIP = 300, 16, 6
 CONTEXT, FUTURE = 2, 3
 # Model MSE / copy-last MSE over the 3 predicted latents of 64 held-out clips after STEPS,
-# measured (one thread): seed 0 0.321, seed 1 0.414, seed 2 0.389. With the loss multiplied
-# by 0 the regressor stays at velocity 0, the rollout stays at its noise, and the ratio is
-# far above 1. The ceiling leaves a margin of about 1.45 over the worst seed.
-RATIO_CEILING = 0.6
+# measured (one thread): seed 0 0.321, seed 1 0.414, seed 2 0.389, seed 3 0.532. With the
+# loss's gradient cut (loss * 0 + loss.detach()) the regressor stays at velocity 0, the
+# rollout stays at its noise, and the ratio is far above 1. The ceiling leaves a margin of
+# about 1.4 over the worst seed.
+RATIO_CEILING = 0.75
 
 
 def blob_latents(start: torch.Tensor, frames: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Local wheel folders some machines carry (e.g. a CPU torch wheel); harmless when absent.
 FIND_LINKS := $(foreach d,/opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
 
-.PHONY: install demo test lint clean-venv web-deps
+.PHONY: install demo test lint clean-venv web-deps smoke-weighting-experiment
 
 install: $(STAMP)
 
@@ -53,3 +53,19 @@ lint: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The smoke-weighting experiment of docs/results.md: data, autoencoder, latent cache, the
+# 2-arm x 3-seed sweep with its evaluation, and the comparison (about an hour on 2 cores).
+# Each step is skipped when its result exists; the sweep itself resumes.
+EXP ?= runs/experiments/smoke_weighting
+smoke-weighting-experiment: install
+	test -f $(EXP)/data/dataset.json || $(BIN)/framecast data smoke $(EXP)/data \
+	  --videos 64 --frames 40 --size 64 --seed 0
+	test -f $(EXP)/ae/checkpoints/last.ckpt || $(BIN)/framecast train \
+	  --config configs/ae_smoke.yaml --data $(EXP)/data --runs-dir $(EXP) --run-name ae \
+	  model.base_channels=16 data.batch_size=16 training.max_steps=800 \
+	  training.val_every_n_steps=400 training.warmup_steps=50 data.num_workers=0
+	$(BIN)/framecast encode --autoencoder $(EXP)/ae --data $(EXP)/data
+	$(BIN)/framecast sweep configs/sweeps/smoke_weighting_claims.yaml --data $(EXP)/data \
+	  --runs-dir $(EXP) model.autoencoder=$(EXP)/ae
+	$(BIN)/framecast compare $(EXP)/smoke_weighting_claims

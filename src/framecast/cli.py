@@ -71,8 +71,8 @@ preset varied:
   buoyancy 0.15..0.6, wind -0.25..0.25 (shared by the video's inflows)
   obstacles 0..2 solid discs: x 0.2..0.8, y 0.4..0.75, radius 0.05..0.1
 
---size 64 (default) or 128 (or any size >= 8): the domain is the same in simulation units,
-so a plume covers the same fraction of the frame at every size.
+--size 64 (default) or 128 (or any size >= 8; varied: up to 215): the domain is the same
+in simulation units, so a plume covers the same fraction of the frame at every size.
 """
 
 

@@ -6,6 +6,7 @@ whatever the grid size, so the whole file runs a few dozen steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from framecast.data.smoke import (
     LABEL_NAMES,
     PRESETS,
     VARIED_RANGES,
+    Disc,
     Inflow,
     PlumeParams,
     lean_label,
@@ -255,6 +257,16 @@ def test_unknown_preset_is_refused_with_the_allowed_ones(tmp_path, capsys) -> No
     assert main(["data", "smoke", str(tmp_path / "ds"), "--preset", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'bogus'" in err and "simple, varied" in err
+
+
+def test_varied_size_limit_is_named(tmp_path) -> None:
+    # PhiFlow's obstacle solve indexes (videos * size**2)**2 entries in int32.
+    with pytest.raises(DataError, match="size <= 215, got size 216"):
+        simulate_smoke_dataset(tmp_path / "ds", preset="varied", size=216, progress=False)
+    video = sample_varied_params(np.random.default_rng(0), 1, frames=4)[0]
+    video = dataclasses.replace(video, obstacles=(Disc(0.5, 0.5, 0.1),))
+    with pytest.raises(DataError, match="216"):
+        simulate_plumes([video], frames=1, size=216)
 
 
 def test_help_documents_every_varied_range(capsys) -> None:

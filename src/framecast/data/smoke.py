@@ -66,7 +66,9 @@ solve runs over the batch as a whole, so a varied video's bytes depend on its ba
 (measured: not byte-equal when simulated alone); the same seed with the same
 ``plumes_per_batch`` gives the same bytes, whatever ``workers``. A batch with obstacles
 costs about twice a simple batch per step. Sizes: 64×64 by default, 128×128 as well (any
-``size`` >= 8; the physics is in simulation units, the same at every size).
+``size`` >= 8, up to 215 for varied: PhiFlow's obstacle solve indexes its matrix in int32,
+so a varied batch with obstacles is also split to keep videos · size² <= 46340, e.g. 2
+videos at 128×128; the physics is in simulation units, the same at every size).
 
 Class label (for the autoencoder's classification head): which way the plume leans. The
 force on the smoke points ``atan(lean)`` from vertical, with ``lean = wind / buoyancy``,
@@ -86,6 +88,7 @@ cool white, on black. Row 0 is the top of the image: plumes rise towards row 0.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -358,6 +361,12 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 MAX_OBSTACLES = int(VARIED_RANGES["obstacles"][1])
 MAX_INFLOWS = int(VARIED_RANGES["inflows"][1])
+# With obstacles, PhiFlow builds one sparse pressure matrix over the whole batch with int32
+# indices into its (videos · cells)² entries: a batch must keep videos · size² <= 46340
+# (measured: 4 videos at 128×128 overflow). Larger batches are split; one video allows
+# sizes up to 215.
+OBSTACLE_SOLVE_CELLS = 46340
+MAX_OBSTACLE_SIZE = math.isqrt(OBSTACLE_SOLVE_CELLS)
 
 
 def simulate_plumes(
@@ -391,6 +400,20 @@ def simulate_plumes(
     _check_int("frames", frames, 1)
     _check_int("size", size, 8)
     _check_int("warmup_frames", warmup_frames, 0)
+    if isinstance(params[0], VariedParams) and any(q.obstacles for q in params):
+        if size > MAX_OBSTACLE_SIZE:
+            raise DataError(
+                f"smoke: varied videos with obstacles need size <= {MAX_OBSTACLE_SIZE} "
+                f"(PhiFlow's obstacle pressure solve), got size {size}"
+            )
+        per_batch = OBSTACLE_SOLVE_CELLS // (size * size)
+        if len(params) > per_batch:
+            return np.concatenate(
+                [
+                    simulate_plumes(params[i : i + per_batch], frames, size, warmup_frames)
+                    for i in range(0, len(params), per_batch)
+                ]
+            )
     from phi.math import Diverged
 
     try:
@@ -608,6 +631,10 @@ def simulate_smoke_dataset(
     """
     if preset not in PRESETS:
         raise DataError(f"smoke: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    if preset == "varied" and isinstance(size, int) and size > MAX_OBSTACLE_SIZE:
+        raise DataError(
+            f"smoke: preset varied (obstacles) needs size <= {MAX_OBSTACLE_SIZE}, got size {size}"
+        )
     _check_int("videos", videos, 1)
     _check_int("frames", frames, 1)
     _check_int("size", size, 8)

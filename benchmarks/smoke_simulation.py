@@ -4,7 +4,10 @@ For each preset and size, simulates the same videos (same parameters, drawn with
 at each plumes-per-batch setting, repeats, and prints the median frames/s, its ratio to the
 first batch size and to the simple preset at the same size and batch size. Repeats are
 interleaved across all settings so that a burst of load on a shared machine hits all of
-them. Also checks that batching does not change a byte of the output.
+them. Also prints the median CPU seconds of this process per setting (on a loaded machine
+the wall figures include waiting for a core; CPU seconds do not) and checks whether
+batching changes a byte of the output (it does for varied batches with obstacles: their
+pressure solve is one system over the batch).
 
     python benchmarks/smoke_simulation.py --videos 8 --frames 20 --sizes 64 128 \\
         --presets simple varied --batch-sizes 1 8
@@ -56,11 +59,12 @@ def main() -> None:
         for batch in args.batch_sizes
     ]
     seconds: dict[tuple[str, int, int], list[float]] = {s: [] for s in settings}
+    cpu: dict[tuple[str, int, int], list[float]] = {s: [] for s in settings}
     outputs: dict[tuple[str, int, int], np.ndarray] = {}
     for _ in range(args.repeats):
         for preset, size, batch in settings:
             videos = params[preset]
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             frames = np.concatenate(
                 [
                     simulate_plumes(videos[i : i + batch], args.frames, size, args.warmup_frames)
@@ -68,6 +72,7 @@ def main() -> None:
                 ]
             )
             seconds[preset, size, batch].append(time.perf_counter() - start)
+            cpu[preset, size, batch].append(time.process_time() - cpu_start)
             outputs[preset, size, batch] = frames
 
     def fps(setting: tuple[str, int, int]) -> float:
@@ -76,7 +81,7 @@ def main() -> None:
     base = args.batch_sizes[0]
     print(
         f"{'preset':>7} {'size':>5} {'plumes/batch':>12} {'median s':>9} {'frames/s':>9} "
-        f"{'vs ' + str(base):>7} {'vs simple':>9}   all runs (s)"
+        f"{'vs ' + str(base):>7} {'vs simple':>9} {'CPU s':>7}   all runs (s)"
     )
     for preset, size, batch in settings:
         setting = (preset, size, batch)
@@ -86,7 +91,7 @@ def main() -> None:
         print(
             f"{preset:>7} {size:>5} {batch:>12} {statistics.median(seconds[setting]):>9.2f} "
             f"{fps(setting):>9.1f} {fps(setting) / fps((preset, size, base)):>6.2f}x "
-            f"{versus:>9}   {runs}"
+            f"{versus:>9} {statistics.median(cpu[setting]):>7.2f}   {runs}"
         )
     for preset in args.presets:
         for size in args.sizes:

@@ -295,7 +295,7 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from framecast.data.latent_cache import encode_dataset
+    from framecast.encode import encode_dataset
     from framecast.models.autoencoder.loading import load_autoencoder
 
     loaded = load_autoencoder(args.autoencoder, which=args.which)

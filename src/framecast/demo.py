@@ -123,8 +123,8 @@ def _say(message: str) -> None:
 
 def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``."""
-    from framecast.data.latent_cache import encode_dataset
     from framecast.data.smoke import simulate_smoke_dataset
+    from framecast.encode import encode_dataset
     from framecast.eval.evaluate import evaluate
     from framecast.eval.generate import generate
     from framecast.eval.reconstruct import reconstruct
@@ -169,9 +169,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     _say(cache.format())
 
     _say(f"5/6 training the RIVER flow model for {sizes['river_steps']} steps")
-    river_config = validate_config(
-        demo_river_config(data, ae.run_dir, sizes), "demo river config"
-    )
+    river_config = validate_config(demo_river_config(data, ae.run_dir, sizes), "demo river config")
     river = train(river_config, runs_dir=out, run_name="river", resume=False, overwrite=True)
     _say(river.format())
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from framecast.data.latent_cache import CACHE_DIR, encode_dataset
+from framecast.data.latent_cache import CACHE_DIR
 from framecast.data.shard import ShardReader
 from framecast.data.sources import open_split
+from framecast.encode import encode_dataset
 from framecast.errors import DataError
 
 

@@ -13,8 +13,8 @@ from framecast.checkpoint import read_checkpoint
 from framecast.config import apply_overrides, validate_config
 from framecast.config.loader import read_yaml
 from framecast.data.dataset import ClipDataset
-from framecast.data.latent_cache import encode_dataset
 from framecast.data.latent_dataset import LatentClipDataset, latent_shard_path
+from framecast.encode import encode_dataset
 from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.flow.pipeline import load_river
 from framecast.flow.sampling import SamplerConfig
@@ -191,3 +191,4 @@ def test_unit_weights_give_the_plain_flow_matching_loss(tiny_dataset, tiny_autoe
     latents = torch.randn(3, 4, 8, 4, 4)
     out = module.flow_loss(latents, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.loss, out.mse)
+

@@ -17,8 +17,8 @@ import yaml
 from framecast.cli import main
 from framecast.config import apply_overrides, validate_config
 from framecast.config.loader import read_yaml
-from framecast.data.latent_cache import encode_dataset
 from framecast.data.shard import ShardReader, write_shard
+from framecast.encode import encode_dataset
 from framecast.errors import DataError
 from framecast.models.autoencoder.loading import load_autoencoder
 from framecast.training.engine import train

@@ -96,17 +96,26 @@ class LatentClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.reader) * self.clips_per_video
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        draw = None
+        if isinstance(index, tuple):  # (index, draw) from a ResumableSampler
+            index, draw = index
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
         video_index = index // self.clips_per_video
         entry = self.reader.videos[video_index]
-        start = clip_start(
-            entry.num_frames - self.span,
-            index % self.clips_per_video,
-            self.clips_per_video,
-            worker_rng(self.seed, self._rng_cache) if self.train else None,
-        )
+        if draw is not None and self.train:
+            # As in ClipDataset: the start follows from the sampler's draw alone, so a resumed
+            # run and any worker layout read the same clips.
+            rng = np.random.default_rng([self.seed, draw])
+            start = clip_start(entry.num_frames - self.span, 0, 1, rng)
+        else:
+            start = clip_start(
+                entry.num_frames - self.span,
+                index % self.clips_per_video,
+                self.clips_per_video,
+                worker_rng(self.seed, self._rng_cache) if self.train else None,
+            )
         latents = self.reader.read(video_index, start, start + self.span, self.frame_stride)
         item: dict[str, Any] = {
             "latents": torch.from_numpy(latents),
@@ -132,8 +141,11 @@ def make_latent_dataloader(
     training_config: TrainingConfig,
     train: bool,
     num_frames: int | None = None,
+    position: tuple[int, int] | None = None,
 ) -> DataLoader:
-    """DataLoader of latent clips of ``num_frames`` (default ``training.num_observations``)."""
+    """DataLoader of latent clips of ``num_frames`` (default ``training.num_observations``);
+    ``position`` (epoch, batches done) makes the training order resumable (see
+    :func:`framecast.data.dataset.loader_for`)."""
     path = latent_shard_path(data_root, split)
     dataset = LatentClipDataset(
         path,
@@ -143,4 +155,4 @@ def make_latent_dataloader(
         clips_per_video=data_config.clips_per_video if train else data_config.eval_clips_per_video,
         seed=training_config.seed,
     )
-    return loader_for(dataset, data_config, train, path)
+    return loader_for(dataset, data_config, train, path, position, training_config.seed)

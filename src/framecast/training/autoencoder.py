@@ -28,7 +28,7 @@ from framecast.training.callbacks import KLScheduleCallback
 from framecast.training.datamodule import ClipDataModule
 from framecast.training.kl_schedule import KLSchedule
 from framecast.training.module import FramecastModule
-from framecast.training.tasks import Task, register_task
+from framecast.training.task import Task
 
 SAMPLE_FRAMES = 8  # frames shown in each reconstruction grid
 
@@ -211,16 +211,13 @@ def _callbacks(config: Config, run) -> list:
     return [KLScheduleCallback(KLSchedule.from_config(model_cfg))]
 
 
-register_task(
-    "autoencoder",
-    Task(
-        build_module=AutoencoderModule,
-        # The autoencoder sees frames: single-frame clips give the most varied batches.
-        build_datamodule=lambda config: ClipDataModule(config, num_frames=1),
-        build_callbacks=_callbacks,
-        # With the discriminator, training_step does two backward passes by hand, each
-        # reaching one player only: DDP must mark the other's parameters ready, or it stops
-        # at the second backward (both players' gradients are all-reduced; test_ddp.py).
-        find_unused_parameters=lambda config: config.model.discriminator.enabled,
-    ),
+TASK = Task(
+    build_module=AutoencoderModule,
+    # The autoencoder sees frames: single-frame clips give the most varied batches.
+    build_datamodule=lambda config: ClipDataModule(config, num_frames=1),
+    build_callbacks=_callbacks,
+    # With the discriminator, training_step does two backward passes by hand, each
+    # reaching one player only: DDP must mark the other's parameters ready, or it stops
+    # at the second backward (both players' gradients are all-reduced; test_ddp.py).
+    find_unused_parameters=lambda config: config.model.discriminator.enabled,
 )

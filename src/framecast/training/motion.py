@@ -53,7 +53,7 @@ from framecast.eval.motion import (
 )
 from framecast.models.motion_lstm import MotionLSTM
 from framecast.training.module import FramecastModule
-from framecast.training.tasks import Task, register_task
+from framecast.training.task import Task
 
 BASELINE_LOGGED = ("mse", "mae", "mse_norm", "mae_norm")
 
@@ -309,11 +309,8 @@ class MotionEvalCallback(pl.Callback):
         )
 
 
-register_task(
-    "motion",
-    Task(
-        build_module=MotionModule,
-        build_datamodule=MotionDataModule,
-        build_callbacks=lambda config, run: [MotionEvalCallback(run)],
-    ),
+TASK = Task(
+    build_module=MotionModule,
+    build_datamodule=MotionDataModule,
+    build_callbacks=lambda config, run: [MotionEvalCallback(run)],
 )

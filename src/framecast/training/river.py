@@ -45,9 +45,9 @@ from framecast.losses.smoke_mask import (
 )
 from framecast.models.autoencoder.loading import LoadedAutoencoder, load_autoencoder
 from framecast.models.river import VectorFieldRegressor
-from framecast.training.datamodule import ClipDataModule
+from framecast.training.datamodule import ClipDataModule, training_position
 from framecast.training.module import FramecastModule
-from framecast.training.tasks import Task, register_task
+from framecast.training.task import Task
 
 # The smoke ratio is judged over this many recent steps, once that many have been seen.
 SMOKE_RATIO_WINDOW = 50
@@ -422,11 +422,15 @@ class RiverDataModule(ClipDataModule):
 
     def _loader(self, split: str, train: bool):
         data, training = self.config.data, self.config.training
+        # Where a resumed single-process run stopped: the data order carries on from there.
+        position = training_position(self.trainer) if train else None
         if self.use_cache:
-            return make_latent_dataloader(data.root, split, data, training, train=train)
-        # Frames at the size the autoencoder was trained on.
-        data = data.model_copy(update={"image_size": self.image_size})
-        return make_dataloader(split_dir(data.root, split), data, training, train=train)
+            return make_latent_dataloader(
+                data.root, split, data, training, train=train, position=position
+            )
+        return make_dataloader(
+            split_dir(data.root, split), data, training, train=train, position=position
+        )
 
 
-register_task("river", Task(build_module=RiverModule, build_datamodule=RiverDataModule))
+TASK = Task(build_module=RiverModule, build_datamodule=RiverDataModule)

@@ -1,59 +1,58 @@
-"""Registry of trainable model kinds: ``model.kind`` → how to build module and data.
+"""The trainable model kinds: one explicit table, ``model.kind`` → :class:`Task`.
 
-A new kind adds a config schema (``register_model_kind``), a LightningModule and one
-``register_task`` call; the engine and the command line need no change.
+A new kind adds a config schema (``register_model_kind``), a LightningModule, a
+``TASK = Task(...)`` in its training module and one entry in :data:`KINDS`; the engine
+and the command line need no change. Each entry imports its module when first asked, so
+``framecast --help`` and config validation stay fast; the kinds import only
+:mod:`framecast.training.task`, never this table (no import circle).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import lightning.pytorch as pl
-
-from framecast.config import Config
 from framecast.errors import ConfigError
+from framecast.training.task import Task
+
+__all__ = ["KINDS", "Task", "get_task"]
 
 
-@dataclass(frozen=True)
-class Task:
-    """How to train one model kind."""
+def _autoencoder() -> Task:
+    from framecast.training.autoencoder import TASK
 
-    build_module: Callable[[Config], pl.LightningModule]
-    build_datamodule: Callable[[Config], pl.LightningDataModule]
-    build_callbacks: Callable[[Config, object], list[pl.Callback]] = field(
-        default=lambda config, run: []
-    )
-    # DDP must find the parameters a backward did not reach (each of a GAN's two backward
-    # passes reaches only one player); costs a graph traversal per backward. A callable
-    # decides per config (the autoencoder has a second player only with its discriminator).
-    find_unused_parameters: bool | Callable[[Config], bool] = False
-
-    def needs_find_unused_parameters(self, config: Config) -> bool:
-        """Whether DDP must look for unused parameters when training ``config``."""
-        value = self.find_unused_parameters
-        return bool(value(config) if callable(value) else value)
+    return TASK
 
 
-TASKS: dict[str, Task] = {}
+def _river() -> Task:
+    from framecast.training.river import TASK
+
+    return TASK
 
 
-def register_task(kind: str, task: Task) -> None:
-    TASKS[kind] = task
+def _vaegan() -> Task:
+    from framecast.training.vaegan import TASK
+
+    return TASK
+
+
+def _motion() -> Task:
+    from framecast.training.motion import TASK
+
+    return TASK
+
+
+KINDS: dict[str, Callable[[], Task]] = {
+    "autoencoder": _autoencoder,
+    "river": _river,
+    "vaegan": _vaegan,
+    "motion": _motion,
+}
 
 
 def get_task(kind: str) -> Task:
-    _import_builtin_tasks()
-    if kind not in TASKS:
+    """The :class:`Task` of ``model.kind``; ConfigError for a kind that cannot be trained."""
+    if kind not in KINDS:
         raise ConfigError(
-            f"model.kind {kind!r} cannot be trained; trainable kinds: {', '.join(sorted(TASKS))}"
+            f"model.kind {kind!r} cannot be trained; trainable kinds: {', '.join(sorted(KINDS))}"
         )
-    return TASKS[kind]
-
-
-def _import_builtin_tasks() -> None:
-    # Imported lazily so that `framecast --help` and config validation stay fast.
-    import framecast.training.autoencoder  # noqa: F401
-    import framecast.training.motion  # noqa: F401
-    import framecast.training.river  # noqa: F401
-    import framecast.training.vaegan  # noqa: F401
+    return KINDS[kind]()

@@ -39,7 +39,7 @@ from framecast.training.callbacks import KLScheduleCallback
 from framecast.training.datamodule import ClipDataModule
 from framecast.training.kl_schedule import KLSchedule
 from framecast.training.module import FramecastModule
-from framecast.training.tasks import Task, register_task
+from framecast.training.task import Task
 
 SAMPLE_CLIPS = 4  # clips in each validation panel
 FIXED_NOISE_SAMPLES = 4  # fixed-noise generations per validation
@@ -252,12 +252,9 @@ def _datamodule(config: Config) -> ClipDataModule:
     return ClipDataModule(config, num_frames=t.condition_frames + t.frames_to_generate)
 
 
-register_task(
-    "vaegan",
-    Task(
-        build_module=VAEGANModule,
-        build_datamodule=_datamodule,
-        build_callbacks=_callbacks,
-        find_unused_parameters=True,
-    ),
+TASK = Task(
+    build_module=VAEGANModule,
+    build_datamodule=_datamodule,
+    build_callbacks=_callbacks,
+    find_unused_parameters=True,
 )

@@ -191,4 +191,3 @@ def test_unit_weights_give_the_plain_flow_matching_loss(tiny_dataset, tiny_autoe
     latents = torch.randn(3, 4, 8, 4, 4)
     out = module.flow_loss(latents, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.loss, out.mse)
-

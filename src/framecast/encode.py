@@ -2,7 +2,7 @@
 
 Above ``data/``: it runs a model over the frames and writes through
 :mod:`framecast.data.latent_cache`'s layout, measuring on the way where the smoke is in
-latent space (:mod:`framecast.losses.smoke_mask`) for ``training.smoke_threshold: auto``.
+latent space (:mod:`framecast.losses.latent_smoke`) for ``training.smoke_threshold: auto``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from framecast.data.latent_cache import CACHE_DIR, CACHE_INFO, model_fingerprint
 from framecast.data.shard import ShardWriter
 from framecast.data.sources import SPLITS, center_crop_resize, has_videos, open_split
 from framecast.errors import DataError
-from framecast.losses.smoke_mask import (
+from framecast.losses.latent_smoke import (
     NoSmokeFoundError,
     black_frame_latent,
     frame_smoke_cells,

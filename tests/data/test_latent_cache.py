@@ -127,7 +127,7 @@ def test_encode_cli_with_trained_autoencoder(tiny_dataset, tmp_path, shrink, cap
 def test_smoke_statistics_suggest_a_threshold_matching_the_frames():
     import torch
 
-    from framecast.losses.smoke_mask import NoSmokeFoundError, threshold_statistics
+    from framecast.losses.latent_smoke import NoSmokeFoundError, threshold_statistics
 
     cells = torch.zeros(10, 4, 4, dtype=torch.bool)
     cells[:, :2] = True  # half of the cells are smoke

@@ -71,7 +71,7 @@ class TrainingConfig(Section):
     frames_to_generate: PositiveInt = 9
     # Smoke-mask weighting of the flow-matching loss (stage 2): a latent cell is smoke when
     # ||z - z_black|| > smoke_threshold (z_black: the latent of an all-black frame; see
-    # framecast.losses.smoke_mask). `auto` derives the threshold from the data at the start
+    # framecast.losses.latent_smoke). `auto` derives the threshold from the data at the start
     # of a run and writes the number it used into the run's config.yaml.
     smoke_weight: float = Field(5.0, ge=0, description="loss weight of smoke latent pixels")
     background_weight: float = Field(1.0, ge=0, description="loss weight of the other pixels")

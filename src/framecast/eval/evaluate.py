@@ -53,7 +53,7 @@ from framecast.eval.plots import pyplot, save_figure, save_image_grid, to_uint8_
 from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
-from framecast.losses.smoke_mask import FRAME_SMOKE_THRESHOLD
+from framecast.losses.latent_smoke import FRAME_SMOKE_THRESHOLD
 from framecast.models.vaegan.loading import VAEGANRun, load_vaegan
 from framecast.utils import atomic_write_text
 

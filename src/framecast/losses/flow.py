@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from framecast.flow.path import CondOTPath
-from framecast.losses.smoke_mask import latent_smoke_distance
+from framecast.losses.latent_smoke import latent_smoke_distance
 
 
 def sample_river_indices(
@@ -62,7 +62,7 @@ def smoke_weights(
 
     z_target: (B, C, H, W). A pixel is smoke where the L2 norm over channels of the target
     latent, measured from ``background_latent`` (C, H, W: the latent of an all-black frame,
-    see :mod:`framecast.losses.smoke_mask`; ``None``: from 0, the users' rule verbatim),
+    see :mod:`framecast.losses.latent_smoke`; ``None``: from 0, the users' rule verbatim),
     exceeds ``smoke_threshold``.
     Returns ``(weights, smoke_mask)``: (B, 1, H, W) float weights
     ``mask * smoke_weight + (1 - mask) * background_weight`` and the (B, 1, H, W) bool mask.

@@ -35,7 +35,7 @@ from framecast.flow.path import CondOTPath
 from framecast.flow.sampling import SamplerConfig, rollout
 from framecast.flow.solvers import SolverConfig
 from framecast.losses.flow import FlowLossOutput, river_flow_loss
-from framecast.losses.smoke_mask import (
+from framecast.losses.latent_smoke import (
     MASK_DEFINITION,
     NoSmokeFoundError,
     black_frame_latent,
@@ -198,7 +198,7 @@ class RiverModule(FramecastModule):
         self.model = VectorFieldRegressor.from_config(cfg.vector_field_regressor)
         self.path = CondOTPath(cfg.sigma)
         channels = stage1.config.data.channels
-        # The smoke mask is measured from the black background's latent (losses.smoke_mask);
+        # The smoke mask is measured from the black background's latent (losses.latent_smoke);
         # not persistent: it follows from the frozen autoencoder.
         self.register_buffer(
             "background_latent",

@@ -529,7 +529,7 @@ def plot_arms_per_horizon(csv_path: Path, path: Path) -> Path | None:
         rows = list(csv.DictReader(handle))
     if not rows:
         return None
-    from framecast.eval.plots import pyplot, save_figure
+    from framecast.eval.plots import pyplot
 
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     arms = list(dict.fromkeys(r["arm"] for r in rows))
@@ -547,14 +547,7 @@ def plot_arms_per_horizon(csv_path: Path, path: Path) -> Path | None:
             std = np.array([float(r["std"]) for r in pts])
             ax.plot(h, mean, marker=".", label=arm)
             ax.fill_between(h, mean - std, mean + std, alpha=0.2)
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("horizon (frames ahead)", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(metrics) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _finish_panels(fig, axes, metrics, "horizon (frames ahead)", path)
 
 
 def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) -> list[Verdict]:
@@ -623,7 +616,7 @@ def plot_run_curves(runs: list[RunSummary], path: Path, metrics: list[str]) -> P
     metrics = [m for m in dict.fromkeys(metrics) if any(m in row for r in runs for row in r.rows)]
     if not metrics:
         return None
-    from framecast.eval.plots import pyplot, save_figure
+    from framecast.eval.plots import pyplot
 
     plt = pyplot()
     cols = min(3, len(metrics))
@@ -639,8 +632,16 @@ def plot_run_curves(runs: list[RunSummary], path: Path, metrics: list[str]) -> P
                 x, y = zip(*pts)
                 label = run.name + (" (failed)" if run.status == "failed" else "")
                 ax.plot(x, y, marker="o" if len(pts) < 30 else None, label=label)
+    return _finish_panels(fig, axes, metrics, "step", path)
+
+
+def _finish_panels(fig, axes, metrics: list[str], xlabel: str, path: Path) -> Path:
+    """Title, axis label, grid and legend per used panel; blank the rest; save as PNG."""
+    from framecast.eval.plots import save_figure
+
+    for ax, metric in zip(axes.flat, metrics):
         ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(metrics) :]:

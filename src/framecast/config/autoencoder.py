@@ -89,6 +89,11 @@ class AutoencoderConfig(ModelConfig):
         32, description="GroupNorm groups; divides every level's width"
     )
     attention: bool = Field(True, description="single-head self-attention at the lowest resolution")
+    output_activation: Literal["tanh", "clamp"] = Field(
+        "tanh",
+        description="tanh, or clamp to [-1, 1]: exact black backgrounds (SSIM near black "
+        "needs them; tanh stays a few grey levels above)",
+    )
 
     # Latent regularisation.
     variational: bool = Field(False, description="mu/logvar with reparameterisation (VAE)")

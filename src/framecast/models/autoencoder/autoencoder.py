@@ -25,6 +25,9 @@ LOGVAR_MIN = -30.0
 LOGVAR_MAX = 20.0
 # A channel that never varies (dead latent channel) must not be divided by zero.
 MIN_LATENT_SCALE = 1e-5
+OUTPUT_ACTIVATIONS = ("tanh", "clamp")
+# Share of the gradient a clamped output pixel keeps beyond [-1, 1] (see Autoencoder.to_frames).
+CLAMP_GRADIENT_LEAK = 0.01
 
 
 @dataclass
@@ -69,12 +72,19 @@ class Autoencoder(nn.Module):
         quantizer: VectorQuantizer | None = None,
         seg_classes: int | None = None,
         num_classes: int | None = None,
+        output_activation: str = "tanh",
     ) -> None:
         super().__init__()
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}"
+            )
+        self.output_activation = output_activation
         self.encoder = encoder
         self.decoder = decoder
         self.variational = variational
         self.quantizer = quantizer
+        self.image_channels = image_channels  # frames in and out: 1 (greyscale) or 3 (RGB)
         self.latent_channels = latent_channels
         features = decoder.out_features
         self.rgb_head = nn.Conv2d(features, image_channels, 3, padding=1)
@@ -123,6 +133,7 @@ class Autoencoder(nn.Module):
             quantizer=quantizer,
             seg_classes=cfg.seg_classes if cfg.has_seg_head else None,
             num_classes=cfg.num_classes if cfg.has_cls_head else None,
+            output_activation=cfg.output_activation,
         )
 
     @property
@@ -132,6 +143,12 @@ class Autoencoder(nn.Module):
 
     def _posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, C, H, W) -> mu (B, C_lat, h, w) and clamped logvar (or None if not variational)."""
+        if x.ndim != 4 or x.shape[1] != self.image_channels:
+            # Named here: the first conv's own message says nothing about greyscale vs RGB.
+            raise ValueError(
+                f"the autoencoder takes (B, {self.image_channels}, H, W) frames "
+                f"(image_channels={self.image_channels}), got {tuple(x.shape)}"
+            )
         h = self.encoder(x)
         if not self.variational:
             return h, None
@@ -162,7 +179,26 @@ class Autoencoder(nn.Module):
         z = self.denormalize_latents(z)
         if self.quantizer is not None:
             z = self.quantizer(z, update=False).quantized
-        return torch.tanh(self.rgb_head(self.decoder(z)))
+        return self.to_frames(self.rgb_head(self.decoder(z)))
+
+    def to_frames(self, raw: torch.Tensor) -> torch.Tensor:
+        """The head's output (B, C, H, W) -> frames in [-1, 1].
+
+        ``tanh`` only approaches -1: a black background comes out a few grey levels
+        above black (measured: +0.005 on [0, 1]), and SSIM's luminance term halves where
+        a black truth meets a 0.01 offset. ``clamp`` reaches -1 exactly; in training its
+        gradient leaks through the clipped range (straight-through, scaled by
+        ``CLAMP_GRADIENT_LEAK``) so a pixel pushed past -1 while it should be smoke can
+        come back, while the forward value stays exactly the clipped one.
+        """
+        if self.output_activation == "tanh":
+            return torch.tanh(raw)
+        clipped = raw.clamp(-1.0, 1.0)
+        if not (self.training and torch.is_grad_enabled()):
+            return clipped
+        outside = (raw.detach() < -1.0) | (raw.detach() > 1.0)
+        leak = torch.where(outside, raw - raw.detach(), torch.zeros_like(raw))  # value 0
+        return clipped + CLAMP_GRADIENT_LEAK * leak
 
     @torch.no_grad()
     def fit_latent_normalization(self, latents: torch.Tensor) -> None:
@@ -202,7 +238,7 @@ class Autoencoder(nn.Module):
             z_dec, vq_loss, vq_stats = quantized.quantized, quantized.loss, quantized.stats()
         features = self.decoder(z_dec)
         return AutoencoderOutput(
-            rgb=torch.tanh(self.rgb_head(features)),
+            rgb=self.to_frames(self.rgb_head(features)),
             seg_logits=self.seg_head(features) if self.seg_head is not None else None,
             cls_logits=(
                 self.cls_head(features.mean(dim=(2, 3))) if self.cls_head is not None else None

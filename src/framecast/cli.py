@@ -183,6 +183,7 @@ def _sampler(args: argparse.Namespace):
             past_horizon=args.past_horizon,
             steps_over=args.steps_over,
             nfe_budget=args.nfe,
+            precision=args.precision,
         )
     except ValueError as exc:
         raise ConfigError(f"sampler options: {exc}") from None
@@ -288,6 +289,13 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
         help="draw contexts from at most this many frames back (default: as in training)",
     )
     parser.add_argument("--tolerance", type=float, default=1e-5, help="atol = rtol of dopri5")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="regressor arithmetic (river): bf16 autocasts each velocity evaluation, the ODE "
+        "state stays fp32 (default fp32)",
+    )
     parser.add_argument("--samples", type=_positive_int, default=1, help="K stochastic futures")
     parser.add_argument("--seed", type=int, default=0, help="seed of noise and context draws")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

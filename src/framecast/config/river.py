@@ -49,3 +49,8 @@ class RiverConfig(ModelConfig):
     autoencoder: str | None = Field(
         None, description="RUN_DIR_OR_CHECKPOINT of the trained stage-1 autoencoder"
     )
+    compile: bool = Field(
+        False,
+        description="run the regressor through torch.compile (training and sampling); "
+        "where compiling fails it warns once and runs eagerly",
+    )

@@ -166,7 +166,9 @@ def load_river(
     ae_config = validate_config(meta["autoencoder_config"], f"{ckpt_path} (autoencoder)")
     image_size = int(meta["image_size"])
     autoencoder = Autoencoder.from_config(ae_config.model, image_size)
-    vector_field = VectorFieldRegressor.from_config(config.model.vector_field_regressor)
+    vector_field = VectorFieldRegressor.from_config(
+        config.model.vector_field_regressor, use_compile=config.model.compile
+    )
     load_model_weights(autoencoder, ckpt, ckpt_path, prefix="autoencoder.")
     load_model_weights(vector_field, ckpt, ckpt_path)
     pipeline = RiverPipeline(autoencoder, vector_field, config.model.sigma, image_size)

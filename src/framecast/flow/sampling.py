@@ -16,6 +16,11 @@ is drawn uniformly from the frames before the reference, as in RIVER's sampler. 
 predicted latent is appended and becomes the next reference.
 
 Everything is batched: videos and the K stochastic samples per video are one batch.
+
+Precision (``SamplerConfig.precision``): ``fp32`` runs the regressor in float32; ``bf16``
+runs each velocity evaluation under bfloat16 autocast (matmuls in bf16, weights cast per
+call), while the ODE state, the solver's updates and the predicted latents stay float32:
+only the velocity is rounded, so the error does not compound through the state.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from framecast.flow.path import CondOTPath
 from framecast.flow.solvers import NFE_PER_STEP, SolverConfig
 
 STEPS_OVER = ("span", "unit")
+PRECISIONS = ("fp32", "bf16")
 
 # (x_t, z_ref, z_ctx, tau (B,), t (B,)) -> velocity, all latents (B, C, h, w)
 VectorField = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -52,6 +58,8 @@ class SamplerConfig:
         nfe_budget: velocity evaluations per frame; when set, the steps over [s, 1] are
             ``nfe_budget // evaluations per step`` (fixed-step methods; overrides
             ``solver.steps`` and ``steps_over``).
+        precision: ``"fp32"`` or ``"bf16"``: the regressor's arithmetic (bf16 autocast
+            around each velocity evaluation; the ODE state stays float32).
     """
 
     solver: SolverConfig = SolverConfig()
@@ -59,8 +67,13 @@ class SamplerConfig:
     past_horizon: int | None = None
     steps_over: Literal["span", "unit"] = "span"
     nfe_budget: int | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if not 0.0 <= self.warm_start < 1.0:
             raise ValueError(f"warm_start must be in [0, 1), got {self.warm_start}")
         if self.past_horizon is not None and self.past_horizon < 1:
@@ -108,9 +121,10 @@ class SamplerConfig:
             meaning = f"{self.solver.steps} steps counted over [0, 1] (RIVER)"
         else:
             meaning = f"{self.solver.steps} steps over [s, 1]"
+        precision = ", bf16 velocity" if self.precision == "bf16" else ""
         return (
             f"{self.solver.method}, {steps} step(s) per frame over [{self.warm_start:g}, 1] "
-            f"({meaning}), warm start {self.warm_start:g}"
+            f"({meaning}), warm start {self.warm_start:g}{precision}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,6 +222,7 @@ def rollout(
     # (B·K, T, C, h, w): every sample of a video starts from the same observed latents.
     frames = context.repeat_interleave(samples, dim=0)
     rows = torch.arange(total, device=device)
+    low_precision = sampler.precision == "bf16"
     nfe_total = 0
     for index in range(num_frames):
         available = frames.shape[1]
@@ -215,7 +230,10 @@ def rollout(
 
         def velocity(x: Tensor, t: Tensor, frames=frames, reference=reference, available=available):
             ctx_index, tau = draw_context(available, total, sampler.past_horizon, generator, device)
-            return vector_field(x, reference, frames[rows, ctx_index], tau, t)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision):
+                v = vector_field(x, reference, frames[rows, ctx_index], tau, t)
+            # The solver's state stays in the context's dtype (fp32): only v is rounded.
+            return v.to(x.dtype)
 
         noise = torch.randn(total, *latent_shape, generator=generator, device=gen_device)
         noise = noise.to(device=device, dtype=context.dtype)

@@ -13,11 +13,17 @@ Conditioning enters as follows:
   the sequence, so every block can attend to it.
 
 The output head is initialised to zero, so a fresh model predicts velocity 0 everywhere.
+
+``use_compile=True`` (config ``model.compile``) runs the forward pass through ``torch.compile``;
+where compiling fails (no C++ compiler, an unsupported backend, ...) the model warns once
+and carries on eagerly. The state dict is the same either way.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +48,34 @@ def sinusoidal_embedding(values: Tensor, dim: int, scale: float = 1000.0) -> Ten
     if dim % 2:
         emb = F.pad(emb, (0, 1))
     return emb
+
+
+class CompileFallbackWarning(UserWarning):
+    """``torch.compile`` failed; the regressor runs eagerly (same results, slower)."""
+
+
+# One compiled function per process, shared by every regressor instance (dynamo guards on
+# the instance and recompiles per instance), so copies such as an EMA model never hold a
+# compiled closure over another module. None until first used; False once it has failed.
+_compiled_velocity: Callable[..., Tensor] | bool | None = None
+
+
+def _fall_back_to_eager(exc: BaseException) -> None:
+    global _compiled_velocity
+    _compiled_velocity = False
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    warnings.warn(
+        f"torch.compile of the RIVER regressor failed ({type(exc).__name__}: {first_line}); "
+        "running it eagerly instead (same results, slower). Set model.compile=false to "
+        "silence this.",
+        CompileFallbackWarning,
+        stacklevel=3,
+    )
+
+
+def compile_failed() -> bool:
+    """True once compiling the regressor has failed in this process (it then runs eagerly)."""
+    return _compiled_velocity is False
 
 
 class Attention(nn.Module):
@@ -100,8 +134,11 @@ class VectorFieldRegressor(nn.Module):
         mid_depth: int = 1,
         num_heads: int = 4,
         dropout: float = 0.0,
+        use_compile: bool = False,
     ) -> None:
         super().__init__()
+        # Plain attribute, not state: checkpoints of compiled and eager models are the same.
+        self.use_compile = use_compile
         if inner_dim % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide inner_dim={inner_dim}")
         self.state_size = state_size
@@ -139,7 +176,10 @@ class VectorFieldRegressor(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @classmethod
-    def from_config(cls, cfg: VectorFieldRegressorConfig) -> VectorFieldRegressor:
+    def from_config(
+        cls, cfg: VectorFieldRegressorConfig, use_compile: bool = False
+    ) -> VectorFieldRegressor:
+        """The regressor ``cfg`` describes; ``use_compile``: the config's ``model.compile``."""
         return cls(
             state_size=cfg.state_size,
             state_res=tuple(cfg.state_res),
@@ -148,6 +188,7 @@ class VectorFieldRegressor(nn.Module):
             mid_depth=cfg.mid_depth,
             num_heads=cfg.num_heads,
             dropout=cfg.dropout,
+            use_compile=use_compile,
         )
 
     def forward(self, x_t: Tensor, z_ref: Tensor, z_ctx: Tensor, tau: Tensor, t: Tensor) -> Tensor:
@@ -163,7 +204,22 @@ class VectorFieldRegressor(nn.Module):
             raise ValueError(
                 f"latent grid {(height, width)} does not match state_res {self.state_res}"
             )
+        global _compiled_velocity
+        if self.use_compile and _compiled_velocity is not False:
+            try:
+                if _compiled_velocity is None:
+                    _compiled_velocity = torch.compile(VectorFieldRegressor._velocity)
+                return _compiled_velocity(self, x_t, z_ref, z_ctx, tau, t)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly
+                # A genuine error in the model raises again from the eager call below.
+                _fall_back_to_eager(exc)
+        return self._velocity(x_t, z_ref, z_ctx, tau, t)
 
+    def _velocity(
+        self, x_t: Tensor, z_ref: Tensor, z_ctx: Tensor, tau: Tensor, t: Tensor
+    ) -> Tensor:
+        """:meth:`forward` without the input check: the part that ``compile`` compiles."""
+        height, width = x_t.shape[-2:]
         tokens = self.project_in(
             rearrange(torch.cat([x_t, z_ref, z_ctx], dim=1), "b c h w -> b (h w) c")
         )

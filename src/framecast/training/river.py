@@ -195,9 +195,11 @@ class RiverModule(FramecastModule):
         self.autoencoder = stage1.model.eval().requires_grad_(False)
         self.autoencoder_config = stage1.config.to_dict()
         self.image_size = stage1.image_size
-        self.model = VectorFieldRegressor.from_config(cfg.vector_field_regressor)
+        self.model = VectorFieldRegressor.from_config(
+            cfg.vector_field_regressor, use_compile=cfg.compile
+        )
         self.path = CondOTPath(cfg.sigma)
-        channels = stage1.config.data.channels
+        channels = stage1.config.model.image_channels
         # The smoke mask is measured from the black background's latent (losses.latent_smoke);
         # not persistent: it follows from the frozen autoencoder.
         self.register_buffer(

@@ -1,0 +1,115 @@
+"""RIVER regressor speed switches: ``model.compile`` with its eager fallback."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from framecast.config.river import RiverConfig, VectorFieldRegressorConfig
+from framecast.models import river as river_module
+from framecast.models.river import CompileFallbackWarning, VectorFieldRegressor
+
+TINY = {"state_size": 4, "state_res": [4, 4], "inner_dim": 32, "depth": 1, "mid_depth": 1}
+
+
+@pytest.fixture(autouse=True)
+def fresh_compile_state(monkeypatch):
+    """Each test starts as a new process would: nothing compiled, nothing failed."""
+    monkeypatch.setattr(river_module, "_compiled_velocity", None)
+
+
+def make(use_compile: bool) -> VectorFieldRegressor:
+    torch.manual_seed(0)
+    model = VectorFieldRegressor.from_config(
+        VectorFieldRegressorConfig(**TINY), use_compile=use_compile
+    )
+    with torch.no_grad():  # a non-zero field, so agreement means something
+        model.head.weight.normal_(0.0, 0.1)
+    return model
+
+
+def inputs(batch: int = 3):
+    g = torch.Generator().manual_seed(1)
+    x_t, z_ref, z_ctx = (torch.randn(batch, 4, 4, 4, generator=g) for _ in range(3))
+    return x_t, z_ref, z_ctx, torch.arange(1, batch + 1), torch.linspace(0.1, 0.9, batch)
+
+
+def test_compile_is_a_config_switch_off_by_default():
+    assert RiverConfig().compile is False
+    assert RiverConfig(compile=True).compile is True
+    assert make(use_compile=False).use_compile is False
+    # The switch is not state: compiled and eager checkpoints are interchangeable.
+    assert make(True).state_dict().keys() == make(False).state_dict().keys()
+
+
+def test_compile_failure_falls_back_with_one_warning(monkeypatch):
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nsecond line")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    compiled, eager = make(use_compile=True), make(use_compile=False)
+    with pytest.warns(CompileFallbackWarning, match="RuntimeError: no C\\+\\+ compiler found"):
+        first = compiled(*inputs())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning, from this or another instance
+        second = compiled(*inputs())
+        other = make(use_compile=True)(*inputs())
+    expected = eager(*inputs())
+    torch.testing.assert_close(first, expected, rtol=0, atol=0)
+    torch.testing.assert_close(second, expected, rtol=0, atol=0)
+    torch.testing.assert_close(other, expected, rtol=0, atol=0)
+    assert river_module.compile_failed()
+
+
+def test_failure_inside_the_compiled_call_also_falls_back(monkeypatch):
+    """torch.compile is lazy: a backend usually fails at the first call, not at compile()."""
+
+    def lazily_broken_compile(fn, *args, **kwargs):
+        def compiled(*a, **k):
+            raise OSError("backend compiler failed")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", lazily_broken_compile)
+    model = make(use_compile=True)
+    with pytest.warns(CompileFallbackWarning, match="OSError: backend compiler failed"):
+        out = model(*inputs())
+    torch.testing.assert_close(out, make(use_compile=False)(*inputs()), rtol=0, atol=0)
+
+
+def test_a_genuine_model_error_still_raises(monkeypatch):
+    """The fallback hides compiler failures, not the model's own: eager raises them again."""
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+    model = make(use_compile=True)
+    x_t, z_ref, z_ctx, tau, t = inputs()
+    with pytest.raises(ValueError, match="does not match state_res"):
+        model(x_t[..., :3], z_ref, z_ctx, tau, t)
+    with pytest.warns(CompileFallbackWarning), pytest.raises(RuntimeError, match="shapes"):
+        model(x_t[:, :3], z_ref, z_ctx, tau, t)  # 3 channels where the model takes 4
+
+
+def test_compiled_graph_matches_eager_forward_and_gradients(monkeypatch):
+    """The regressor traces through TorchDynamo in one piece and agrees with eager mode.
+
+    The ``eager`` backend keeps this test to seconds: Inductor's C++ build takes minutes on
+    a loaded 2-core machine, so its speed and agreement are measured by
+    benchmarks/river_speed.py --compile instead.
+    """
+    real_compile = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager", fullgraph=True)
+    )
+    torch._dynamo.reset()
+    compiled, eager = make(use_compile=True), make(use_compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileFallbackWarning)
+        out_compiled = compiled(*inputs())
+    out_eager = eager(*inputs())
+    torch.testing.assert_close(out_compiled, out_eager, rtol=1e-5, atol=1e-6)
+    out_compiled.square().sum().backward()
+    out_eager.square().sum().backward()
+    for (name, p_c), p_e in zip(compiled.named_parameters(), eager.parameters()):
+        torch.testing.assert_close(p_c.grad, p_e.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert not river_module.compile_failed()

@@ -13,6 +13,7 @@ left out of the average; +inf (PSNR of a perfect prediction) is kept.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -251,3 +252,272 @@ def fid_from_features(feats_a: Tensor | np.ndarray, feats_b: Tensor | np.ndarray
     return frechet_distance(
         a.mean(axis=0), np.cov(a, rowvar=False), b.mean(axis=0), np.cov(b, rowvar=False)
     )
+
+
+# --- long rollouts: intensity drift and blow-up ----------------------------------------
+
+BLOWUP_LIMIT = 2.0
+"""A frame value beyond ±2 before clamping (half the [-1, 1] range past its edge) counts
+as a blow-up; a decoder with a tanh head cannot get there, so only non-finite values can."""
+LATENT_BLOWUP_RMS = 10.0
+"""A normalised latent frame (unit std per channel on the training data) whose RMS exceeds
+10 has left anything training saw: counted as a latent blow-up."""
+
+
+def intensity(frames: Tensor) -> Tensor:
+    """Total smoke intensity of each image: the sum of its values on [0, 1].
+
+    (..., C, H, W) in [-1, 1] -> (...,), float64 (sums over 64×64 pixels lose digits in
+    float32 when they are summed again over clips).
+    """
+    return _to_unit(frames).to(torch.float64).sum(dim=(-3, -2, -1))
+
+
+def intensity_ratio(pred_intensity: Tensor, true_intensity: Tensor) -> Tensor:
+    """Drift of total intensity per horizon: sum over clips of the predicted frames'
+    intensity over the sum of the true frames' (1.0 = no drift, < 1 the smoke fades,
+    > 1 it piles up).
+
+    pred_intensity, true_intensity: (N, F) from :func:`intensity`. Returns (F,) float64.
+    A ratio of sums rather than a mean of per-clip ratios: a true frame that is nearly
+    black (a plume just starting) would make its clip's ratio explode and dominate the
+    mean. NaN where the true frames hold no intensity at all.
+    """
+    if pred_intensity.shape != true_intensity.shape or pred_intensity.ndim != 2:
+        raise ValueError(
+            f"expected two (N, F) intensity tables, got {tuple(pred_intensity.shape)} and "
+            f"{tuple(true_intensity.shape)}"
+        )
+    pred, true = pred_intensity.to(torch.float64), true_intensity.to(torch.float64)
+    total = true.sum(dim=0)
+    return torch.where(total > 0, pred.sum(dim=0) / total, torch.nan)
+
+
+def blown_up(frames: Tensor, limit: float = BLOWUP_LIMIT) -> Tensor:
+    """Images holding a non-finite value or one beyond ±``limit`` (check before clamping).
+
+    (..., C, H, W) -> bool (...,).
+    """
+    bad = ~torch.isfinite(frames) | (frames.abs() > limit)
+    return bad.flatten(-3).any(dim=-1)
+
+
+def latent_blown_up(latents: Tensor, rms_limit: float = LATENT_BLOWUP_RMS) -> Tensor:
+    """Normalised latent frames that are non-finite or whose RMS exceeds ``rms_limit``.
+
+    (..., C, h, w) -> bool (...,).
+    """
+    flat = latents.float().flatten(-3)
+    rms = flat.square().mean(dim=-1).sqrt()
+    return ~torch.isfinite(flat).all(dim=-1) | (rms > rms_limit)
+
+
+# --- ensembles: spread, skill, CRPS --------------------------------------------------
+
+
+def ensemble_spread(samples: Tensor) -> Tensor:
+    """Per-element spread of an ensemble: the standard deviation over its K members
+    (unbiased, ddof 1), on the [0, 1] scale.
+
+    samples (B, K, ...) in [-1, 1], K >= 2 -> (B, ...).
+    """
+    if samples.ndim < 2 or samples.shape[1] < 2:
+        raise ValueError(f"expected samples (B, K, ...) with K >= 2, got {tuple(samples.shape)}")
+    return _to_unit(samples).std(dim=1, correction=1)
+
+
+def ensemble_crps(samples: Tensor, truth: Tensor) -> Tensor:
+    """Per-element CRPS of an ensemble, the standard (empirical-CDF) estimator, on [0, 1].
+
+    CRPS = mean_k |x_k - y| - 1/(2 K^2) sum_{j,k} |x_j - x_k|, lower is better, in the
+    units of the data. The pair sum is computed from the sorted members in O(K log K):
+    sum_{j,k} |x_j - x_k| = 2 sum_i (2i - K + 1) x_(i), i = 0..K-1 ascending. For K = 1
+    (or K identical members) it is the absolute error, so a deterministic forecast's
+    CRPS is its MAE. (The "fair" estimator, 1/(2K(K-1)), would remove the finite-K bias
+    of the second term; the standard one is what the literature's tables report.)
+
+    samples (B, K, ...) and truth (B, ...), both in [-1, 1] -> (B, ...).
+    """
+    if samples.ndim < 2 or samples.shape[:1] + samples.shape[2:] != truth.shape:
+        raise ValueError(
+            f"expected samples (B, K, ...) and truth (B, ...), got {tuple(samples.shape)} and "
+            f"{tuple(truth.shape)}"
+        )
+    x, y = _to_unit(samples), _to_unit(truth)
+    k = x.shape[1]
+    skill = (x - y[:, None]).abs().mean(dim=1)
+    ordered = x.sort(dim=1).values
+    weights = (2 * torch.arange(k, dtype=x.dtype, device=x.device) - k + 1).reshape(
+        1, k, *([1] * (x.ndim - 2))
+    )
+    return skill - (weights * ordered).sum(dim=1) / k**2
+
+
+SPREAD_BIN_EDGES = (0.0, *np.logspace(-4, 0, 17).tolist())
+"""Left edges of the spread bins of :class:`SpreadSkill`, on [0, 1]: one bin for spread
+below 1e-4 (members that agree, e.g. saturated black background), then four log-spaced
+bins per decade up to 1, and one open bin above 1. Fixed rather than quantiles so that
+the bins do not depend on the batch order and need no pass over the data first."""
+SPEARMAN_SAMPLE_RATE = 1 / 64
+"""Share of elements, drawn uniformly per batch and horizon with the accumulator's own
+seeded generator, kept for the rank correlation (ranks cannot be accumulated)."""
+
+
+class SpreadSkill:
+    """Streaming spread–skill calibration of an ensemble of K members, per horizon.
+
+    Per element (pixel and channel, on [0, 1]): spread s = std over the K members
+    (ddof 1), error e = |ensemble mean - truth|. :meth:`update` adds a batch to running
+    float64 sums, so memory does not grow with clips or horizons:
+
+    - per horizon: sums of s^2, e^2, s, e, s e (Pearson), CRPS and element counts;
+    - per spread bin (:data:`SPREAD_BIN_EDGES`, over all horizons): count, sums of s,
+      s^2, e and e^2;
+    - a seeded uniform subsample (:data:`SPEARMAN_SAMPLE_RATE`) of (s, e) pairs for the
+      Spearman rank correlation.
+
+    Spread–skill ratio: sqrt((K + 1) / K) * sqrt(mean s^2) / RMSE(ensemble mean). For
+    members and truth drawn from one distribution of variance sigma^2, E[s^2] = sigma^2
+    and E[e^2] = sigma^2 (1 + 1/K): the finite-ensemble factor sqrt((K + 1) / K) brings
+    a calibrated ensemble to 1. Below 1: over-confident (the members agree more than
+    the error warrants); above 1: over-dispersed. The binned curve (RMSE against the
+    corrected rms spread per bin) lies on y = x for a calibrated ensemble only where the
+    per-element spread is estimated well: with few members, the spread of one element
+    is itself noisy, which flattens the curve (bins by a noisy estimate regress to the
+    mean); the overall ratio has no such bias.
+
+    Args:
+        horizons: F, the predicted frames.
+        samples: K >= 2 members.
+        seed: seeds the Spearman subsample (its own generator: the sampling noise of the
+            model is not touched).
+    """
+
+    def __init__(self, horizons: int, samples: int, seed: int = 0):
+        if samples < 2:
+            raise ValueError(f"spread needs at least 2 samples, got {samples}")
+        self.horizons, self.samples = horizons, samples
+        self.edges = torch.tensor(SPREAD_BIN_EDGES, dtype=torch.float64)
+        zeros = lambda *shape: torch.zeros(shape, dtype=torch.float64)  # noqa: E731
+        # Per horizon, sums of: count, s^2, e^2, s, e, s*e, CRPS.
+        self.by_horizon = zeros(horizons, 7)
+        self.by_bin = zeros(len(SPREAD_BIN_EDGES), 5)  # count, s, s^2, e, e^2
+        self.rank_pairs: list[list[Tensor]] = [[] for _ in range(horizons)]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def update(self, samples: Tensor, truth: Tensor) -> None:
+        """samples (B, K, F, C, H, W) and truth (B, F, C, H, W), both in [-1, 1]."""
+        if samples.ndim != 6 or samples.shape[1:3] != (self.samples, self.horizons):
+            raise ValueError(
+                f"expected samples (B, {self.samples}, {self.horizons}, C, H, W), got "
+                f"{tuple(samples.shape)}"
+            )
+        if truth.shape != samples.shape[:1] + samples.shape[2:]:
+            raise ValueError(
+                f"expected truth {tuple(samples.shape[:1] + samples.shape[2:])}, got "
+                f"{tuple(truth.shape)}"
+            )
+        # The running sums live on the CPU in float64; the batch joins them there.
+        samples, truth = samples.detach().float().cpu(), truth.detach().float().cpu()
+        spread = ensemble_spread(samples).double()  # (B, F, C, H, W)
+        error = (_to_unit(samples).mean(dim=1) - _to_unit(truth)).abs().double()
+        crps = ensemble_crps(samples, truth).double()
+        # (F, B·C·H·W): one row per horizon.
+        s = spread.transpose(0, 1).flatten(1)
+        e = error.transpose(0, 1).flatten(1)
+        c = crps.transpose(0, 1).flatten(1)
+        self.by_horizon += torch.stack(
+            [
+                torch.full_like(s[:, 0], s.shape[1]),
+                s.square().sum(1),
+                e.square().sum(1),
+                s.sum(1),
+                e.sum(1),
+                (s * e).sum(1),
+                c.sum(1),
+            ],
+            dim=1,
+        )
+        bins = torch.bucketize(s.flatten(), self.edges[1:], right=True)
+        for column, weights in enumerate(
+            (None, s.flatten(), s.flatten().square(), e.flatten(), e.flatten().square())
+        ):
+            self.by_bin[:, column] += torch.bincount(
+                bins, weights=weights, minlength=len(self.edges)
+            ).double()
+        keep = max(1, round(s.shape[1] * SPEARMAN_SAMPLE_RATE))
+        for h in range(self.horizons):
+            index = torch.randint(s.shape[1], (keep,), generator=self.generator)
+            self.rank_pairs[h].append(torch.stack([s[h, index], e[h, index]]).float())
+
+    def _summary(self, sums: Tensor, pairs: list[Tensor]) -> dict[str, float]:
+        count, s2, e2, s1, e1, se, crps = sums.tolist()
+        spread = math.sqrt(s2 / count)
+        rmse = math.sqrt(e2 / count)
+        factor = math.sqrt((self.samples + 1) / self.samples)
+        cov = se / count - (s1 / count) * (e1 / count)
+        var_s = s2 / count - (s1 / count) ** 2
+        var_e = e2 / count - (e1 / count) ** 2
+        pearson = cov / math.sqrt(var_s * var_e) if var_s > 0 and var_e > 0 else math.nan
+        return {
+            "spread": spread,
+            "spread_corrected": factor * spread,
+            "rmse": rmse,
+            "spread_skill": factor * spread / rmse if rmse > 0 else math.nan,
+            "pearson": pearson,
+            "spearman": _spearman(torch.cat(pairs, dim=1)) if pairs else math.nan,
+            "crps": crps / count,
+            "mae": e1 / count,
+            "elements": int(count),
+        }
+
+    def per_horizon(self) -> list[dict[str, float]]:
+        """Per horizon: spread (rms of s), spread_corrected, rmse (of the ensemble mean),
+        spread_skill, pearson and spearman (of s against e), crps, mae (of the ensemble
+        mean), elements."""
+        return [self._summary(self.by_horizon[h], self.rank_pairs[h]) for h in range(self.horizons)]
+
+    def overall(self) -> dict[str, float]:
+        """The same numbers over every horizon together."""
+        return self._summary(self.by_horizon.sum(0), [p for h in self.rank_pairs for p in h])
+
+    def bins(self) -> list[dict[str, float]]:
+        """Non-empty spread bins: low, high (edges on [0, 1]; the last is open), elements,
+        mean_spread, rms_spread, rms_spread_corrected, rmse and mae of the ensemble mean."""
+        factor = math.sqrt((self.samples + 1) / self.samples)
+        edges = [*SPREAD_BIN_EDGES, math.inf]
+        rows = []
+        for i, (count, s1, s2, e1, e2) in enumerate(self.by_bin.tolist()):
+            if count == 0:
+                continue
+            rows.append(
+                {
+                    "low": edges[i],
+                    "high": edges[i + 1],
+                    "elements": int(count),
+                    "mean_spread": s1 / count,
+                    "rms_spread": math.sqrt(s2 / count),
+                    "rms_spread_corrected": factor * math.sqrt(s2 / count),
+                    "rmse": math.sqrt(e2 / count),
+                    "mae": e1 / count,
+                }
+            )
+        return rows
+
+
+def _spearman(pairs: Tensor) -> float:
+    """Spearman rank correlation of the rows of pairs (2, N), ties averaged; NaN if either
+    row is constant."""
+    import scipy.stats
+
+    x, y = pairs.double().numpy()
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return math.nan
+    return float(scipy.stats.spearmanr(x, y).statistic)
+
+
+def mae(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error on the [0, 1] scale: (B, C, H, W) x2 -> (B,). The CRPS of a
+    deterministic forecast, so the baselines' reference beside an ensemble's CRPS."""
+    _check_images(pred, target)
+    return (_to_unit(pred) - _to_unit(target)).abs().mean(dim=(1, 2, 3))

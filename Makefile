@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Local wheel folders some machines carry (e.g. a CPU torch wheel); harmless when absent.
 FIND_LINKS := $(foreach d,/opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
 
-.PHONY: install demo test lint clean-venv web-deps smoke-weighting-experiment
+.PHONY: install demo test lint clean-venv web-deps smoke-weighting-experiment reference
 
 install: $(STAMP)
 
@@ -69,3 +69,23 @@ smoke-weighting-experiment: install
 	$(BIN)/framecast sweep configs/sweeps/smoke_weighting_claims.yaml --data $(EXP)/data \
 	  --runs-dir $(EXP) model.autoencoder=$(EXP)/ae
 	$(BIN)/framecast compare $(EXP)/smoke_weighting_claims
+
+# The reference runs behind the README's figures (docs/results.md): varied smoke, greyscale
+# autoencoder, latent cache, RIVER, evaluation 3 -> 7 and 3 -> 20 frames on the test split
+# with 10 NFE per frame. About an hour on 2 CPU cores; each step is skipped when its result
+# exists. GPU: the same with the GPU overrides named at the top of each config.
+REF ?= runs/reference
+reference: install
+	test -f $(REF)/data/dataset.json || $(BIN)/framecast data smoke $(REF)/data \
+	  --preset varied --videos 160 --frames 40 --size 64 --seed 0
+	test -f $(REF)/ae/checkpoints/last.ckpt || $(BIN)/framecast train \
+	  --config configs/reference_ae.yaml --data $(REF)/data --runs-dir $(REF) --run-name ae
+	$(BIN)/framecast reconstruct --run $(REF)/ae --data $(REF)/data --split test --clips 16
+	$(BIN)/framecast encode --autoencoder $(REF)/ae --data $(REF)/data
+	test -f $(REF)/river/checkpoints/last.ckpt || $(BIN)/framecast train \
+	  --config configs/reference_river.yaml --data $(REF)/data --runs-dir $(REF) \
+	  --run-name river model.autoencoder=$(REF)/ae
+	$(BIN)/framecast evaluate --run $(REF)/river --data $(REF)/data --split test --context 3 \
+	  --frames 7 --solver euler --steps 10 --warm-start 0.1
+	$(BIN)/framecast evaluate --run $(REF)/river --data $(REF)/data --split test --context 3 \
+	  --frames 20 --solver euler --steps 10 --warm-start 0.1 --out $(REF)/river/eval/test_20

@@ -161,6 +161,16 @@ def tiny_autoencoder_run(tmp_path_factory, tiny_dataset) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_grey_autoencoder_run(tmp_path_factory, tiny_dataset) -> Path:
+    """configs/reference_ae.yaml shrunk (greyscale: 32×32×1 frames) and trained 4 steps."""
+    from framecast.training.engine import train
+
+    runs = tmp_path_factory.mktemp("tiny_grey_ae_runs")
+    config = shrink_config(REPO / "configs" / "reference_ae.yaml", tiny_dataset, max_steps=4)
+    return train(config, runs_dir=runs, run_name="ae", progress=False).run_dir
+
+
+@pytest.fixture(scope="session")
 def tiny_river_run(tmp_path_factory, tiny_dataset, tiny_autoencoder_run) -> Path:
     """configs/river_tiny.yaml shrunk and trained 4 steps on the tiny dataset (online
     encoding: the tiny dataset has no latent cache)."""
@@ -214,8 +224,11 @@ def shrink(request):
     def _shrink(path: Path, data_root: Path, max_steps: int = 2) -> Config:
         autoencoder = None
         kind = read_yaml(path)["model"]["kind"]
-        if kind == "river":
-            autoencoder = request.getfixturevalue("tiny_autoencoder_run")
+        if kind == "river":  # an autoencoder of the config's channels (1: greyscale)
+            grey = read_yaml(path).get("data", {}).get("channels") == 1
+            autoencoder = request.getfixturevalue(
+                "tiny_grey_autoencoder_run" if grey else "tiny_autoencoder_run"
+            )
         if kind == "motion":
             data_root = request.getfixturevalue("tiny_motion_json")
         return shrink_config(path, data_root, max_steps, autoencoder)

@@ -21,8 +21,30 @@ the means. With K > 1 also the best-of-K PSNR: per clip, the sample with the hig
 PSNR averaged over horizons, at each horizon. With an I3D file also FVD on the whole
 clips (context + future) of each method against the true clips.
 
+Long rollouts (e.g. ``--context 3 --frames 20``) are judged on three more things:
+
+- ``intensity_ratio`` per horizon and method: total intensity of the predicted frames
+  (pixel values on [0, 1], summed over clips) over that of the true frames; 1.0 means no
+  drift, below 1 the smoke fades, above 1 it piles up (:func:`metrics.intensity_ratio`);
+- blow-ups: frames with a non-finite value or one beyond ±:data:`metrics.BLOWUP_LIMIT`
+  before clamping, and (river) latent frames that are non-finite or whose RMS exceeds
+  :data:`metrics.LATENT_BLOWUP_RMS`, counted per horizon. A blow-up does not stop the
+  evaluation: non-finite values enter the metrics as 0 (NaN) or ±1 (±inf), so a blown
+  frame scores as the bad prediction it is instead of dropping out of the means;
+- ``below_copy_last``: for PSNR, SSIM and LPIPS the first horizon at which the model is
+  worse than copy_last, and the horizon from which it is worse at every later one
+  ("never" where it is not).
+
+With K > 1 samples, a spread–skill calibration of the ensemble (:class:`metrics.SpreadSkill`):
+per pixel and channel, the spread of the K samples (std, [0, 1] units) against the error
+of their mean, binned by spread (``calibration.csv``, ``calibration.png``), and per horizon
+the spread–skill ratio (finite-K corrected, 1 = calibrated), the Pearson and Spearman
+correlations of spread and error, and the ensemble CRPS beside the baselines' MAE (the CRPS
+of a deterministic guess; ``calibration_per_horizon.csv``). None of it runs with K = 1.
+
 Writes ``metrics.json``, ``per_horizon.csv``, ``per_horizon.png`` and ``samples.png``
-into ``out`` (default ``RUN/eval/<split>/``), each atomically.
+(and with K > 1 the three calibration files) into ``out`` (default
+``RUN/eval/<split>/``), each atomically.
 """
 
 from __future__ import annotations
@@ -49,7 +71,13 @@ from framecast.config import Config
 from framecast.data.dataset import ClipDataset, split_dir
 from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.eval import metrics as M
-from framecast.eval.plots import pyplot, save_figure, save_image_grid, to_uint8_images
+from framecast.eval.plots import (
+    plot_spread_skill,
+    pyplot,
+    save_figure,
+    save_image_grid,
+    to_uint8_images,
+)
 from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
@@ -65,6 +93,7 @@ METRICS = (
     "smoke_psnr",
     "background_hallucination",
     "temporal_mse",
+    "intensity_ratio",
 )
 """Per-horizon metrics of every method (``psnr_best_of_k`` is added for the model, K > 1)."""
 HIGHER_IS_BETTER = {
@@ -77,6 +106,10 @@ HIGHER_IS_BETTER = {
     "temporal_mse": False,
     "psnr_best_of_k": True,
 }
+ON_TARGET = {"intensity_ratio": 1.0}
+"""Metrics that are best at a value rather than high or low."""
+COMPARED_WITH_COPY_LAST = ("psnr", "ssim", "lpips")
+"""Metrics for which ``below_copy_last`` reports where the model falls behind copy_last."""
 DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
 SAMPLE_CLIPS = 4  # clips shown in samples.png
 SUPPORTED_KINDS = ("river", "vaegan")
@@ -102,6 +135,9 @@ class Predictor:
     checkpoint: Path
     config: Config
     image_size: int
+    latents: Tensor | None = None
+    """Latents (B, K, F, C, h, w) of the last :meth:`predict`, for kinds that have them
+    (river): the evaluation's latent blow-up check reads them."""
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -166,6 +202,7 @@ class RiverPredictor(Predictor):
         prediction = self.pipeline.predict(
             context, frames, self.sampler, samples=samples, generator=generator, progress=progress
         )
+        self.latents = prediction.latents
         return prediction.frames, prediction.nfe_per_frame
 
     def baselines(self, context: Tensor, truth: Tensor) -> dict[str, Tensor]:
@@ -270,6 +307,14 @@ class EvaluationResult:
         files: name -> path of each written file.
         kind: the run's model kind, the name of the model's method row.
         prediction: how the predictions were made.
+        below_copy_last: metric (PSNR, SSIM, LPIPS) -> {"first": first horizon at which
+            the model is worse than copy_last, "from": horizon from which it is worse at
+            every later one}; each an int or "never".
+        blowups: method -> {"per_horizon": blown-up frames per horizon, "frames": frames
+            checked per horizon, "first_horizon": int or None}; the model's row also
+            holds "latent_per_horizon" where its kind has latents.
+        calibration: the spread–skill summary with K > 1 (None with K = 1): "overall",
+            "per_horizon" (name -> list), "bins", "reference_mae" (baseline -> list).
     """
 
     run: str
@@ -291,6 +336,9 @@ class EvaluationResult:
     smoke_threshold: float = FRAME_SMOKE_THRESHOLD
     kind: str = "river"
     prediction: str = ""
+    below_copy_last: dict[str, dict[str, int | str]] = field(default_factory=dict)
+    blowups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` content; non-finite numbers become null (strict JSON)."""
@@ -321,6 +369,13 @@ class EvaluationResult:
                 for method, by_metric in self.metrics.items()
             },
             "fvd": {method: _json_number(v) for method, v in self.fvd.items()} or None,
+            "below_copy_last": self.below_copy_last,
+            "blowup": {
+                "limit": M.BLOWUP_LIMIT,
+                "latent_rms_limit": M.LATENT_BLOWUP_RMS,
+                "methods": self.blowups,
+            },
+            "calibration": _json_clean(self.calibration),
         }
 
     @property
@@ -362,11 +417,73 @@ class EvaluationResult:
             f"{cost}{self.seconds_per_frame:.4g} s per predicted frame",
             "means over horizons (per-horizon values in the files):",
             table,
+            *self._long_rollout_lines(),
+            *self._calibration_lines(),
         ]
         if self.files:
             lines.append(f"results in {self.out}:")
             lines += [f"  {path}" for path in self.files.values()]
         return "\n".join(lines)
+
+    def _long_rollout_lines(self) -> list[str]:
+        """Where the model falls behind copy_last, intensity drift, blow-ups."""
+        lines = []
+        if self.below_copy_last:
+            parts = [
+                f"{name} {v['first']} / {v['from']}" for name, v in self.below_copy_last.items()
+            ]
+            lines.append(
+                f"{self.kind} worse than copy_last (first horizon / at every horizon from): "
+                + ", ".join(parts)
+            )
+        last = self.frames
+        drift = [
+            f"{method} {_fmt(by['intensity_ratio'][0])} -> {_fmt(by['intensity_ratio'][-1])}"
+            for method, by in self.metrics.items()
+            if "intensity_ratio" in by
+        ]
+        if drift:
+            lines.append(
+                f"total intensity predicted / true (1 = no drift), horizon 1 -> {last}: "
+                + ", ".join(drift)
+            )
+        blown = []
+        for method, entry in self.blowups.items():
+            frames = sum(entry["per_horizon"])
+            latents = sum(entry.get("latent_per_horizon", []))
+            if frames or latents:
+                blown.append(
+                    f"{method}: {frames} of {entry['frames'] * self.frames} frames "
+                    f"(first at horizon {entry['first_horizon']}), {latents} latent frames"
+                )
+        if blown:
+            lines.append(
+                "BLOW-UP (non-finite or beyond ±"
+                f"{M.BLOWUP_LIMIT:g} before clamping; latent RMS > {M.LATENT_BLOWUP_RMS:g}; "
+                "counted as bad frames in the metrics): " + "; ".join(blown)
+            )
+        elif self.blowups:
+            lines.append(
+                f"no blow-up: every frame finite and within ±{M.BLOWUP_LIMIT:g} before "
+                f"clamping (latent RMS within {M.LATENT_BLOWUP_RMS:g} where checked)"
+            )
+        return lines
+
+    def _calibration_lines(self) -> list[str]:
+        if not self.calibration:
+            return []
+        o = self.calibration["overall"]
+        reference = ", ".join(
+            f"{method} MAE {_fmt(_mean(values))}"
+            for method, values in self.calibration["reference_mae"].items()
+        )
+        return [
+            f"calibration of the {self.samples} samples (per pixel, [0, 1] units): spread/skill "
+            f"{_fmt(o['spread_skill'])} (1 = calibrated, < 1 over-confident, > 1 "
+            f"over-dispersed; rms spread {_fmt(o['spread'])}, RMSE of the mean "
+            f"{_fmt(o['rmse'])}); spread-error correlation Pearson {_fmt(o['pearson'])}, "
+            f"Spearman {_fmt(o['spearman'])}; CRPS {_fmt(o['crps'])} ({reference})"
+        ]
 
 
 def _fmt(value: float) -> str:
@@ -375,6 +492,48 @@ def _fmt(value: float) -> str:
 
 def _json_number(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _json_clean(value: Any) -> Any:
+    """Nested dicts and lists with every non-finite float replaced by None."""
+    if isinstance(value, dict):
+        return {k: _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, float):
+        return _json_number(value)
+    return value
+
+
+def _finite_frames(frames: Tensor) -> Tensor:
+    """float32 frames clamped to [-1, 1], non-finite values as 0 (NaN) or ±1 (±inf): a
+    blown-up frame scores as a bad prediction instead of vanishing from NaN-skipping means."""
+    return torch.nan_to_num(frames.float(), nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1, 1)
+
+
+def below_baseline(
+    model: list[float], baseline: list[float], higher_is_better: bool
+) -> dict[str, int | str]:
+    """Where a per-horizon curve falls behind a baseline's.
+
+    Returns {"first": the first horizon (1-based) at which the model is worse, "from": the
+    horizon from which it is worse at every later horizon}; "never" where there is none.
+    Equal values and NaN horizons do not count as worse (and a NaN horizon ends a run of
+    worse ones).
+    """
+    if len(model) != len(baseline):
+        raise ValueError(f"curves of {len(model)} and {len(baseline)} horizons")
+    worse = [
+        (m < b if higher_is_better else m > b) if not (math.isnan(m) or math.isnan(b)) else False
+        for m, b in zip(model, baseline, strict=True)
+    ]
+    first: int | str = next((h + 1 for h, w in enumerate(worse) if w), "never")
+    since: int | str = "never"
+    for h in range(len(worse), 0, -1):
+        if not worse[h - 1]:
+            break
+        since = h
+    return {"first": first, "from": since}
 
 
 def _default_out(checkpoint: Path, run: str | os.PathLike, split: str) -> Path:
@@ -497,6 +656,12 @@ def evaluate(
     names = [*fns, "temporal_mse"]
     values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in names} for m in methods}
     best_of_k: list[Tensor] = []
+    # Total intensity per frame (N, F), predicted and true, for the drift ratio of sums.
+    intensities: dict[str, tuple[list[Tensor], list[Tensor]]] = {m: ([], []) for m in methods}
+    blown = {m: torch.zeros(frames, dtype=torch.long) for m in methods}  # frames per horizon
+    latent_blown: Tensor | None = None
+    calibration = M.SpreadSkill(frames, samples, seed) if samples > 1 else None
+    reference_mae: dict[str, list[Tensor]] = {m: [] for m in predictor.baselines_reported}
     feats: dict[str, list[Tensor]] = {m: [] for m in ("truth", *methods)}
     shown: list[tuple[Tensor, Tensor, Tensor]] = []
     predict_seconds = 0.0
@@ -511,7 +676,17 @@ def evaluate(
         pred, nfe_per_frame = predictor.predict(ctx, frames, samples, generator)
         _sync(device)
         predict_seconds += time.perf_counter() - start
-        pred = pred.float().clamp(-1, 1)  # (B, K, F, 3, H, W)
+        # (B, K, F, C, H, W): checked for blow-ups before clamping, then made finite.
+        blown[model_method] += M.blown_up(pred).flatten(0, 1).sum(dim=0).cpu()
+        if predictor.latents is not None:
+            count = M.latent_blown_up(predictor.latents).flatten(0, 1).sum(dim=0).cpu()
+            latent_blown = count if latent_blown is None else latent_blown + count
+        pred = _finite_frames(pred)
+        true_intensity = M.intensity(truth.float().clamp(-1, 1)).cpu()  # (B, F)
+        intensities[model_method][0].append(M.intensity(pred).flatten(0, 1).cpu())
+        intensities[model_method][1].append(true_intensity.repeat_interleave(samples, dim=0))
+        if calibration is not None:
+            calibration.update(pred, truth.float().clamp(-1, 1))
 
         truth_k = truth[:, None].expand_as(pred)
         predicted = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
@@ -529,10 +704,19 @@ def evaluate(
             psnr_k = predicted["psnr"].reshape(b, samples, frames)
             best = psnr_k.mean(dim=2).argmax(dim=1)  # (B,)
             best_of_k.append(psnr_k[torch.arange(b), best])
-        baselines = {m: g.float().clamp(-1, 1) for m, g in predictor.baselines(ctx, truth).items()}
+        baselines = predictor.baselines(ctx, truth)
+        for method, guess in baselines.items():
+            blown[method] += M.blown_up(guess).sum(dim=0).cpu()
+        baselines = {m: _finite_frames(g) for m, g in baselines.items()}
         for method, guess in baselines.items():
             for name, v in _measure(fns, guess, truth).items():
                 values[method][name].append(v)
+            intensities[method][0].append(M.intensity(guess).cpu())
+            intensities[method][1].append(true_intensity)
+            if calibration is not None:
+                reference_mae[method].append(
+                    M.per_frame(M.mae, guess, truth.float().clamp(-1, 1)).cpu()
+                )
             values[method]["temporal_mse"].append(
                 M.temporal_difference_error(guess, truth.float().clamp(-1, 1), last).cpu()
             )
@@ -553,6 +737,10 @@ def evaluate(
         metrics[method] = {
             name: torch.nanmean(torch.cat(v), dim=0).tolist() for name, v in by_name.items()
         }
+    for method, (predicted_sums, true_sums) in intensities.items():
+        metrics[method]["intensity_ratio"] = M.intensity_ratio(
+            torch.cat(predicted_sums), torch.cat(true_sums)
+        ).tolist()
     if best_of_k:
         metrics[model_method]["psnr_best_of_k"] = torch.nanmean(
             torch.cat(best_of_k), dim=0
@@ -586,9 +774,57 @@ def evaluate(
         smoke_threshold=threshold,
         kind=predictor.kind,
         prediction=predictor.describe(samples),
+        below_copy_last={
+            name: below_baseline(
+                metrics[model_method][name], metrics["copy_last"][name], HIGHER_IS_BETTER[name]
+            )
+            for name in COMPARED_WITH_COPY_LAST
+        },
+        blowups=_blowup_report(blown, latent_blown, model_method, num_clips, samples),
+        calibration=None
+        if calibration is None
+        else _calibration_report(calibration, reference_mae),
     )
     result.files = write_results(result, shown)
     return result
+
+
+def _blowup_report(
+    blown: dict[str, Tensor],
+    latent_blown: Tensor | None,
+    model_method: str,
+    num_clips: int,
+    samples: int,
+) -> dict[str, dict[str, Any]]:
+    report: dict[str, dict[str, Any]] = {}
+    for method, counts in blown.items():
+        per_horizon = [int(c) for c in counts]
+        entry: dict[str, Any] = {
+            "per_horizon": per_horizon,
+            "frames": num_clips * (samples if method == model_method else 1),
+            "first_horizon": next((h + 1 for h, c in enumerate(per_horizon) if c), None),
+        }
+        if method == model_method and latent_blown is not None:
+            entry["latent_per_horizon"] = [int(c) for c in latent_blown]
+        report[method] = entry
+    return report
+
+
+def _calibration_report(
+    calibration: M.SpreadSkill, reference_mae: dict[str, list[Tensor]]
+) -> dict[str, Any]:
+    per_horizon = calibration.per_horizon()
+    return {
+        "samples": calibration.samples,
+        "correction": "spread_skill = sqrt((K + 1) / K) * rms spread / RMSE of the mean",
+        "overall": calibration.overall(),
+        "per_horizon": {key: [row[key] for row in per_horizon] for key in per_horizon[0]},
+        "bins": calibration.bins(),
+        "reference_mae": {
+            method: torch.cat(v).double().mean(dim=0).tolist()
+            for method, v in reference_mae.items()
+        },
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -605,7 +841,9 @@ def _mean(values: list[float]) -> float:
 def write_results(
     result: EvaluationResult, shown: list[tuple[Tensor, Tensor, Tensor]]
 ) -> dict[str, Path]:
-    """Write metrics.json, per_horizon.csv, per_horizon.png and samples.png into result.out."""
+    """Write metrics.json, per_horizon.csv, per_horizon.png and samples.png into result.out,
+    and with a calibration (K > 1) calibration.csv, calibration_per_horizon.csv and
+    calibration.png."""
     out = result.out
     files = {
         "metrics": out / "metrics.json",
@@ -617,6 +855,35 @@ def write_results(
     )
     atomic_write_text(files["csv"], _csv_text(result))
     _plot(result, files["plot"])
+    if result.calibration:
+        files["calibration_csv"] = out / "calibration.csv"
+        files["calibration_per_horizon_csv"] = out / "calibration_per_horizon.csv"
+        files["calibration_plot"] = out / "calibration.png"
+        bins, reference = result.calibration["bins"], result.calibration["reference_mae"]
+        atomic_write_text(files["calibration_csv"], _table_text(bins))
+        per_horizon = result.calibration["per_horizon"]
+        rows = [
+            {
+                "horizon": h + 1,
+                **{key: values[h] for key, values in per_horizon.items()},
+                **{f"{method}_mae": values[h] for method, values in reference.items()},
+            }
+            for h in range(result.frames)
+        ]
+        atomic_write_text(files["calibration_per_horizon_csv"], _table_text(rows))
+        o = result.calibration["overall"]
+        plot_spread_skill(
+            bins,
+            per_horizon,
+            reference,
+            files["calibration_plot"],
+            title=(
+                f"{result.split}: {result.num_clips} clips × {result.samples} samples; "
+                f"spread/skill {_fmt(o['spread_skill'])}, Pearson {_fmt(o['pearson'])}, "
+                f"Spearman {_fmt(o['spearman'])}"
+            ),
+            model=result.kind,
+        )
     if shown:
         files["samples"] = out / "samples.png"
         rows, labels = [], []
@@ -646,8 +913,21 @@ def _csv_text(result: EvaluationResult) -> str:
     return buffer.getvalue()
 
 
+def _table_text(rows: list[dict[str, Any]]) -> str:
+    """CSV of dict rows sharing their keys; floats written exactly (repr)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if rows:
+        writer.writerow(list(rows[0]))
+    for row in rows:
+        writer.writerow([repr(float(v)) if isinstance(v, float) else v for v in row.values()])
+    return buffer.getvalue()
+
+
 def _plot(result: EvaluationResult, path: Path) -> None:
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     names = result.metric_names
     cols = min(4, len(names))
     nrows = math.ceil(len(names) / cols)
@@ -657,15 +937,31 @@ def _plot(result: EvaluationResult, path: Path) -> None:
         for method, by_metric in result.metrics.items():
             if name in by_metric:
                 ax.plot(horizons, by_metric[name], marker=".", label=method)
-        arrow = "↑" if HIGHER_IS_BETTER.get(name, True) else "↓"
+        if name in ON_TARGET:
+            arrow = f"(best at {ON_TARGET[name]:g})"
+            ax.axhline(ON_TARGET[name], color="black", linewidth=0.8, linestyle=":")
+        else:
+            arrow = "↑" if HIGHER_IS_BETTER.get(name, True) else "↓"
+        crossing = result.below_copy_last.get(name, {}).get("from", "never")
+        if crossing != "never":  # where the model stays behind copy_last
+            ax.axvline(crossing, color="grey", linewidth=0.8, linestyle="--")
+            arrow += f"; < copy_last from h={crossing}"
         ax.set_title(f"{name} {arrow}", fontsize=9)
         ax.set_xlabel("horizon (frames ahead)", fontsize=8)
-        ax.set_xticks(horizons)
+        # Every horizon labelled up to 10; beyond, integer ticks matplotlib spaces out.
+        if len(horizons) <= 10:
+            ax.set_xticks(horizons)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     cost = "" if result.nfe_per_frame is None else f", {result.nfe_per_frame:g} NFE per frame"
-    fig.suptitle(f"{result.split}: {result.num_clips} clips, {result.samples} sample(s){cost}")
+    blown = sum(sum(entry["per_horizon"]) for entry in result.blowups.values())
+    warning = f"; BLOW-UP in {blown} frames" if blown else ""
+    fig.suptitle(
+        f"{result.split}: {result.num_clips} clips, {result.samples} sample(s){cost}{warning}"
+    )
     fig.tight_layout()
     save_figure(fig, path)

@@ -126,3 +126,74 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_spread_skill(
+    bins: Sequence[dict[str, float]],
+    per_horizon: dict[str, Sequence[float]],
+    reference_mae: dict[str, Sequence[float]],
+    path: str | os.PathLike,
+    title: str = "",
+    model: str = "model",
+) -> Path:
+    """The calibration figure of an ensemble forecast, three panels.
+
+    1. RMSE of the ensemble mean against the (finite-K corrected) rms spread per spread
+       bin, log-log, with y = x (calibrated); marker area grows with the bin's share of
+       elements; the bin of (near-)zero spread, which a log axis cannot show, is named in
+       the legend.
+    2. Per horizon: corrected rms spread and RMSE of the ensemble mean.
+    3. Per horizon: the ensemble's CRPS beside each baseline's MAE (a deterministic
+       guess's CRPS).
+
+    ``bins``: rows of ``SpreadSkill.bins()``; ``per_horizon``: name -> per-horizon list
+    (``spread_corrected``, ``rmse``, ``crps``); ``reference_mae``: baseline -> list.
+    """
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    total = sum(row["elements"] for row in bins) or 1
+    shown = [r for r in bins if r["rms_spread_corrected"] > 0 and r["rmse"] > 0]
+    hidden = [r for r in bins if r not in shown]
+    if shown:
+        x = [r["rms_spread_corrected"] for r in shown]
+        y = [r["rmse"] for r in shown]
+        sizes = [10 + 300 * r["elements"] / total for r in shown]
+        ax.plot(x, y, color="tab:blue", linewidth=0.8)
+        ax.scatter(x, y, s=sizes, color="tab:blue", label=f"{model}: spread bins")
+        low, high = min(x + y), max(x + y)
+        ax.plot([low, high], [low, high], color="black", linestyle=":", label="y = x (calibrated)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    for r in hidden:
+        ax.plot(
+            [],
+            [],
+            " ",
+            label=f"spread < {r['high']:.0e}: {100 * r['elements'] / total:.0f}% of elements, "
+            f"RMSE {r['rmse']:.3g}",
+        )
+    ax.set_xlabel("rms spread × sqrt((K+1)/K)  ([0, 1] units)", fontsize=8)
+    ax.set_ylabel("RMSE of the ensemble mean", fontsize=8)
+    ax.set_title("spread–skill per spread bin", fontsize=9)
+
+    horizons = list(range(1, len(per_horizon["rmse"]) + 1))
+    axes[1].plot(horizons, per_horizon["spread_corrected"], marker=".", label="spread (corrected)")
+    axes[1].plot(horizons, per_horizon["rmse"], marker=".", label="RMSE of the mean")
+    axes[1].set_title("spread and skill per horizon", fontsize=9)
+    axes[2].plot(horizons, per_horizon["crps"], marker=".", label=f"{model} CRPS")
+    for method, values in reference_mae.items():
+        axes[2].plot(horizons, values, marker=".", linestyle="--", label=f"{method} MAE")
+    axes[2].set_title("CRPS ↓ (a deterministic guess: its MAE)", fontsize=9)
+    for panel in axes[1:]:
+        panel.set_xlabel("horizon (frames ahead)", fontsize=8)
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for panel in axes:
+        panel.legend(fontsize=7)
+        panel.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -15,7 +15,12 @@ and NFE per frame. With ``--run RUN`` the trained regressor of a river run is us
 field decides dopri5's NFE); without, the configs' architecture with random weights (the
 zero-initialised head is re-drawn so the field is not trivially zero).
 
-    .venv/bin/python benchmarks/flow.py [--run runs/river] [--quick]
+Against the official RIVER (``--against-river DIR``, a checkout of Araachie/river): first
+the side-by-side tables of benchmarks/river_speed.py (training step, EMA update, sampling
+call; tiny and paper sizes; the machine's measured matmul rate and each row's share of it).
+Without DIR the run says so and times framecast alone.
+
+    .venv/bin/python benchmarks/flow.py [--run runs/river] [--quick] [--against-river DIR]
 """
 
 from __future__ import annotations
@@ -68,7 +73,29 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks that it runs")
+    parser.add_argument(
+        "--against-river",
+        metavar="DIR",
+        help="a checkout of Araachie/river: time its regressor next to ours first "
+        "(benchmarks/river_speed.py)",
+    )
     args = parser.parse_args()
+
+    if args.against_river:
+        import river_speed  # the script's folder is on sys.path
+
+        river_speed.main(
+            [
+                "--against-river",
+                args.against_river,
+                "--sizes",
+                "tiny" if args.quick else "tiny,paper",
+            ]
+            + (["--repeats", "2", "--warmup", "1"] if args.quick else [])
+        )
+        print()
+    else:
+        print("no RIVER checkout given (--against-river DIR): timing framecast alone")
 
     torch.manual_seed(0)
     river_cfg = load_config(args.river_config)

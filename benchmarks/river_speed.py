@@ -191,8 +191,11 @@ def make_sampling_call(
     return call
 
 
-def make_ema_update(model: nn.Module, fused: bool) -> Callable[[], None]:
-    """One EMA update of a copy of ``model``'s parameters: per parameter or with _foreach."""
+def make_ema_update(model: nn.Module, fused: bool) -> tuple[Callable[[], None], list[torch.Tensor]]:
+    """One EMA update of a copy of ``model``'s parameters: per parameter or with _foreach.
+
+    Returns the update and the averaged copies it updates.
+    """
     params = list(model.parameters())
     averaged = [p.detach().clone() for p in params]
     avg_fn, multi_avg_fn = get_ema_avg_fn(EMA_DECAY), get_ema_multi_avg_fn(EMA_DECAY)
@@ -207,7 +210,7 @@ def make_ema_update(model: nn.Module, fused: bool) -> Callable[[], None]:
             for avg, p in zip(averaged, current):
                 avg.copy_(avg_fn(avg, p, steps))
 
-    return update
+    return update, averaged
 
 
 def peak_tflops(device: torch.device, override: float | None) -> float | None:
@@ -261,8 +264,8 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
     if args.compile:
         train_row("framecast bf16 + fused AdamW + compile", ours, True, True, True)
 
-    ema.append(Row("EMA per parameter (avg_fn)", make_ema_update(ours, False), 0.0, False, True))
-    ema.append(Row("EMA torch._foreach (multi_avg_fn)", make_ema_update(ours, True), 0.0, False))
+    ema.append(Row("EMA per parameter (avg_fn)", make_ema_update(ours, False)[0], 0, False, True))
+    ema.append(Row("EMA torch._foreach (multi_avg_fn)", make_ema_update(ours, True)[0], 0, False))
 
     ours_eval = copy.deepcopy(ours).eval()
     ours_bf16 = copy.deepcopy(ours).eval().to(torch.bfloat16)
@@ -342,7 +345,7 @@ def report(title: str, rows: list[Row], rates: dict[str, float], peak: float | N
         print(line)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against-river", metavar="DIR", help="a checkout of Araachie/river")
     parser.add_argument("--sizes", default="tiny,paper", help="comma-separated: tiny, paper")
@@ -354,7 +357,7 @@ def main() -> None:
     parser.add_argument("--matmul-size", type=int, default=None, help="default 2048 CPU, 8192 GPU")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (GPU)")
     parser.add_argument("--sections", default="train,ema,sample", help="which tables")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]

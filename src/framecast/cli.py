@@ -315,6 +315,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        trained_on=loaded.config.data.root,
     )
     print(summary.format())
     return EXIT_OK

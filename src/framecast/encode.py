@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from framecast.data.dataset import check_frame_size, frames_to_tensor
 from framecast.data.latent_cache import CACHE_DIR, CACHE_INFO, model_fingerprint, read_cache_info
 from framecast.data.shard import ShardWriter
 from framecast.data.sources import SPLITS, center_crop_resize, has_videos, open_split
@@ -81,11 +82,17 @@ def encode_dataset(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    trained_on: str | os.PathLike | None = None,
 ) -> LatentCacheSummary:
     """Encode all frames of every split of ``data_root`` with ``model.encode_latents``.
 
-    ``model``: a frozen autoencoder in eval mode; (B, 3, H, W) in [-1, 1] → (B, C, h, w).
+    ``model``: a frozen autoencoder in eval mode; (B, C, H, W) in [-1, 1] → (B, C_lat, h, w)
+    with C its ``image_channels`` (3 if it has none): greyscale models get the frames' luma.
+    ``trained_on``: the model's training dataset; square frames of another size than
+    ``image_size`` are refused unless the model was trained on frames of that size
+    (:func:`~framecast.data.dataset.check_frame_size`).
     """
+    channels = getattr(model, "image_channels", 3)
     data_root = Path(data_root)
     out = data_root / CACHE_DIR
     fingerprint = model_fingerprint(model)
@@ -111,9 +118,14 @@ def encode_dataset(
     cell_masks: list[torch.Tensor] = []  # train split: frame-space smoke per latent cell
     distances: list[torch.Tensor] = []  # train split: ||z - z_black|| per latent cell
     background: torch.Tensor | None = None
+    opened = {split: open_split(data_root / split) for split in splits}
+    for split, videos in opened.items():  # before any work: refuse 128×128 data into a 64 model
+        check_frame_size(
+            videos, image_size, data_root / split, f"the autoencoder {autoencoder_name}", trained_on
+        )
     try:
         for split in splits:
-            videos = open_split(data_root / split)
+            videos = opened[split]
             frames_total = 0
             with ShardWriter(
                 staging / split / "part-00000.fcshard", {"autoencoder": autoencoder_name}
@@ -124,7 +136,7 @@ def encode_dataset(
                     frames = video.read()
                     if frames.shape[1:3] != (image_size, image_size):
                         frames = center_crop_resize(frames, image_size)
-                    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                    x = frames_to_tensor(frames, channels)  # (T, C, H, W) in [-1, 1]
                     latents = torch.cat(
                         [
                             model.encode_latents(chunk.to(device)).float().cpu()

@@ -110,9 +110,35 @@ def validate_config(data: dict[str, Any], source: str = "config") -> Config:
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, model_cls, prefix=("model",))) from None
     try:
-        return Config.model_validate({**data, "model": model})
+        config = Config.model_validate({**data, "model": model})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, Config)) from None
+    reconcile_image_channels(config, source)
+    return config
+
+
+def reconcile_image_channels(config: Config, source: str = "config") -> None:
+    """Make a frame model's ``model.image_channels`` follow ``data.channels``.
+
+    Left out of the config, it becomes ``data.channels`` (so ``data.channels: 1`` alone
+    makes a greyscale model); set explicitly to another number, the config is refused
+    with a :class:`ConfigError` naming both keys and values. Kinds without
+    ``image_channels`` (river, motion) and ``data.channels: auto`` (resolved when a run
+    starts, then this is called again) are left alone.
+    """
+    model = config.model
+    channels = config.data.channels
+    if "image_channels" not in type(model).model_fields or channels == "auto":
+        return
+    if "image_channels" not in model.model_fields_set:
+        model.image_channels = channels
+    elif model.image_channels != channels:
+        raise ConfigError(
+            f"{source}: model.image_channels={model.image_channels} disagrees with "
+            f"data.channels={channels}: the {model.kind} model must take the frames the data "
+            f"gives; set model.image_channels={channels} or leave it out (it follows "
+            "data.channels)"
+        )
 
 
 def save_config(config: Config, path: str | os.PathLike) -> Path:

@@ -23,7 +23,12 @@ class DataConfig(Section):
 
     root: str | None = Field(None, description="dataset folder with train/ val/ test/")
     image_size: PositiveInt = Field(64, description="square frame size the models see")
-    channels: PositiveInt = 3
+    channels: Literal[1, 3, "auto"] = Field(
+        3,
+        description="1 (greyscale: frames are read as luma), 3 (RGB) or 'auto' (the dataset's "
+        "dataset.json 'channels', else 1 for framecast's simulated smoke, else 3; resolved when "
+        "a run starts and written to its config.yaml)",
+    )
     frame_stride: PositiveInt = Field(1, description="take every n-th frame of a video")
     batch_size: PositiveInt = 16
     eval_batch_size: PositiveInt | None = Field(None, description="defaults to batch_size")
@@ -34,6 +39,18 @@ class DataConfig(Section):
     eval_clips_per_video: PositiveInt = Field(
         1, description="evaluation clips per video (fixed, evenly spaced starts)"
     )
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels(cls, value: Any) -> Any:
+        # One clear message instead of pydantic's three (one per member of the Literal).
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool) or value not in (1, 3):
+            raise ValueError(
+                f"expected 1 (greyscale), 3 (RGB) or 'auto' (from the dataset), got {value!r}"
+            )
+        return int(value)
 
 
 class TrainingConfig(Section):

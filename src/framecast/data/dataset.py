@@ -12,6 +12,7 @@ function batches:
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -21,12 +22,126 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from framecast.config.schema import DataConfig, TrainingConfig
+from framecast.config.loader import reconcile_image_channels
+from framecast.config.schema import Config, DataConfig, TrainingConfig
 from framecast.data.sources import SPLITS, VideoSource, center_crop_resize, has_videos, open_split
-from framecast.errors import DataError
+from framecast.errors import ConfigError, DataError
 
 # ITU-R BT.601 luma weights, for single-channel datasets.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+DATASET_JSON = "dataset.json"
+# Datasets `framecast data smoke` writes: plumes rendered by brightness, no colour.
+SIMULATED_SMOKE_SOURCE = "phiflow-smoke"
+
+
+def frames_to_array(frames: np.ndarray, channels: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB -> float32 (T, channels, H, W) in [-1, 1]; one channel is the
+    BT.601 luma, so grey input (R = G = B) keeps its value and no colour can come back.
+
+    NumPy, not torch: torch's intra-op thread pool in the main process (num_workers=0)
+    stalls badly on a busy machine for these small arrays; NumPy stays single-threaded.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    x = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)  # (T, 3, H, W)
+    if channels == 1:
+        x = np.einsum("tchw,c->thw", x, _LUMA)[:, None]  # (T, 1, H, W)
+    x *= 1 / 127.5
+    x -= 1.0
+    return x
+
+
+def frames_to_tensor(frames: np.ndarray, channels: int) -> torch.Tensor:
+    """:func:`frames_to_array` as a torch tensor (T, channels, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames_to_array(frames, channels))
+
+
+def read_dataset_json(root: str | os.PathLike) -> dict[str, Any] | None:
+    """``root/dataset.json`` as a dict, or None when there is none (imported folders,
+    hand-made datasets); :class:`DataError` if it is not a JSON object."""
+    path = Path(root) / DATASET_JSON
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable dataset record ({exc})") from exc
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def dataset_channels(root: str | os.PathLike) -> int:
+    """The channels a dataset's content has, for ``data.channels: auto``.
+
+    ``dataset.json``'s ``"channels"`` (1 or 3) when present; else 1 for framecast's
+    simulated smoke (``"source": "phiflow-smoke"``: luminance only; the ``simple`` preset's
+    record carries no key so that its files stay byte-identical); else 3.
+    """
+    record = read_dataset_json(root) or {}
+    if "channels" in record:
+        channels = record["channels"]
+        if isinstance(channels, bool) or channels not in (1, 3):
+            raise DataError(
+                f"{Path(root) / DATASET_JSON}: key 'channels' has value {channels!r}; "
+                "expected 1 (greyscale) or 3 (RGB)"
+            )
+        return int(channels)
+    return 1 if record.get("source") == SIMULATED_SMOKE_SOURCE else 3
+
+
+def resolve_data_channels(config: Config, source: str = "config") -> int:
+    """Resolve ``data.channels: auto`` from ``data.root`` in place (then a frame model's
+    ``model.image_channels`` follows it, or is refused if set to another number) and
+    return the number of channels. A number is returned as it is."""
+    if config.data.channels == "auto":
+        if not config.data.root:
+            raise ConfigError(
+                f"{source}: data.channels=auto reads the channels from the dataset's "
+                "dataset.json: set data.root, or set data.channels to 1 or 3"
+            )
+        config.data.channels = dataset_channels(config.data.root)
+    reconcile_image_channels(config, source)
+    return int(config.data.channels)
+
+
+def stored_frame_size(videos: list[VideoSource]) -> tuple[int, int] | None:
+    """The (H, W) all ``videos`` are stored at, or None when sizes differ or none given."""
+    sizes = {tuple(v.frame_size) for v in videos}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def check_frame_size(
+    videos: list[VideoSource],
+    model_size: int,
+    where: str | os.PathLike,
+    model: str,
+    trained_on: str | os.PathLike | None = None,
+) -> None:
+    """Refuse square frames of another size than a trained model's ``model_size``.
+
+    Frames are centre-cropped and resized to the model's size (``data.image_size``: the
+    size the models see), which is how non-square videos are read. Square frames of
+    another size are a mistake (128×128 smoke into a 64×64 autoencoder), unless the model
+    was itself trained by resizing frames of that size: ``trained_on``, the model's
+    training dataset, is read when it still exists. :class:`DataError` names both sizes.
+    """
+    size = stored_frame_size(videos)
+    if size is None or size[0] != size[1] or size[0] == model_size:
+        return
+    if trained_on is not None:
+        try:
+            train = open_split(split_dir(trained_on, "train"), strict=False)
+        except DataError:
+            train = []
+        if train and stored_frame_size(train) == size:
+            return  # the model was trained on such frames, resized to its size
+    raise DataError(
+        f"{where}: frames are {size[0]}×{size[1]}, but {model} sees {model_size}×{model_size} "
+        f"frames (its data.image_size={model_size}); expected data of {model_size}×{model_size} "
+        f"frames (e.g. `framecast data smoke --size {model_size}`), or a model trained with "
+        f"data.image_size={size[0]}"
+    )
 
 
 def split_dir(root: str | os.PathLike, split: str) -> Path:
@@ -223,15 +338,8 @@ class ClipDataset(Dataset):
         frames = video.read(start, start + self.span, self.frame_stride)  # (T, H, W, 3) uint8
         if self.image_size is not None and frames.shape[1:3] != (self.image_size, self.image_size):
             frames = center_crop_resize(frames, self.image_size)
-        # NumPy, not torch: torch's intra-op thread pool in the main process (num_workers=0)
-        # stalls badly on a busy machine for these small tensors; NumPy stays single-threaded.
-        x = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)  # (T, 3, H, W)
-        if self.channels == 1:
-            x = np.einsum("tchw,c->thw", x, _LUMA)[:, None]  # (T, 1, H, W)
-        x *= 1 / 127.5
-        x -= 1.0
         item: dict[str, Any] = {
-            "frames": torch.from_numpy(x),
+            "frames": frames_to_tensor(frames, self.channels),  # (T, C, H, W)
             "video_id": video.id,
             "start": start,
             "video_index": video_index,
@@ -306,6 +414,9 @@ def make_dataloader(
     ``position``: ``(epoch, batches done in it)`` makes the training order a
     :class:`ResumableSampler` starting there (a resumed run passes where it stopped).
     """
+    channels = data_config.channels
+    if channels == "auto":  # a run resolves it at its start; callers outside a run here
+        channels = dataset_channels(Path(split_dir).parent)
     dataset = ClipDataset(
         split_dir,
         num_frames=num_frames or training_config.num_observations,
@@ -314,7 +425,7 @@ def make_dataloader(
         train=train,
         clips_per_video=data_config.clips_per_video if train else data_config.eval_clips_per_video,
         seed=training_config.seed,
-        channels=data_config.channels,
+        channels=channels,
     )
     return loader_for(dataset, data_config, train, split_dir, position, training_config.seed)
 

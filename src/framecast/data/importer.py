@@ -5,6 +5,8 @@ is converted to RGB, optionally turned into smoke on black
 (:func:`framecast.data.extract_smoke.extract_smoke`), centre-cropped square and resized
 to ``size``×``size`` uint8, then assigned whole to train, val or test by a seeded
 shuffle and written as ``OUT/<split>/part-00000.fcshard``, ... with ``OUT/dataset.json``.
+Frames are stored RGB; dataset.json's ``"channels"`` is 1 when every frame is grey
+(R = G = B: greyscale sources, extracted smoke), else 3, for ``data.channels: auto``.
 
 Atomicity: everything is written under a hidden staging folder inside OUT and moved
 into place only when all shards are complete; on any error the staging folder is
@@ -256,6 +258,7 @@ def import_dataset(
         videos = {s: 0 for s in SPLITS}
         frames = {s: 0 for s in SPLITS}
         shards: dict[str, list[str]] = {s: [] for s in SPLITS}
+        colour: list[str] = []  # ids of videos with colour (R, G, B not all equal)
         for split in SPLITS:
             members = sorted(
                 (v for v in reader.videos if assignment[v.id] == split),
@@ -268,7 +271,14 @@ def import_dataset(
                 name = f"part-{k // videos_per_shard:05d}{SHARD_SUFFIX}"
                 write_shard(
                     staging / split / name,
-                    ((v.id, reader.read(reader.index_of(v.id)), v.meta) for v in chunk),
+                    (
+                        (
+                            v.id,
+                            _note_colour(v.id, reader.read(reader.index_of(v.id)), colour),
+                            v.meta,
+                        )
+                        for v in chunk
+                    ),
                     meta={"split": split, "size": size},
                 )
                 shards[split].append(str(out / split / name))
@@ -303,6 +313,8 @@ def import_dataset(
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "source": str(src.resolve()),
             "size": size,
+            # 1 when every frame is grey (R = G = B): data.channels: auto then reads the luma.
+            "channels": 3 if colour else 1,
             "seed": seed,
             "split_ratios": dict(zip(SPLITS, ratios, strict=True)),
             "extract_smoke": extract_smoke,
@@ -322,6 +334,16 @@ def import_dataset(
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _note_colour(video_id: str, frames: np.ndarray, colour: list[str]) -> np.ndarray:
+    """``frames`` unchanged; ``video_id`` appended to ``colour`` unless R = G = B throughout
+    (checked only until one coloured video is found)."""
+    if not colour and not (
+        (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all()
+    ):
+        colour.append(video_id)
+    return frames
 
 
 def _import_candidate(

@@ -83,6 +83,10 @@ bend towards it a little: the walls are part of the physics, not of the label.
 Rendering: density → intensity ``1 - exp(-density / DENSITY_SCALE)`` (a fixed scale,
 like light absorbed by smoke: never per-frame, never a hard clip), times a slightly
 cool white, on black. Row 0 is the top of the image: plumes rise towards row 0.
+Frames are stored RGB; their content is luminance only, so a greyscale model
+(``data.channels: 1``, or ``auto``: the varied preset's dataset.json records
+``"channels": 1``, and a simple dataset's ``phiflow-smoke`` source counts as 1) reads
+their BT.601 luma.
 """
 
 from __future__ import annotations
@@ -759,7 +763,9 @@ def simulate_smoke_dataset(
             },
         }
         if preset != "simple":  # no key for simple: its dataset.json stays byte-identical
-            record = {**record, "preset": preset}
+            # Luminance only (the faint tint is the same at every pixel): data.channels: auto
+            # reads this (and takes a simple dataset's source, phiflow-smoke, as 1 too).
+            record = {**record, "preset": preset, "channels": 1}
             record["simulation"] = {
                 **record["simulation"],
                 "inflow_modes": dict(zip(INFLOW_MODES, INFLOW_MODE_PROBABILITIES, strict=True)),

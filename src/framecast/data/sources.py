@@ -368,17 +368,21 @@ class ShardedVideo(VideoSource):
 
     def read(self, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         stop = _check_range(self, start, stop, step)
-        return self.reader.read(self.index, start, stop, step)
+        frames = self.reader.read(self.index, start, stop, step)
+        if frames.shape[-1] == 1:  # a greyscale shard: R = G = B, like a grey PNG
+            frames = np.repeat(frames, 3, axis=-1)
+        return frames
 
 
 def open_shard(path: Path, rel: str) -> list[ShardedVideo]:
-    """The videos of one RGB frame shard, with ids ``"<rel>:<video id>"``."""
+    """The videos of one frame shard (RGB, or greyscale (H, W, 1) read as R = G = B),
+    with ids ``"<rel>:<video id>"``."""
     reader = ShardReader(path)
     shape = reader.frame_shape
-    if reader.dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+    if reader.dtype != np.uint8 or len(shape) != 3 or shape[2] not in (1, 3):
         raise DataError(
             f"{path}: shard holds {reader.dtype} frames of shape {shape}; expected RGB uint8 "
-            "frames (H, W, 3) - a latent cache is not a video dataset"
+            "frames (H, W, 3) or grey ones (H, W, 1) - a latent cache is not a video dataset"
         )
     return [ShardedVideo(reader, i, f"{rel}:{v.id}") for i, v in enumerate(reader.videos)]
 

@@ -68,7 +68,7 @@ from tqdm import tqdm
 
 from framecast.checkpoint import read_checkpoint, resolve_checkpoint
 from framecast.config import Config
-from framecast.data.dataset import ClipDataset, split_dir
+from framecast.data.dataset import ClipDataset, check_frame_size, split_dir
 from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.eval import metrics as M
 from framecast.eval.plots import (
@@ -640,6 +640,10 @@ def evaluate(
         image_size=predictor.image_size,
         train=False,
         clips_per_video=clips_per_video,
+        channels=config.data.channels,  # a greyscale run reads the frames' luma
+    )
+    check_frame_size(  # 128×128 frames into a 64×64 model: refused unless trained so
+        dataset.videos, predictor.image_size, data_root, f"the run {run}", config.data.root
     )
     if max_clips is not None and max_clips < len(dataset):
         dataset = Subset(dataset, range(max_clips))

@@ -64,9 +64,17 @@ def load_i3d(path: str | os.PathLike, device: str | torch.device = "cpu") -> tor
 
 
 def to_i3d_input(videos: Tensor) -> Tensor:
-    """(B, T, 3, H, W) in [-1, 1] -> (B, 3, T, H, W) float32 in [0, 255], on 256 levels."""
-    if videos.ndim != 5 or videos.shape[2] != 3:
-        raise ValueError(f"expected videos (B, T, 3, H, W), got shape {tuple(videos.shape)}")
+    """(B, T, 3, H, W) in [-1, 1] -> (B, 3, T, H, W) float32 in [0, 255], on 256 levels.
+
+    Greyscale videos (B, T, 1, H, W) are replicated to three equal channels (I3D is RGB).
+    """
+    if videos.ndim != 5 or videos.shape[2] not in (1, 3):
+        raise ValueError(
+            f"expected videos (B, T, 3, H, W) or greyscale (B, T, 1, H, W), got shape "
+            f"{tuple(videos.shape)}"
+        )
+    if videos.shape[2] == 1:
+        videos = videos.expand(-1, -1, 3, -1, -1)
     x = ((videos.float().clamp(-1, 1) + 1) * 127.5).round()
     return x.permute(0, 2, 1, 3, 4).contiguous()
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from framecast.data.dataset import frames_to_tensor
 from framecast.data.sources import (
     VideoSource,
     center_crop_resize,
@@ -219,9 +220,11 @@ def generate(
         )
     stop = min(source.num_frames, (context + frames - 1) * stride + 1)
     clip = center_crop_resize(source.read(0, stop, stride), predictor.image_size)
-    context_u8, truth_u8 = clip[:context], clip[context : context + frames]
+    channels = config.data.channels  # a greyscale run sees (and shows) the frames' luma
+    observed = frames_to_tensor(clip[:context], channels)  # (T0, C, H, W) in [-1, 1]
+    shown = to_uint8_images(frames_to_tensor(clip, channels))  # what the model saw, as RGB
+    context_u8, truth_u8 = shown[:context], shown[context : context + frames]
 
-    observed = torch.from_numpy(context_u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     generator = torch.Generator().manual_seed(seed)
     bar = tqdm(total=frames, desc="generate", unit="frame", disable=not progress)
     start = time.perf_counter()

@@ -146,8 +146,8 @@ def _vgg_trunk() -> nn.ModuleList:
 class STLPIPS(nn.Module):
     """Shift-tolerant LPIPS distance with frozen weights from the stlpips-pytorch wheel.
 
-    ``forward(x, y)``: x, y (B, 3, H, W) in [-1, 1] -> (B,) distances, >= 0, 0 for equal
-    images. Differentiable with respect to the inputs (usable as a perceptual loss);
+    ``forward(x, y)``: x, y (B, 3, H, W), or greyscale (B, 1, H, W), in [-1, 1] -> (B,)
+    distances, >= 0, 0 for equal images. Differentiable with respect to the inputs (usable as a perceptual loss);
     the parameters never require grad. Needs H, W >= 21 for alex and >= 18 for vgg.
     Prefer :func:`load_stlpips`, which caches.
     """
@@ -191,11 +191,15 @@ class STLPIPS(nn.Module):
         return out
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+        """Distance per image: x, y (B, C, H, W) in [-1, 1] -> (B,). C is 3 (RGB) or 1
+        (greyscale, replicated to three equal channels: the grey RGB image it stands for)."""
+        if x.shape != y.shape or x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(
-                f"expected two (B, 3, H, W) tensors of one shape, got {tuple(x.shape)} "
-                f"and {tuple(y.shape)}"
+                f"expected two (B, 3, H, W) or (B, 1, H, W) tensors of one shape, got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
             )
+        if x.shape[1] == 1:
+            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
         if min(x.shape[-2:]) < _MIN_SIZE[self.net_name]:
             raise ValueError(
                 f"ST-LPIPS ({self.net_name}) needs images of at least "
@@ -257,5 +261,5 @@ def load_stlpips(net: Net = "alex", device: torch.device | str = "cpu") -> STLPI
 
 
 def stlpips_distance(x: Tensor, y: Tensor, net: Net = "alex") -> Tensor:
-    """ST-LPIPS distance per image: x, y (B, 3, H, W) in [-1, 1] -> (B,), on x's device."""
+    """ST-LPIPS distance per image: x, y (B, 3 or 1, H, W) in [-1, 1] -> (B,), on x's device."""
     return load_stlpips(net, x.device)(x, y)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from framecast.data.dataset import ClipDataset, split_dir
+from framecast.data.dataset import ClipDataset, check_frame_size, split_dir
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import mse, psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
@@ -40,17 +40,31 @@ def reconstruct(
     out: str | os.PathLike | None = None,
     batch_size: int = 64,
 ) -> ReconstructResult:
-    """Reconstruct ``num_clips`` evaluation clips of ``split`` with the run's best checkpoint."""
+    """Reconstruct ``num_clips`` evaluation clips of ``split`` with the run's best checkpoint.
+
+    Frames are read with the autoencoder's channels (a greyscale one sees their luma) and
+    resized to its size; square frames of another size are refused unless the autoencoder
+    was trained on such frames (:func:`~framecast.data.dataset.check_frame_size`).
+    """
     loaded = load_autoencoder(run)
     root = data_root if data_root is not None else loaded.config.data.root
+    where = split_dir(root, split)
     dataset = ClipDataset(
-        split_dir(root, split),
+        where,
         num_frames=frames_per_clip,
         frame_stride=loaded.config.data.frame_stride,
         image_size=loaded.image_size,
         train=False,
         clips_per_video=1,
         skip_short=True,
+        channels=loaded.model.image_channels,
+    )
+    check_frame_size(
+        dataset.videos,
+        loaded.image_size,
+        where,
+        f"the autoencoder {loaded.checkpoint}",
+        trained_on=loaded.config.data.root,
     )
     clips = torch.stack(
         [dataset[i]["frames"] for i in range(min(num_clips, len(dataset)))]

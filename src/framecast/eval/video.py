@@ -40,17 +40,35 @@ def check_video_path(path: str | os.PathLike) -> Path:
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) RGB or (T, H, W, 1) grey uint8 -> contiguous (T, H, W, 3) RGB."""
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+    if (
+        frames.ndim != 4
+        or frames.shape[-1] not in (1, 3)
+        or frames.dtype != np.uint8
+        or not len(frames)
+    ):
         raise ValueError(
-            f"frames must be a non-empty (T, H, W, 3) uint8 array, got "
-            f"{frames.dtype} of shape {frames.shape}"
+            f"frames must be a non-empty (T, H, W, 3) or greyscale (T, H, W, 1) uint8 array, "
+            f"got {frames.dtype} of shape {frames.shape}"
         )
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames)
+
+
+def is_grey(frames: np.ndarray) -> bool:
+    """Whether (..., 3) RGB frames are grey: R = G = B at every pixel."""
+    return bool(
+        (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all()
+    )
 
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8) -> Path:
     """Write ``frames`` (T, H, W, 3) uint8 RGB to ``path`` (.gif or .mp4), atomically.
+
+    Grey frames ((T, H, W, 1), or RGB with R = G = B) make a greyscale GIF (a palette of
+    greys only, so quantisation cannot tint them); MP4 stores them as R = G = B.
 
     Raises :class:`ConfigError` for another suffix, before anything is written.
     """
@@ -69,7 +87,12 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8) -> 
 def _write_gif(frames: np.ndarray, path: Path, fps: float) -> None:
     from PIL import Image
 
-    images = [Image.fromarray(frame, mode="RGB") for frame in frames]
+    if is_grey(frames):  # mode L: GIF's palette holds greys only, so no tint can appear
+        images = [
+            Image.fromarray(np.ascontiguousarray(frame[..., 0]), mode="L") for frame in frames
+        ]
+    else:
+        images = [Image.fromarray(frame, mode="RGB") for frame in frames]
     images[0].save(
         path,
         format="GIF",

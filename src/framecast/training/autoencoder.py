@@ -16,6 +16,7 @@ import torch
 
 from framecast.config import Config
 from framecast.config.autoencoder import AutoencoderConfig
+from framecast.data.dataset import resolve_data_channels
 from framecast.errors import ConfigError
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
@@ -48,6 +49,9 @@ class AutoencoderModule(FramecastModule):
 
     def __init__(self, config: Config):
         super().__init__(config)
+        # data.channels: auto becomes the dataset's number here, before config.yaml is
+        # written; model.image_channels follows it unless the config set it.
+        resolve_data_channels(config)
         cfg: AutoencoderConfig = config.model
         self.model = Autoencoder.from_config(cfg, config.data.image_size)
         self.adversarial = (

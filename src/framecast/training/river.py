@@ -24,7 +24,12 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from framecast.config import Config
 from framecast.config.river import RiverConfig
-from framecast.data.dataset import make_dataloader, split_dir
+from framecast.data.dataset import (
+    frames_to_tensor,
+    make_dataloader,
+    resolve_data_channels,
+    split_dir,
+)
 from framecast.data.latent_cache import model_fingerprint, read_cache_info
 from framecast.data.latent_dataset import make_latent_dataloader
 from framecast.data.sources import center_crop_resize, open_split
@@ -79,6 +84,16 @@ def load_stage1(config: Config) -> LoadedAutoencoder:
             f"set data.image_size={loaded.image_size}"
         )
     ae_cfg = loaded.config.model
+    # Frames are read with data.channels and must be what the autoencoder takes (a grey
+    # autoencoder cannot read RGB, and RGB encoded as luma would be another dataset).
+    channels = resolve_data_channels(config)
+    if channels != ae_cfg.image_channels:
+        raise ConfigError(
+            f"data.channels={channels}, but the autoencoder {cfg.autoencoder} takes frames of "
+            f"{ae_cfg.image_channels} channel{'s' if ae_cfg.image_channels != 1 else ''} "
+            f"(its model.image_channels={ae_cfg.image_channels}); "
+            f"set data.channels={ae_cfg.image_channels}"
+        )
     res = ae_cfg.latent_resolution(loaded.image_size)
     vfr = cfg.vector_field_regressor
     expected = (ae_cfg.latent_channels, res, res)
@@ -135,6 +150,7 @@ def smoke_statistics_from_frames(
     image_size: int,
     background: torch.Tensor,
     max_videos: int = AUTO_THRESHOLD_VIDEOS,
+    channels: int = 3,
 ) -> dict[str, Any]:
     """:func:`threshold_statistics` on up to ``max_videos`` evenly spaced training videos.
 
@@ -148,7 +164,7 @@ def smoke_statistics_from_frames(
         frames = videos[index].read()  # (T, H, W, C) uint8
         if frames.shape[1:3] != (image_size, image_size):
             frames = center_crop_resize(frames, image_size)
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = frames_to_tensor(frames, channels)  # (T, C, H, W): C as the autoencoder takes
         for chunk in x.split(256):
             latents = autoencoder.encode_latents(chunk).float()
             cells.append(frame_smoke_cells(chunk, tuple(latents.shape[-2:])))
@@ -170,6 +186,7 @@ def resolve_smoke_threshold(
     t = config.training
     if t.smoke_threshold != "auto":
         return SmokeThresholdChoice(float(t.smoke_threshold), "config")
+    frame_channels = getattr(autoencoder, "image_channels", 3)
     stats = _cached_smoke_statistics(config, autoencoder)
     source = "latent cache"
     if stats is None:
@@ -177,7 +194,9 @@ def resolve_smoke_threshold(
             raise ConfigError(
                 "training.smoke_threshold=auto needs data.root (the data to derive it from)"
             )
-        stats = smoke_statistics_from_frames(config.data.root, autoencoder, image_size, background)
+        stats = smoke_statistics_from_frames(
+            config.data.root, autoencoder, image_size, background, channels=frame_channels
+        )
         source = "training frames"
     derived = float(stats["suggested_smoke_threshold"])
     return SmokeThresholdChoice(

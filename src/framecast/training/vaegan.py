@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from framecast.config import Config
 from framecast.config.vaegan import VAEGANConfig
+from framecast.data.dataset import resolve_data_channels
 from framecast.errors import ConfigError
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
@@ -55,6 +56,7 @@ class VAEGANModule(FramecastModule):
 
     def __init__(self, config: Config):
         super().__init__(config)
+        resolve_data_channels(config)  # auto -> the dataset's; model.image_channels follows
         cfg: VAEGANConfig = config.model
         t = config.training
         if t.precision == "16-mixed":

@@ -175,13 +175,33 @@ def test_a_blow_up_is_counted_and_does_not_crash(
 
 def test_below_baseline() -> None:
     higher = [3.0, 2.0, 1.0, 0.5]
-    assert below_baseline(higher, [1.0, 1.0, 1.0, 1.0], True) == {"first": 4, "from": 4}
-    assert below_baseline(higher, [0.0] * 4, True) == {"first": "never", "from": "never"}
-    assert below_baseline(higher, [4.0, 1.0, 2.0, 2.0], True) == {"first": 1, "from": 3}
+    assert below_baseline(higher, [1.0, 1.0, 1.0, 1.0], True) == {
+        "first": 4,
+        "from": 4,
+        "worse_at": [4],
+    }
+    assert below_baseline(higher, [0.0] * 4, True) == {
+        "first": "never",
+        "from": "never",
+        "worse_at": [],
+    }
+    assert below_baseline(higher, [4.0, 1.0, 2.0, 2.0], True) == {
+        "first": 1,
+        "from": 3,
+        "worse_at": [1, 3, 4],
+    }
     # Lower is better (LPIPS): worse means higher; equal is not worse.
-    assert below_baseline([0.1, 0.3, 0.3], [0.2, 0.2, 0.3], False) == {"first": 2, "from": "never"}
+    assert below_baseline([0.1, 0.3, 0.3], [0.2, 0.2, 0.3], False) == {
+        "first": 2,
+        "from": "never",
+        "worse_at": [2],
+    }
     # A NaN horizon is not worse and ends a run.
-    assert below_baseline([1.0, math.nan, 1.0], [2.0, 2.0, 2.0], True) == {"first": 1, "from": 3}
+    assert below_baseline([1.0, math.nan, 1.0], [2.0, 2.0, 2.0], True) == {
+        "first": 1,
+        "from": 3,
+        "worse_at": [1, 3],
+    }
     with pytest.raises(ValueError, match="horizons"):
         below_baseline([1.0], [1.0, 2.0], True)
 

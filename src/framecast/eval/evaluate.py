@@ -309,7 +309,7 @@ class EvaluationResult:
         prediction: how the predictions were made.
         below_copy_last: metric (PSNR, SSIM, LPIPS) -> {"first": first horizon at which
             the model is worse than copy_last, "from": horizon from which it is worse at
-            every later one}; each an int or "never".
+            every later one (each an int or "never"), "worse_at": all such horizons}.
         blowups: method -> {"per_horizon": blown-up frames per horizon, "frames": frames
             checked per horizon, "first_horizon": int or None}; the model's row also
             holds "latent_per_horizon" where its kind has latents.
@@ -430,11 +430,12 @@ class EvaluationResult:
         lines = []
         if self.below_copy_last:
             parts = [
-                f"{name} {v['first']} / {v['from']}" for name, v in self.below_copy_last.items()
+                f"{name} {v['first']} / {v['from']} / {_horizon_list(v.get('worse_at', []))}"
+                for name, v in self.below_copy_last.items()
             ]
             lines.append(
-                f"{self.kind} worse than copy_last (first horizon / at every horizon from): "
-                + ", ".join(parts)
+                f"{self.kind} worse than copy_last (first horizon / at every horizon from / "
+                "all horizons where worse): " + ", ".join(parts)
             )
         last = self.frames
         drift = [
@@ -511,13 +512,19 @@ def _finite_frames(frames: Tensor) -> Tensor:
     return torch.nan_to_num(frames.float(), nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1, 1)
 
 
+def _horizon_list(horizons: list[int]) -> str:
+    return ",".join(map(str, horizons)) if horizons else "none"
+
+
 def below_baseline(
     model: list[float], baseline: list[float], higher_is_better: bool
 ) -> dict[str, int | str]:
     """Where a per-horizon curve falls behind a baseline's.
 
     Returns {"first": the first horizon (1-based) at which the model is worse, "from": the
-    horizon from which it is worse at every later horizon}; "never" where there is none.
+    horizon from which it is worse at every later horizon ("never" where there is none),
+    "worse_at": every horizon at which it is worse (a claim such as "beats copy-last at
+    every horizon >= 2" is read from this list)}.
     Equal values and NaN horizons do not count as worse (and a NaN horizon ends a run of
     worse ones).
     """
@@ -533,7 +540,7 @@ def below_baseline(
         if not worse[h - 1]:
             break
         since = h
-    return {"first": first, "from": since}
+    return {"first": first, "from": since, "worse_at": [h + 1 for h, w in enumerate(worse) if w]}
 
 
 def _default_out(checkpoint: Path, run: str | os.PathLike, split: str) -> Path:

@@ -11,9 +11,27 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from framecast.training.kl_schedule import KLSchedule
+
+
+class ForeachEMA(WeightAveraging):
+    """EMA of the weights after every optimiser step, ``avg = decay·avg + (1 − decay)·w``.
+
+    Lightning's ``EMAWeightAveraging`` updates with a Python loop over the parameters;
+    this one passes torch's ``multi_avg_fn``, which updates all of them with ``torch._foreach``
+    ops (measured 3–25× faster per update on the tiny RIVER model, benchmarks/river_speed.py).
+    Same values, same checkpoint layout.
+    """
+
+    def __init__(self, decay: float):
+        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.decay = decay
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return step_idx is not None  # every step, as EMAWeightAveraging's defaults
 
 
 class KLScheduleCallback(pl.Callback):

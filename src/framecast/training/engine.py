@@ -20,7 +20,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import (
-    EMAWeightAveraging,
     LearningRateMonitor,
     RichProgressBar,
     TQDMProgressBar,
@@ -36,6 +35,7 @@ from framecast.config import Config, load_config, validate_config
 from framecast.config.loader import apply_overrides
 from framecast.errors import CheckpointError, ConfigError
 from framecast.training.callbacks import (
+    ForeachEMA,
     PatientEarlyStopping,
     RestoreRNG,
     ResumeSchedule,
@@ -528,7 +528,7 @@ def _fit(
     if show_progress:
         callbacks.append(_progress_bar(max(1, t.log_every_n_steps)))
     if t.ema_decay is not None:
-        callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+        callbacks.append(ForeachEMA(decay=t.ema_decay))
     if t.early_stopping_patience is not None:
         callbacks.append(
             PatientEarlyStopping(

@@ -47,8 +47,10 @@ class FramecastModule(pl.LightningModule):
     # -- optimisation -------------------------------------------------------------
     def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
         t = self.config.training
+        # fused: one kernel per step instead of a handful per tensor (CPU and CUDA since
+        # torch 2.4; benchmarks/river_speed.py measures it).
         optimizer = torch.optim.AdamW(
-            params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay
+            params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True
         )
         # Which key set the rate: a training.lr changed on --resume rescales these groups only.
         for group in optimizer.param_groups:

@@ -47,10 +47,10 @@ class FramecastModule(pl.LightningModule):
     # -- optimisation -------------------------------------------------------------
     def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
         t = self.config.training
-        # fused: one kernel per step instead of a handful per tensor (CPU and CUDA since
-        # torch 2.4; benchmarks/river_speed.py measures it).
+        # Not fused=True, although it measures faster (benchmarks/river_speed.py): Lightning
+        # refuses gradient clipping (training.grad_clip) with a fused optimiser.
         optimizer = torch.optim.AdamW(
-            params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True
+            params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay
         )
         # Which key set the rate: a training.lr changed on --resume rescales these groups only.
         for group in optimizer.param_groups:

@@ -72,8 +72,9 @@ smoke-weighting-experiment: install
 
 # The reference runs behind the README's figures (docs/results.md): varied smoke, greyscale
 # autoencoder, latent cache, RIVER, evaluation 3 -> 7 and 3 -> 20 frames on the test split
-# with 10 NFE per frame. About an hour on 2 CPU cores; each step is skipped when its result
-# exists. GPU: the same with the GPU overrides named at the top of each config.
+# with 10 NFE per frame. About 75 minutes on 2 CPU cores (data 6, autoencoder 32, river 27,
+# evaluations 6); each step is skipped when its result exists. GPU: the same with the GPU
+# overrides named at the top of each config.
 REF ?= runs/reference
 reference: install
 	test -f $(REF)/data/dataset.json || $(BIN)/framecast data smoke $(REF)/data \

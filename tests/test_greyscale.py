@@ -35,24 +35,6 @@ TINY_RIVER = [
     "model.vector_field_regressor.inner_dim=32",
     "model.vector_field_regressor.num_heads=2",
 ]
-TINY_RUN = [
-    f"data.image_size={SIZE}",
-    "data.batch_size=2",
-    "data.eval_batch_size=2",
-    "data.num_workers=0",
-    "data.clips_per_video=1",
-    "data.eval_clips_per_video=1",
-    "training.max_epochs=null",
-    "training.val_every_n_steps=2",
-    "training.limit_val_batches=1",
-    "training.warmup_steps=0",
-    "training.precision=32",
-    "training.log_every_n_steps=1",
-    "training.num_observations=4",
-    "training.frames_to_generate=3",
-    "logging.tensorboard=false",
-    "logging.progress_bar=false",
-]
 
 
 def _is_grey(rgb: np.ndarray) -> bool:
@@ -60,7 +42,7 @@ def _is_grey(rgb: np.ndarray) -> bool:
 
 
 @pytest.fixture(scope="module")
-def grey_pipeline(tmp_path_factory) -> dict[str, Path]:
+def grey_pipeline(tmp_path_factory, tiny_run) -> dict[str, Path]:
     """Simulated smoke, a 1-channel autoencoder (data.channels: auto), its latent cache
     and a river run on it, each made by the CLI (2 training steps each)."""
     root = tmp_path_factory.mktemp("grey")
@@ -71,13 +53,13 @@ def grey_pipeline(tmp_path_factory) -> dict[str, Path]:
     ae_config = str(REPO / "configs" / "ae_smoke.yaml")
     # data.channels=auto: the simulated smoke's dataset.json says phiflow-smoke -> 1, and
     # model.image_channels (not in ae_smoke.yaml) follows it.
-    ae = [*train, "--config", ae_config, "--run-name", "ae", *TINY_AE, *TINY_RUN]
+    ae = [*train, "--config", ae_config, "--run-name", "ae", *TINY_AE, *tiny_run(data, 2)]
     assert main([*ae, "data.channels=auto"]) == 0
     assert main(["encode", "--autoencoder", str(runs / "ae"), "--data", str(data)]) == 0
     river_config = str(REPO / "configs" / "river_tiny.yaml")
     river = [*train, "--config", river_config, "--run-name", "river"]
     extra = [f"model.autoencoder={runs / 'ae'}", "data.channels=auto"]
-    assert main([*river, *TINY_RIVER, *TINY_RUN, *extra]) == 0
+    assert main([*river, *TINY_RIVER, *tiny_run(data, 2), *extra]) == 0
     return {"data": data, "ae": runs / "ae", "river": runs / "river", "root": root}
 
 

@@ -12,7 +12,6 @@ function batches:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -24,7 +23,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from framecast.config.loader import reconcile_image_channels
 from framecast.config.schema import Config, DataConfig, TrainingConfig
-from framecast.data.sources import SPLITS, VideoSource, center_crop_resize, has_videos, open_split
+from framecast.data.sources import (
+    SPLITS,
+    VideoSource,
+    center_crop_resize,
+    has_videos,
+    open_split,
+    read_json_object,
+)
 from framecast.errors import ConfigError, DataError
 
 # ITU-R BT.601 luma weights, for single-channel datasets.
@@ -59,16 +65,7 @@ def frames_to_tensor(frames: np.ndarray, channels: int) -> torch.Tensor:
 def read_dataset_json(root: str | os.PathLike) -> dict[str, Any] | None:
     """``root/dataset.json`` as a dict, or None when there is none (imported folders,
     hand-made datasets); :class:`DataError` if it is not a JSON object."""
-    path = Path(root) / DATASET_JSON
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable dataset record ({exc})") from exc
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(record).__name__}")
-    return record
+    return read_json_object(Path(root) / DATASET_JSON, "dataset record")
 
 
 def dataset_channels(root: str | os.PathLike) -> int:

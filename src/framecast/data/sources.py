@@ -75,16 +75,23 @@ def _is_harmless(path: Path) -> bool:
     return name.startswith(".") or name.lower() in HARMLESS_NAMES or path.suffix.lower() == ".json"
 
 
-def _load_meta(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path, what: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when there is no such file; :class:`DataError`
+    naming the file and ``what`` it holds (e.g. "metadata") if it is unreadable or not an
+    object."""
     if not path.is_file():
-        return {}
+        return None
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable metadata ({exc}); expected a JSON object") from exc
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: metadata must be a JSON object, got {type(meta).__name__}")
-    return meta
+        raise DataError(f"{path}: unreadable {what} ({exc}); expected a JSON object") from exc
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: {what} must be a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _load_meta(path: Path) -> dict[str, Any]:
+    return read_json_object(path, "metadata") or {}
 
 
 def _check_range(source: VideoSource, start: int, stop: int | None, step: int) -> int:

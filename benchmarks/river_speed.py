@@ -108,12 +108,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], None], device: torch.device) -> float:
+def timed(fn: Callable[[], None], device: torch.device, calls: int = 1) -> float:
+    """Seconds per call of ``fn``, over ``calls`` back-to-back calls (a GPU queues them)."""
     synchronize(device)
     start = time.perf_counter()
-    fn()
+    for _ in range(calls):
+        fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) / calls
 
 
 def matmul_rate_rows(device: torch.device, n: int) -> list[Row]:
@@ -213,6 +215,40 @@ def make_ema_update(model: nn.Module, fused: bool) -> tuple[Callable[[], None], 
     return update, averaged
 
 
+def report_agreement(model: VectorFieldRegressor, latents: torch.Tensor, compiled: bool) -> None:
+    """How far bf16 autocast and (``compiled``) torch.compile move the regressor's output
+    and, for compile, its gradients, from eager fp32 on the same inputs: differences as a
+    fraction of the eager output's (or gradient's) RMS, mean and worst element."""
+    model = copy.deepcopy(model)
+    batch = latents.shape[0]
+    x, ref, ctx = latents[:, 2], latents[:, 1], latents[:, 0]
+    tau, t = torch.ones(batch, device=x.device), torch.full((batch,), 0.3, device=x.device)
+
+    def velocity_and_grads(use_compile: bool, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        model.use_compile = use_compile
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x, ref, ctx, tau, t).float()
+        out.square().mean().backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return out.detach(), grads
+
+    def differ(a: torch.Tensor, b: torch.Tensor) -> str:
+        scale = b.square().mean().sqrt().clamp_min(1e-12)
+        diff = (a - b).abs() / scale
+        return f"mean {diff.mean():.1e}, worst {diff.max():.1e} of the RMS"
+
+    eager_out, eager_grads = velocity_and_grads(False, False)
+    bf16_out, _ = velocity_and_grads(False, True)
+    print(f"agreement with eager fp32: bf16 autocast output {differ(bf16_out, eager_out)}")
+    if compiled:
+        out, grads = velocity_and_grads(True, False)
+        print(
+            f"agreement with eager fp32: compiled fp32 output {differ(out, eager_out)}; "
+            f"gradients {differ(grads, eager_grads)}"
+        )
+
+
 def peak_tflops(device: torch.device, override: float | None) -> float | None:
     if override is not None:
         return override
@@ -267,6 +303,8 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
     ema.append(Row("EMA per parameter (avg_fn)", make_ema_update(ours, False)[0], 0, False, True))
     ema.append(Row("EMA torch._foreach (multi_avg_fn)", make_ema_update(ours, True)[0], 0, False))
 
+    if args.agreement:
+        report_agreement(ours, latents, args.compile)
     ours_eval = copy.deepcopy(ours).eval()
     ours_bf16 = copy.deepcopy(ours).eval().to(torch.bfloat16)
     sample_flops = step_flops(make_sampling_call(ours_eval, latents, ""))
@@ -352,11 +390,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls of every row")
+    parser.add_argument(
+        "--calls", type=int, default=1, help="calls per timing (GPU: several, queued)"
+    )
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 2048 CPU, 8192 GPU")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (GPU)")
     parser.add_argument("--sections", default="train,ema,sample", help="which tables")
+    parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="print how far bf16 autocast and compile (with --compile) move outputs and "
+        "gradients from eager fp32",
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -405,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats):
             for group in groups:
                 for row in group:
-                    row.times.append(timed(row.run, device))
+                    row.times.append(timed(row.run, device, args.calls))
         rates = {
             ("bf16" if r.bf16 else "fp32"): r.flops / statistics.median(r.times) / 1e9
             for r in matmul

@@ -47,10 +47,15 @@ class FramecastModule(pl.LightningModule):
     # -- optimisation -------------------------------------------------------------
     def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
         t = self.config.training
-        # Not fused=True, although it measures faster (benchmarks/river_speed.py): Lightning
-        # refuses gradient clipping (training.grad_clip) with a fused optimiser.
+        # fused: one kernel per step instead of several per tensor (benchmarks/river_speed.py).
+        # Not under 16-mixed: there the GradScaler unscales inside a fused step, after the
+        # clipping, which would then clip scaled gradients.
         optimizer = torch.optim.AdamW(
-            params, lr=lr or t.lr, betas=t.betas, weight_decay=t.weight_decay
+            params,
+            lr=lr or t.lr,
+            betas=t.betas,
+            weight_decay=t.weight_decay,
+            fused=self.fused_optimizer,
         )
         # Which key set the rate: a training.lr changed on --resume rescales these groups only.
         for group in optimizer.param_groups:
@@ -69,13 +74,36 @@ class FramecastModule(pl.LightningModule):
         optimizer = self.make_optimizer(self.parameters())
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
 
+    @property
+    def fused_optimizer(self) -> bool:
+        """Whether ``make_optimizer`` builds a fused AdamW: wherever no loss scaler runs."""
+        return self.config.training.precision != "16-mixed"
+
     def clip_grad_norm(self, optimizer, max_norm: float | None) -> None:
         """Clip the gradients of ``optimizer``'s parameters to global norm ``max_norm``
-        (None: no clipping); for kinds that step their optimisers by hand."""
-        if max_norm is not None:
+        (None: no clipping); kinds that step their optimisers by hand call it, and the
+        Trainer's ``gradient_clip_val`` reaches it through ``configure_gradient_clipping``.
+
+        Without a loss scaler (fp32, bf16-mixed) the gradients are the true ones, so torch
+        clips them directly: Lightning's own path refuses every fused optimiser under mixed
+        precision, bf16 included, although only fp16's scaler makes that unsafe.
+        """
+        if max_norm is None or max_norm <= 0:
+            return
+        if self.config.training.precision == "16-mixed":
             self.clip_gradients(
                 optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
             )
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        if gradient_clip_algorithm not in (None, "norm"):
+            raise TrainingError(f"gradient clipping by {gradient_clip_algorithm!r}: only 'norm'")
+        self.clip_grad_norm(optimizer, gradient_clip_val)
 
     # -- safety -------------------------------------------------------------------
     def check_finite(

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import av
 import cv2
 import numpy as np
 from PIL import Image, ImageSequence
@@ -279,6 +278,10 @@ def decode_video(path: Path, max_frames: int | None = None) -> np.ndarray:
 
 
 def _decode_av(path: Path, max_frames: int | None) -> tuple[list[np.ndarray], str | None, int]:
+    # Imported here: only video import needs FFmpeg, so training on packed shards runs
+    # where PyAV is missing (a cluster node, a GPU image).
+    import av
+
     frames: list[np.ndarray] = []
     expected = 0
     try:

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from framecast.cli import main
-from framecast.experiments.compare import ArmSummary, RunSummary, compare, summarise_arms
+from framecast.experiments.compare import (
+    ArmSummary,
+    RunSummary,
+    badness,
+    compare,
+    metric_mode,
+    summarise_arms,
+)
 from framecast.experiments.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,3 +113,22 @@ def test_arms_winner_is_clear_only_beyond_the_spread():
         r.best["eval/lpips"] = v
     _, winners = summarise_arms(runs, ["eval/lpips"], "eval/psnr", "max")
     assert winners[0].winner == "a" and winners[0].clear
+
+
+def test_intensity_ratio_is_ranked_by_its_distance_from_one():
+    """Neither higher nor lower: 0.97 (fades 3 %) beats 1.10 (piles up 10 %) and 0.80."""
+    runs = [
+        RunSummary(f"{arm}_s{seed}", Path(arm), "done", best={"eval/intensity_ratio": v}, arm=arm)
+        for arm, values in {
+            "fades": (0.80, 0.80),
+            "near": (0.97, 0.97),
+            "piles": (1.1, 1.1),
+        }.items()
+        for seed, v in enumerate(values)
+    ]
+    arms, [winner] = summarise_arms(runs, ["eval/intensity_ratio"], "eval/psnr", "max")
+    assert winner.mode == "target" and winner.winner == "near" and winner.clear
+    assert winner.margin == pytest.approx(0.10 - 0.03)
+    assert metric_mode("val/intensity_ratio", "val/loss", "min") == "target"
+    # The best value over a validation curve is the one nearest 1, too.
+    assert min((1.3, 0.95, 0.7), key=lambda v: badness("val/intensity_ratio", "target", v)) == 0.95

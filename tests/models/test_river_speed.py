@@ -113,3 +113,30 @@ def test_compiled_graph_matches_eager_forward_and_gradients(monkeypatch):
     for (name, p_c), p_e in zip(compiled.named_parameters(), eager.parameters()):
         torch.testing.assert_close(p_c.grad, p_e.grad, rtol=1e-4, atol=1e-6, msg=name)
     assert not river_module.compile_failed()
+
+
+def test_cpu_training_attention_path_agrees_with_the_flash_kernel_and_the_definition():
+    """On CPU, training (grad on) takes SDPA's math path, sampling (no grad) the flash kernel:
+    both give softmax(q kᵀ / √d) v, and the gradients are those of that formula."""
+    from einops import rearrange
+
+    from framecast.models.river import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(dim=32, num_heads=4, dropout=0.0)
+    x = torch.randn(2, 17, 32, requires_grad=True)
+
+    def by_definition(x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(attn.qkv(x), "b l (three h d) -> three b h l d", three=3, h=4)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+        return attn.proj(rearrange(weights @ v, "b h l d -> b l (h d)"))
+
+    trained = attn(x)
+    with torch.no_grad():
+        sampled = attn(x)
+    expected = by_definition(x)
+    torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sampled, expected.detach(), rtol=1e-5, atol=1e-6)
+    (grad_path,) = torch.autograd.grad(trained.square().sum(), x)
+    (grad_definition,) = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(grad_path, grad_definition, rtol=1e-5, atol=1e-6)

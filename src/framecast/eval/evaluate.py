@@ -106,8 +106,6 @@ HIGHER_IS_BETTER = {
     "temporal_mse": False,
     "psnr_best_of_k": True,
 }
-ON_TARGET = {"intensity_ratio": 1.0}
-"""Metrics that are best at a value rather than high or low."""
 COMPARED_WITH_COPY_LAST = ("psnr", "ssim", "lpips")
 """Metrics for which ``below_copy_last`` reports where the model falls behind copy_last."""
 DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
@@ -948,9 +946,9 @@ def _plot(result: EvaluationResult, path: Path) -> None:
         for method, by_metric in result.metrics.items():
             if name in by_metric:
                 ax.plot(horizons, by_metric[name], marker=".", label=method)
-        if name in ON_TARGET:
-            arrow = f"(best at {ON_TARGET[name]:g})"
-            ax.axhline(ON_TARGET[name], color="black", linewidth=0.8, linestyle=":")
+        if name in M.ON_TARGET:
+            arrow = f"(best at {M.ON_TARGET[name]:g})"
+            ax.axhline(M.ON_TARGET[name], color="black", linewidth=0.8, linestyle=":")
         else:
             arrow = "↑" if HIGHER_IS_BETTER.get(name, True) else "↓"
         crossing = result.below_copy_last.get(name, {}).get("from", "never")

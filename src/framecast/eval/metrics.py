@@ -273,6 +273,10 @@ def intensity(frames: Tensor) -> Tensor:
     return _to_unit(frames).to(torch.float64).sum(dim=(-3, -2, -1))
 
 
+ON_TARGET = {"intensity_ratio": 1.0}
+"""Metrics that are best at a value rather than high or low (evaluate's plots, compare)."""
+
+
 def intensity_ratio(pred_intensity: Tensor, true_intensity: Tensor) -> Tensor:
     """Drift of total intensity per horizon: sum over clips of the predicted frames'
     intensity over the sum of the true frames' (1.0 = no drift, < 1 the smoke fades,

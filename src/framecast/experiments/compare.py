@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from framecast.errors import ConfigError
+from framecast.eval.metrics import ON_TARGET
 from framecast.experiments.rules import CurveRule
 from framecast.experiments.spec import DecisionRuleSpec, EvaluateSpec, SweepSpec
 from framecast.training.loggers import read_metrics_csv
@@ -31,11 +32,26 @@ _HIGHER_IS_BETTER = ("psnr", "ssim", "acc", "iou", "accuracy", "f1")
 
 
 def metric_mode(metric: str, primary: str, primary_mode: str) -> str:
-    """min or max: the primary metric's mode, else a guess from the name (psnr, ssim: max)."""
+    """min, max or target: the primary metric's mode, else from the name (psnr, ssim: max;
+    intensity_ratio: target, best at 1; anything else: min)."""
     if metric == primary:
         return primary_mode
     leaf = metric.rsplit("/", 1)[-1].lower()
+    if leaf in ON_TARGET:
+        return "target"
     return "max" if any(word in leaf for word in _HIGHER_IS_BETTER) else "min"
+
+
+def badness(metric: str, mode: str, value: float) -> float:
+    """Lower is better: -value (max), value (min), the distance to the target (target)."""
+    if mode == "max":
+        return -value
+    if mode == "min":
+        return value
+    return abs(value - ON_TARGET[metric.rsplit("/", 1)[-1].lower()])
+
+
+MODE_ARROWS = {"max": "↑", "min": "↓", "target": "→"}
 
 
 @dataclass
@@ -132,15 +148,14 @@ def summarise_arms(
         if len(scored) < 2:
             continue
         direction = metric_mode(metric, primary, mode)
-        sign = 1.0 if direction == "max" else -1.0
-        scored.sort(key=lambda a: sign * a.mean[metric], reverse=True)
+        bad = {a.name: badness(metric, direction, a.mean[metric]) for a in scored}
+        scored.sort(key=lambda a: bad[a.name])
         best, runner_up = scored[0], scored[1]
         clear = all(
-            sign * (best.mean[metric] - best.std[metric] * sign)
-            > sign * (other.mean[metric] + other.std[metric] * sign)
+            bad[best.name] + best.std[metric] < bad[other.name] - other.std[metric]
             for other in scored[1:]
         )
-        margin = sign * (best.mean[metric] - runner_up.mean[metric])
+        margin = bad[runner_up.name] - bad[best.name]
         winners.append(MetricWinner(metric, direction, best.name, clear, margin))
     return arms, winners
 
@@ -169,7 +184,7 @@ class Comparison:
         for metric in self.arm_metrics:
             if not any(metric in a.mean for a in self.arms):
                 continue
-            arrow = "↑" if metric_mode(metric, self.primary_metric, self.mode) == "max" else "↓"
+            arrow = MODE_ARROWS[metric_mode(metric, self.primary_metric, self.mode)]
             verdict = won[metric].verdict if metric in won else "-"
             rows.append([f"{metric} {arrow}", *(a.text(metric) for a in self.arms), verdict])
         return header, rows
@@ -353,8 +368,8 @@ def _summarise(name: str, run_dir: Path, status: dict[str, Any], primary: str, m
         values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
         if not values:
             continue
-        pick = min if metric_mode(key, primary, mode) == "min" else max
-        summary.best[key] = pick(values)
+        key_mode = metric_mode(key, primary, mode)
+        summary.best[key] = min(values, key=lambda v: badness(key, key_mode, v))
         summary.final[key] = values[-1]
         # The mean over the validation curve: lower (or higher) means the run got there
         # sooner, the convergence figure that final values alone do not show.

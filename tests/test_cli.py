@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -127,6 +128,25 @@ def test_generate_and_evaluate_commands(tiny_river_run, tiny_dataset, tmp_path, 
     printed = capsys.readouterr().out
     assert "copy_last" in printed and str(out) in printed
     assert (out / "metrics.json").is_file()
+    # bf16 velocity by default (docs/results.md: equal to fp32 within noise); fp32 on request.
+    assert json.loads((out / "metrics.json").read_text())["sampler"]["precision"] == "bf16"
+    fp32_out = tmp_path / "eval_fp32"
+    code = main(
+        [
+            "evaluate",
+            *args,
+            "--data",
+            str(tiny_dataset),
+            "--max-clips",
+            "2",
+            "--out",
+            str(fp32_out),
+            "--precision",
+            "fp32",
+        ]
+    )
+    assert code == 0
+    assert json.loads((fp32_out / "metrics.json").read_text())["sampler"]["precision"] == "fp32"
 
 
 def test_bad_sampler_option_is_one_line_error(tiny_river_run, tmp_path, capsys):

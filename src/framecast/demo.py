@@ -182,7 +182,9 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     river = train(river_config, runs_dir=out, run_name="river", resume=False, overwrite=True)
     _say(river.format())
 
-    sampler = SamplerConfig(SolverConfig("euler", sizes["solver_steps"]), warm_start=0.1)
+    sampler = SamplerConfig(
+        SolverConfig("euler", sizes["solver_steps"]), warm_start=0.1, precision="bf16"
+    )
     # Three observed frames: one frame alone shows where the smoke is but not how it moves
     # (the reference run: +0.7 dB over copy-last from one frame, +14 dB from three).
     context = sizes["context"]

@@ -145,3 +145,43 @@ def test_resume_of_a_run_without_checkpoint_restarts_it(tiny_dataset, tmp_path, 
     assert [int(r["step"]) for r in _rows(run)] == [0, 1]
     assert not (run / "checkpoints" / ".last.ckpt.dead.tmp").exists()
     assert "restarting it from step 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_river_run_resumes_to_the_same_losses(
+    tiny_dataset, tiny_run, tiny_autoencoder_run, tmp_path
+):
+    """A river run (its flow loss draws t, noise and frames from torch's global generator)
+    with loader workers: killed after batch 3, resumed from the step-2 checkpoint, it logs
+    the uninterrupted run's numbers. It drifted from step 4 on while creating the
+    validation loader's persistent workers drew from that generator at a process's first
+    validation, which the resumed run reaches at another step."""
+    raw = apply_overrides(
+        read_yaml(REPO / "configs" / "river_tiny.yaml"),
+        [
+            f"model.autoencoder={tiny_autoencoder_run}",
+            "model.vector_field_regressor.state_res=[4, 4]",
+            "model.vector_field_regressor.inner_dim=32",
+            *tiny_run(tiny_dataset, 6),
+            "training.val_every_n_steps=2",
+            "data.num_workers=2",
+        ],
+    )
+    config = validate_config(raw)
+    config_path = save_config(config, tmp_path / "config.yaml")
+    reference = train(config, runs_dir=tmp_path / "ref", run_name="run", progress=False)
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_SCRIPT)
+    runs = tmp_path / "killed"
+    done = subprocess.run(
+        [sys.executable, str(script), str(config_path), str(runs), "batch", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == -9, done.stderr[-2000:]
+    resumed = train(None, runs_dir=runs, run_name="run", resume=True, progress=False)
+    assert resumed.global_step == reference.global_step == 6
+    rows, expected = _rows(resumed.run_dir), _rows(reference.run_dir)
+    assert [int(row["step"]) for row in rows] == list(range(6))
+    assert rows == expected

@@ -461,7 +461,11 @@ def loader_for(
         persistent_workers=workers > 0,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available(),
-        # Worker seeds from a generator of the loader's own: creating an iterator then
-        # draws nothing from torch's global generator, whose state a resume restores.
-        generator=torch.Generator().manual_seed(seed) if sampler is not None else None,
+        # Worker seeds (and any shuffle) from a generator of the loader's own: creating an
+        # iterator then draws nothing from torch's global generator, whose state a resume
+        # restores. Validation loaders too: with persistent workers their first iterator
+        # is made at a process's first validation, which a resumed run reaches at another
+        # step than the uninterrupted one (river runs, whose flow loss draws from the
+        # global generator, then drifted apart after the first validation).
+        generator=torch.Generator().manual_seed(seed),
     )

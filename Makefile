@@ -72,8 +72,8 @@ smoke-weighting-experiment: install
 
 # The reference runs behind the README's figures (docs/results.md): varied smoke, greyscale
 # autoencoder, latent cache, RIVER, evaluation 3 -> 7 and 3 -> 20 frames on the test split
-# with 10 NFE per frame. About 75 minutes on 2 CPU cores (data 6, autoencoder 32, river 27,
-# evaluations 6); each step is skipped when its result exists. GPU: the same with the GPU
+# with 10 NFE per frame. 54 minutes start to finish on 2 CPU cores (2026-11-30: data 9,
+# autoencoder 30, cache 1, river 12, evaluations 2); each step is skipped when its result exists. GPU: the same with the GPU
 # overrides named at the top of each config.
 REF ?= runs/reference
 reference: install

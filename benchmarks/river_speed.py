@@ -32,6 +32,7 @@ checkout of https://github.com/Araachie/river (commit 9ecde33 measured), whose
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import os
@@ -52,6 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from framecast.flow.path import CondOTPath
 from framecast.losses.flow import sample_river_indices
+from framecast.models import river as river_module
 from framecast.models.river import VectorFieldRegressor
 
 SIZES = {
@@ -249,6 +251,58 @@ def report_agreement(model: VectorFieldRegressor, latents: torch.Tensor, compile
         )
 
 
+def with_flash(step: Callable[[], None]) -> None:
+    """Run ``step`` with the regressor's CPU training attention on PyTorch's default SDPA
+    kernel (flash) instead of the math path it takes while gradients are on."""
+    no_choice = lambda *_: contextlib.nullcontext()  # noqa: E731
+    original, river_module.sdpa_kernel = river_module.sdpa_kernel, no_choice
+    try:
+        step()
+    finally:
+        river_module.sdpa_kernel = original
+
+
+def profile_step(size: str, device: torch.device, batch_size: int) -> None:
+    """Where one training step as training runs it (bf16, fused AdamW) spends its time:
+    torch.profiler's self time grouped into matmuls, attention, dtype copies (autocast's
+    casts), the optimiser and the rest, then the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    latents = torch.randn(batch_size, NUM_FRAMES, STATE_SIZE, *STATE_RES, device=device)
+    model = VectorFieldRegressor(STATE_SIZE, STATE_RES, num_heads=HEADS, **SIZES[size]).to(device)
+    nn.init.normal_(model.head.weight, std=0.02)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    step = make_train_step(model, optimizer, latents, CondOTPath(1e-7), True)
+    for _ in range(2):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        synchronize(device)
+    events = [e for e in prof.key_averages() if e.self_device_time_total or e.self_cpu_time_total]
+    on_device = device.type == "cuda"
+    self_time = {
+        e.key: (e.self_device_time_total if on_device else e.self_cpu_time_total) for e in events
+    }
+    total = sum(self_time.values())
+    groups = {
+        "matmul (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
+        "attention kernels": ("scaled_dot_product", "_softmax", "flash"),
+        "dtype copies (autocast casts)": ("aten::copy_", "aten::_to_copy"),
+        "optimiser": ("adamw",),
+    }
+    print(f"\nprofile of one training step, {size}, batch {batch_size} (bf16 + fused AdamW)")
+    counted = 0.0
+    for label, keys in groups.items():
+        share = sum(t for k, t in self_time.items() if any(key in k for key in keys))
+        counted += share
+        print(f"  {label:32} {share / total:6.1%}")
+    print(f"  {'everything else':32} {(total - counted) / total:6.1%}")
+    for key, t in sorted(self_time.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"    {key[:60]:60} {t / total:6.1%}")
+
+
 def peak_tflops(device: torch.device, override: float | None) -> float | None:
     if override is not None:
         return override
@@ -271,11 +325,12 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
     print(f"framecast regressor {ours_params / 1e6:.2f}M parameters", end="")
     train, ema, sampling = [], [], []
 
-    def train_row(name, model, bf16, fused=False, use_compile=False, baseline=False):
+    def train_row(name, model, bf16, fused=False, use_compile=False, baseline=False, wrap=None):
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused or None)
         step = make_train_step(model, optimizer, latents, path, bf16, use_compile)
         flops = step_flops(make_train_step(model, optimizer, latents, path, False))
-        train.append(Row(name, step, flops, bf16, baseline))
+        run = step if wrap is None else lambda: wrap(step)
+        train.append(Row(name, run, flops, bf16, baseline))
 
     if official is not None:
         river = official(
@@ -297,6 +352,8 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
     train_row("framecast fp32", ours, False, baseline=official is None)
     train_row("framecast bf16", ours, True)
     train_row("framecast bf16 + fused AdamW", ours, True, fused=True)
+    if device.type == "cpu":  # what CPU training ran before it took SDPA's math path
+        train_row("  same, flash attention in training", ours, True, fused=True, wrap=with_flash)
     if args.compile:
         train_row("framecast bf16 + fused AdamW + compile", ours, True, True, True)
 
@@ -404,6 +461,11 @@ def main(argv: list[str] | None = None) -> None:
         help="print how far bf16 autocast and compile (with --compile) move outputs and "
         "gradients from eager fp32",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print where one bf16 + fused AdamW training step spends its time",
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -470,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
             report(
                 f"one sampling call, {size}, batch {args.batch_size}, eval", sampling, rates, peak
             )
+        if args.profile:
+            profile_step(size, device, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from framecast.data.sources import (
     DataWarning,
     VideoSource,
     center_crop_resize,
+    is_grey,
     natural_key,
     open_candidate,
     scan_tree,
@@ -339,9 +340,7 @@ def import_dataset(
 def _note_colour(video_id: str, frames: np.ndarray, colour: list[str]) -> np.ndarray:
     """``frames`` unchanged; ``video_id`` appended to ``colour`` unless R = G = B throughout
     (checked only until one coloured video is found)."""
-    if not colour and not (
-        (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all()
-    ):
+    if not colour and not is_grey(frames):
         colour.append(video_id)
     return frames
 

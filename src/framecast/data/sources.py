@@ -89,6 +89,13 @@ def read_json_object(path: Path, what: str) -> dict[str, Any] | None:
     return record
 
 
+def is_grey(frames: np.ndarray) -> bool:
+    """Whether (..., 3) RGB frames are grey: R = G = B at every pixel."""
+    return bool(
+        (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all()
+    )
+
+
 def _load_meta(path: Path) -> dict[str, Any]:
     return read_json_object(path, "metadata") or {}
 

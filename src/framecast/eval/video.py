@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framecast.data.sources import is_grey
 from framecast.errors import ConfigError
 from framecast.utils import atomic_path
 
@@ -55,13 +56,6 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames)
-
-
-def is_grey(frames: np.ndarray) -> bool:
-    """Whether (..., 3) RGB frames are grey: R = G = B at every pixel."""
-    return bool(
-        (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all()
-    )
 
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8) -> Path:

@@ -98,8 +98,9 @@ class Attention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
             # CPU training: at these short sequences (1 + H*W tokens) the flash kernel's
-            # backward costs 13x its forward; the math path trains 7 % (paper size) to 35 %
-            # (tiny) faster. Sampling (no grad) keeps the flash kernel, which is faster there.
+            # backward is slow; the math path trains 4-17 % (paper size) to 43-60 % (tiny)
+            # faster (benchmarks/river_speed.py, row "same, flash attention in training").
+            # Sampling (no grad) keeps the flash kernel, which is faster there.
             with sdpa_kernel(SDPBackend.MATH):
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:

@@ -90,7 +90,7 @@ class FramecastModule(pl.LightningModule):
         """
         if max_norm is None or max_norm <= 0:
             return
-        if self.config.training.precision == "16-mixed":
+        if not self.fused_optimizer:  # 16-mixed: Lightning unscales, then clips
             self.clip_gradients(
                 optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
             )

@@ -9,7 +9,8 @@ Measured in one run, so that the ratios between variants are comparable:
 - encoding throughput (frames/s): ``encode_latents`` in eval mode under ``torch.no_grad``
   on batches of 256, what ``framecast encode`` does (fp32), and the same under bf16 autocast.
 
-The model is built from the config's model section (default configs/ae_smoke.yaml) at its
+The model is built from the config's model section (default configs/ae_smoke.yaml; ``--config
+demo``: the autoencoder ``framecast demo`` trains, at its batch size) at its
 ``data.image_size``; the loss uses the config's weights (a perceptual loss or a
 discriminator, if configured, is not included). Each variant starts from the same seed,
 runs ``--warmup`` steps, then ``--repeats`` timed repeats of ``--steps`` steps; the table
@@ -21,8 +22,15 @@ takes about 80 s per variant, over the default limit of 60 s; inductor's on-disk
 brings later runs down to about 5 s (pass ``--compile-timeout 120`` for a first run that
 measures compile). Timings are printed, never asserted; other jobs on the machine skew them.
 
+bf16 variants run only where the hardware computes bf16 natively (framecast.hardware: AMX or
+AVX512-BF16 CPUs, sm80+ GPUs) or with ``--bf16-rows``: on an AVX2 CPU they would time an
+emulation 40-100× slower than fp32. ``--profile`` prints where one training step in the
+precision ``precision: auto`` takes here spends its time (convolutions forward and backward,
+normalisation, activations, optimiser).
+
     .venv/bin/python benchmarks/autoencoder.py [--device cuda] [--csv autoencoder.csv]
     .venv/bin/python benchmarks/autoencoder.py --quick   # tiny settings: checks that it runs
+    .venv/bin/python benchmarks/autoencoder.py --config demo --profile --compile-timeout 0
 """
 
 from __future__ import annotations
@@ -40,10 +48,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from framecast.config import Config, load_config
+from framecast.hardware import bf16_support
 from framecast.losses.autoencoder import autoencoder_loss
 from framecast.models.autoencoder import Autoencoder
 
@@ -169,6 +179,61 @@ def encode_step(
             model.encode_latents(frames)
 
     return step
+
+
+def load_benchmark_config(name: str) -> Config:
+    """A YAML config, or ``demo``: the autoencoder ``framecast demo`` trains (full size)."""
+    if name != "demo":
+        return load_config(name)
+    from framecast.config import validate_config
+    from framecast.demo import SIZES, demo_autoencoder_config
+
+    return validate_config(demo_autoencoder_config(Path("unused"), SIZES["full"]), "demo")
+
+
+# Operator groups of --profile; the first group whose key an operator's name contains wins.
+PROFILE_GROUPS = {
+    "convolution backward": ("convolution_backward",),
+    "convolution forward": ("convolution",),
+    "group norm (fwd + bwd)": ("group_norm",),
+    "SiLU (fwd + bwd)": ("silu",),
+    "attention": ("scaled_dot_product", "bmm", "_softmax"),
+    "optimiser": ("adamw", "_foreach"),
+    "copies (layout, dtype)": ("aten::copy_", "aten::_to_copy", "contiguous"),
+}
+
+
+def profile_step(config: Config, device: torch.device, batch: int, bf16: bool) -> None:
+    """Self time of one training step (after two warm-up steps), grouped by kind of operator
+    (:data:`PROFILE_GROUPS`), then the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = train_step(config, Variant("profile", bf16=bf16), device, batch)
+    for _ in range(2):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        sync(device)
+    on_device = device.type == "cuda"
+    self_time: dict[str, float] = {}
+    for event in prof.key_averages():
+        t = event.self_device_time_total if on_device else event.self_cpu_time_total
+        if t:
+            self_time[event.key] = self_time.get(event.key, 0.0) + t
+    total = sum(self_time.values())
+    shares = dict.fromkeys([*PROFILE_GROUPS, "everything else"], 0.0)
+    for key, t in self_time.items():
+        group = next((g for g, keys in PROFILE_GROUPS.items() if any(k in key for k in keys)), None)
+        shares[group or "everything else"] += t
+    precision = "bf16 autocast" if bf16 else "fp32"
+    print(f"\nprofile of one training step, batch {batch}, {precision} (operator self time)")
+    for label, t in shares.items():
+        print(f"  {label:28} {t / total:6.1%}")
+    print("  top operators:")
+    for key, t in sorted(self_time.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"    {key[:56]:56} {t / total:6.1%}")
+    print(f"  {total / 1e6:.3f} s of operator self time in the step")
 
 
 def child_main(args: argparse.Namespace, config: Config, device: torch.device) -> None:
@@ -302,11 +367,24 @@ def parse_args() -> argparse.Namespace:
         help="torch intra-op threads (default: torch's choice); on a CPU shared with other "
         "jobs fewer threads than cores avoids threads waiting on each other",
     )
+    parser.add_argument(
+        "--bf16-rows",
+        action="store_true",
+        help="time the bf16 variants even where the hardware emulates bf16 (40-100× slower)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where one training step spends its time"
+    )
     parser.add_argument("--quick", action="store_true", help=f"tiny settings {QUICK}")
     parser.add_argument("--csv", help="also write the rows to this CSV file")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one compiled variant
     args = parser.parse_args()
-    for key, value in (QUICK if args.quick else FULL).items():
+    defaults = dict(QUICK if args.quick else FULL)
+    if args.config == "demo" and not args.quick:
+        from framecast.demo import SIZES
+
+        defaults["batch_size"] = SIZES["full"]["batch"]
+    for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -318,7 +396,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    config = load_config(args.config)
+    config = load_benchmark_config(args.config)
     if config.model.kind != "autoencoder":
         sys.exit(f"{args.config}: model.kind is {config.model.kind!r}, not 'autoencoder'")
     device = torch.device(args.device)
@@ -335,6 +413,13 @@ def main() -> None:
         f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f} (other jobs skew "
         "the figures)"
         + (f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+    )
+    support = bf16_support(device)
+    bf16_rows = support.native or args.bf16_rows
+    print(
+        f"hardware class: {support.hardware}; bf16 {'native' if support.native else 'not native'}"
+        f": {support.reason}"
+        + ("" if bf16_rows else "; bf16 variants left out (--bf16-rows times them anyway)")
     )
     size = config.data.image_size
     print(
@@ -354,6 +439,8 @@ def main() -> None:
 
     print_header(f"training (samples/s, batch {args.batch_size})")
     for variant in TRAIN_VARIANTS:
+        if variant.bf16 and not bf16_rows:
+            continue
         if variant.compiled:
             record(run_compiled(variant, args))
         else:
@@ -363,9 +450,14 @@ def main() -> None:
 
     print_header(f"encoding (frames/s, batch {args.encode_batch_size})")
     for variant in ENCODE_VARIANTS:
+        if variant.bf16 and not bf16_rows:
+            continue
         step = encode_step(config, variant, device, args.encode_batch_size)
         rates = measure(step, device, args, args.encode_batch_size)
         record(Result("encode", "frames/s", variant.name, rates))
+
+    if args.profile:
+        profile_step(config, device, args.batch_size, support.native)
 
     if args.csv:
         write_csv(args.csv, results, baselines)

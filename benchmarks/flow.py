@@ -63,6 +63,20 @@ def median_time(fn: Callable[[], None], warmup: int, repeats: int) -> tuple[floa
     return statistics.median(times), min(times), max(times)
 
 
+def hardware_precisions(bf16_rows: bool, device: str = "cpu") -> tuple[str, ...]:
+    """Print the hardware class; the precisions worth timing here: fp32, and bf16 where the
+    hardware computes it natively (or ``bf16_rows`` asks for it)."""
+    from framecast.hardware import bf16_support
+
+    support = bf16_support(device)
+    timed = support.native or bf16_rows
+    print(
+        f"hardware class: {support.hardware}; bf16 {'native' if support.native else 'not native'}"
+        f": {support.reason}" + ("" if timed else "; bf16 left out (--bf16-rows times it anyway)")
+    )
+    return ("fp32", "bf16") if timed else ("fp32",)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--river-config", default="configs/smoke_dataset.yaml")
@@ -73,6 +87,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks that it runs")
+    parser.add_argument(
+        "--bf16-rows",
+        action="store_true",
+        help="time bf16 even where the hardware emulates it (40-100× slower than fp32)",
+    )
     parser.add_argument(
         "--against-river",
         metavar="DIR",
@@ -108,6 +127,7 @@ def main() -> None:
         f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}"
     )
+    precisions = hardware_precisions(args.bf16_rows)
 
     size = ae_cfg.data.image_size
     autoencoder = Autoencoder.from_config(ae_cfg.model, size).eval().requires_grad_(False)
@@ -139,7 +159,7 @@ def main() -> None:
 
     rows = []
     for source in ("cache", "online"):
-        for bf16 in (False, True):
+        for bf16 in (p == "bf16" for p in precisions):
             med, lo, hi = median_time(lambda s=source, b=bf16: step(s, b), 1, repeats)
             rows.append((source, "bf16" if bf16 else "fp32", med, lo, hi))
     base = rows[0][2]

@@ -13,12 +13,18 @@ What it times, at each size of ``--sizes`` (tiny: depth 2, mid 1, width 256; pap
 - **sampling call**: one eval-mode velocity evaluation (no grad) in fp32, under bf16
   autocast, with bf16 weights, and compiled.
 
+Rows follow the hardware (framecast.hardware, the rule of ``precision: auto``): where bf16 is
+not native (an AVX2 CPU, a V100) the bf16 rows are left out unless ``--bf16-rows`` asks for
+them, since there they time an emulation 40-100× slower than fp32; the run prints the
+hardware class it found. The row marked ``<- what training runs`` is what ``framecast
+train`` does on this machine with ``precision: auto``.
+
 All rows of a size run in turn within each round (``--repeats`` rounds), so load on the
 machine hits them alike; the tables give medians and the ratio to the official RIVER in
 fp32. In the same rounds a large matmul measures the machine's bf16 and fp32 rates, and
 each step's FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls,
-attention: what MFU counts), so every row also prints the fraction of the measured bf16
-rate it reaches. On CUDA the same rows print MFU against the GPU's dense bf16 peak (H100 and
+attention: what MFU counts), so every row also prints the fraction of the measured matmul
+rate of its own precision it reaches. On CUDA the same rows print MFU against the GPU's dense bf16 peak (H100 and
 H200 989 TFLOP/s, A100 312; ``--peak-tflops`` for others).
 
 The official RIVER code is never shipped with framecast: ``--against-river DIR`` names a
@@ -52,6 +58,7 @@ from torch.optim.swa_utils import get_ema_avg_fn, get_ema_multi_avg_fn
 from torch.utils.flop_counter import FlopCounterMode
 
 from framecast.flow.path import CondOTPath
+from framecast.hardware import bf16_support
 from framecast.losses.flow import sample_river_indices
 from framecast.models import river as river_module
 from framecast.models.river import VectorFieldRegressor
@@ -120,10 +127,11 @@ def timed(fn: Callable[[], None], device: torch.device, calls: int = 1) -> float
     return (time.perf_counter() - start) / calls
 
 
-def matmul_rate_rows(device: torch.device, n: int) -> list[Row]:
-    """Rows that time one n×n×n matmul in bf16 and fp32 (2n³ FLOPs each)."""
+def matmul_rate_rows(device: torch.device, n: int, bf16: bool = True) -> list[Row]:
+    """Rows that time one n×n×n matmul in fp32 and (``bf16``) bf16 (2n³ FLOPs each)."""
     rows = []
-    for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
+    dtypes = ((torch.bfloat16, "bf16"),) if bf16 else ()
+    for dtype, label in (*dtypes, (torch.float32, "fp32")):
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         rows.append(
@@ -262,10 +270,11 @@ def with_flash(step: Callable[[], None]) -> None:
         river_module.sdpa_kernel = original
 
 
-def profile_step(size: str, device: torch.device, batch_size: int) -> None:
-    """Where one training step as training runs it (bf16, fused AdamW) spends its time:
-    torch.profiler's self time grouped into matmuls, attention, dtype copies (autocast's
-    casts), the optimiser and the rest, then the top operators."""
+def profile_step(size: str, device: torch.device, batch_size: int, bf16: bool) -> None:
+    """Where one training step as training runs it (``bf16`` autocast where the hardware
+    computes it natively, else fp32; fused AdamW) spends its time: torch.profiler's self
+    time grouped into matmuls, attention, dtype copies (autocast's casts), the optimiser
+    and the rest, then the top operators."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
@@ -273,7 +282,7 @@ def profile_step(size: str, device: torch.device, batch_size: int) -> None:
     model = VectorFieldRegressor(STATE_SIZE, STATE_RES, num_heads=HEADS, **SIZES[size]).to(device)
     nn.init.normal_(model.head.weight, std=0.02)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    step = make_train_step(model, optimizer, latents, CondOTPath(1e-7), True)
+    step = make_train_step(model, optimizer, latents, CondOTPath(1e-7), bf16)
     for _ in range(2):
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -292,14 +301,15 @@ def profile_step(size: str, device: torch.device, batch_size: int) -> None:
         "dtype copies (autocast casts)": ("aten::copy_", "aten::_to_copy"),
         "optimiser": ("adamw",),
     }
-    print(f"\nprofile of one training step, {size}, batch {batch_size} (bf16 + fused AdamW)")
+    precision = "bf16" if bf16 else "fp32"
+    print(f"\nprofile of one training step, {size}, batch {batch_size} ({precision} + fused AdamW)")
     counted = 0.0
     for label, keys in groups.items():
         share = sum(t for k, t in self_time.items() if any(key in k for key in keys))
         counted += share
         print(f"  {label:32} {share / total:6.1%}")
     print(f"  {'everything else':32} {(total - counted) / total:6.1%}")
-    for key, t in sorted(self_time.items(), key=lambda kv: -kv[1])[:8]:
+    for key, t in sorted(self_time.items(), key=lambda kv: -kv[1])[:12]:
         print(f"    {key[:60]:60} {t / total:6.1%}")
 
 
@@ -313,7 +323,11 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
 
 
 def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.device):
-    """(training rows, EMA rows, sampling rows) of one size."""
+    """(training rows, EMA rows, sampling rows) of one size.
+
+    ``args.native_bf16``: bf16 is what ``precision: auto`` takes here; ``args.bf16_rows``:
+    time bf16 rows at all (native, or asked for).
+    """
     dims = SIZES[size]
     torch.manual_seed(0)
     path = CondOTPath(1e-7)
@@ -332,6 +346,8 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
         run = step if wrap is None else lambda: wrap(step)
         train.append(Row(name, run, flops, bf16, baseline))
 
+    bf16_rows, native = args.bf16_rows, args.native_bf16
+    runs = "bf16" if native else "fp32"  # what precision: auto trains in here
     if official is not None:
         river = official(
             depth=dims["depth"],
@@ -346,16 +362,20 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
             f"({100 * (ours_params / river_params - 1):+.1f} %)"
         )
         train_row("RIVER fp32", river, False, baseline=True)
-        train_row("RIVER bf16 autocast", river, True)
+        if bf16_rows:
+            train_row("RIVER bf16 autocast", river, True)
     else:
         print()
+    mark = "  <- what training runs"
     train_row("framecast fp32", ours, False, baseline=official is None)
-    train_row("framecast bf16", ours, True)
-    train_row("framecast bf16 + fused AdamW", ours, True, fused=True)
+    train_row("framecast fp32 + fused AdamW" + ("" if native else mark), ours, False, fused=True)
+    if bf16_rows:
+        train_row("framecast bf16", ours, True)
+        train_row("framecast bf16 + fused AdamW" + (mark if native else ""), ours, True, fused=True)
     if device.type == "cpu":  # what CPU training ran before it took SDPA's math path
-        train_row("  same, flash attention in training", ours, True, fused=True, wrap=with_flash)
+        train_row("  same, flash attention in training", ours, native, fused=True, wrap=with_flash)
     if args.compile:
-        train_row("framecast bf16 + fused AdamW + compile", ours, True, True, True)
+        train_row(f"framecast {runs} + fused AdamW + compile", ours, native, True, True)
 
     ema.append(Row("EMA per parameter (avg_fn)", make_ema_update(ours, False)[0], 0, False, True))
     ema.append(Row("EMA torch._foreach (multi_avg_fn)", make_ema_update(ours, True)[0], 0, False))
@@ -363,7 +383,7 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
     if args.agreement:
         report_agreement(ours, latents, args.compile)
     ours_eval = copy.deepcopy(ours).eval()
-    ours_bf16 = copy.deepcopy(ours).eval().to(torch.bfloat16)
+    ours_bf16 = copy.deepcopy(ours).eval().to(torch.bfloat16) if args.bf16_rows else None
     sample_flops = step_flops(make_sampling_call(ours_eval, latents, ""))
     if official is not None:
         river_eval = copy.deepcopy(river).eval()  # RIVER's eval path: PyTorch's fused encoder
@@ -388,29 +408,32 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
             official is None,
         )
     )
-    sampling.append(
-        Row(
-            "framecast bf16 autocast",
-            make_sampling_call(ours_eval, latents, "autocast"),
-            sample_flops,
-            True,
+    if bf16_rows:
+        sampling.append(
+            Row(
+                "framecast bf16 autocast",
+                make_sampling_call(ours_eval, latents, "autocast"),
+                sample_flops,
+                True,
+            )
         )
-    )
-    sampling.append(
-        Row(
-            "framecast bf16 weights",
-            make_sampling_call(ours_bf16, latents, "weights"),
-            sample_flops,
-            True,
+        sampling.append(
+            Row(
+                "framecast bf16 weights",
+                make_sampling_call(ours_bf16, latents, "weights"),
+                sample_flops,
+                True,
+            )
         )
-    )
     if args.compile:
         sampling.append(
             Row(
-                "framecast bf16 autocast + compile",
-                make_sampling_call(ours_eval, latents, "autocast", use_compile=True),
+                f"framecast {runs}{' autocast' if native else ''} + compile",
+                make_sampling_call(
+                    ours_eval, latents, "autocast" if native else "", use_compile=True
+                ),
                 sample_flops,
-                True,
+                native,
             )
         )
     return train, ema, sampling
@@ -422,7 +445,7 @@ def report(title: str, rows: list[Row], rates: dict[str, float], peak: float | N
     print(f"\n{title} (median of {len(base.times)} interleaved rounds; × = speed / {base.name})")
     header = f"{'setting':42} {'median s':>9} {'min s':>8} {'max s':>8} {'×':>6}"
     if any(r.flops for r in rows):
-        header += f" {'GFLOP':>7} {'GFLOP/s':>8} {'of bf16 mm':>10}"
+        header += f" {'GFLOP':>7} {'GFLOP/s':>8} {'of mm rate':>10}"
         if peak:
             header += f" {'MFU':>6}"
     print(header)
@@ -434,7 +457,8 @@ def report(title: str, rows: list[Row], rates: dict[str, float], peak: float | N
         )
         if row.flops:
             achieved = row.flops / median / 1e9
-            line += f" {row.flops / 1e9:7.2f} {achieved:8.1f} {achieved / rates['bf16']:10.1%}"
+            rate = rates["bf16" if row.bf16 else "fp32"]  # the matmul rate of its precision
+            line += f" {row.flops / 1e9:7.2f} {achieved:8.1f} {achieved / rate:10.1%}"
             if peak:
                 line += f" {achieved / (peak * 1e3):6.1%}"
         print(line)
@@ -464,7 +488,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also print where one bf16 + fused AdamW training step spends its time",
+        help="also print where one training step as training runs it (bf16 where native, "
+        "else fp32; fused AdamW) spends its time",
+    )
+    parser.add_argument(
+        "--bf16-rows",
+        action="store_true",
+        help="time the bf16 rows even where the hardware emulates bf16 (40-100× slower)",
     )
     args = parser.parse_args(argv)
 
@@ -485,6 +515,17 @@ def main(argv: list[str] | None = None) -> None:
         f"machine: {where}; torch {torch.__version__}; load average {os.getloadavg()[0]:.2f} "
         "(a shared machine: read the ratios, not the absolute times)"
     )
+    support = bf16_support(device)
+    args.native_bf16 = support.native
+    args.bf16_rows = args.bf16_rows or support.native
+    capability = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None
+    print(
+        f"hardware class: {support.hardware}"
+        + (f" (ATen capability {capability})" if capability else "")
+        + f"; bf16 {'native' if support.native else 'not native'}: {support.reason}"
+    )
+    if not args.bf16_rows:
+        print("bf16 rows left out (emulated here); --bf16-rows times them anyway")
     if official is None:
         print("no RIVER checkout given (--against-river DIR): timing framecast alone")
     else:
@@ -500,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     matmul_n = args.matmul_size or (8192 if device.type == "cuda" else 2048)
     for size in sizes:
         train, ema, sampling = build_rows(args, size, official, device)
-        matmul = matmul_rate_rows(device, matmul_n)
+        matmul = matmul_rate_rows(device, matmul_n, bf16=args.bf16_rows)
         groups = [matmul]
         groups += [train] if "train" in sections else []
         groups += [ema] if "ema" in sections else []
@@ -520,8 +561,8 @@ def main(argv: list[str] | None = None) -> None:
             for r in matmul
         }
         print(
-            f"measured matmul rate ({matmul_n}³): bf16 {rates['bf16']:.0f} GFLOP/s, "
-            f"fp32 {rates['fp32']:.0f} GFLOP/s"
+            f"measured matmul rate ({matmul_n}³): "
+            + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
             + (f"; bf16 peak {peak * 1e3:.0f} GFLOP/s" if peak else "")
         )
         if "train" in sections:
@@ -533,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"one sampling call, {size}, batch {args.batch_size}, eval", sampling, rates, peak
             )
         if args.profile:
-            profile_step(size, device, args.batch_size)
+            profile_step(size, device, args.batch_size, args.native_bf16)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import median_time  # noqa: E402
+from flow import hardware_precisions, median_time  # noqa: E402
 
 from framecast.config import load_config  # noqa: E402
 from framecast.models.vaegan.motion import farneback_flow  # noqa: E402
@@ -67,6 +67,11 @@ def main() -> None:
     parser.add_argument("--size", choices=["small", "shipped"], default="small")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument(
+        "--bf16-rows",
+        action="store_true",
+        help="time bf16 even where the hardware emulates it (40-100× slower than fp32)",
+    )
     args = parser.parse_args()
     warmup, repeats = (1, 3) if args.quick else (2, 7)
     overrides = (SMALL if args.size == "small" else []) + [f"data.batch_size={args.batch_size}"]
@@ -75,6 +80,7 @@ def main() -> None:
         f"threads {torch.get_num_threads()}; size {args.size}, batch {args.batch_size}; "
         f"median of {repeats} steps"
     )
+    precisions = hardware_precisions(args.bf16_rows)
     torch.manual_seed(0)
     results = {}
     for motion in (True, False):
@@ -85,7 +91,7 @@ def main() -> None:
         clip = torch.rand(args.batch_size, frames, 3, size, size) * 2 - 1
         module = VAEGANModule(config)
         params = sum(p.numel() for p in module.model.parameters()) / 1e6
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             harness = _StepHarness(module, precision)
             med, lo, hi = median_time(functools.partial(harness.step, clip), warmup, repeats)
             results[(motion, precision)] = med

@@ -15,6 +15,7 @@ import pytest
 from framecast.config import Config, apply_overrides, validate_config
 from framecast.config.loader import read_yaml
 from framecast.data.shard import write_shard
+from framecast.hardware import CpuFlags, GpuInfo, MatmulProbe
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -254,3 +255,57 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
 def write_mp4():
     """Helper (path, (T, H, W, 3) uint8 frames) -> an H.264 mp4 at path."""
     return _write_mp4
+
+
+class FakeHardware:
+    """The hardware :mod:`framecast.hardware` sees, for tests of every precision branch.
+
+    ``fake_hardware.use(cpu=..., gpu=..., probe=...)`` installs a machine class (the
+    constants below); ``probe=None`` makes any matmul probe fail the test, since the flags
+    alone must decide there. ``probes`` lists the devices probed.
+    """
+
+    AMX_XEON = CpuFlags("AVX512", amx=True, avx512_bf16=True)
+    BF16_EPYC = CpuFlags("AVX512", amx=False, avx512_bf16=True)  # Zen 4
+    AVX2_EPYC = CpuFlags("AVX2", amx=False, avx512_bf16=False)
+    AVX512_NO_BF16 = CpuFlags("AVX512", amx=False, avx512_bf16=False)  # Skylake-SP
+    OLD_TORCH = CpuFlags("AVX512", amx=None, avx512_bf16=None)
+    ARM = CpuFlags("SVE256", amx=False, avx512_bf16=False)
+    CAPPED = CpuFlags("AVX2", amx=False, avx512_bf16=True)  # ATEN_CPU_CAPABILITY=avx2
+    ISA_LIMIT = CpuFlags("AVX512", amx=True, avx512_bf16=True, isa_limit="AVX2")
+    H200 = GpuInfo("NVIDIA H200", (9, 0))
+    A100 = GpuInfo("NVIDIA A100-SXM4-80GB", (8, 0))
+    V100 = GpuInfo("Tesla V100-SXM2-32GB", (7, 0))
+    P100 = GpuInfo("Tesla P100-PCIE-16GB", (6, 0))
+    EMULATED = MatmulProbe(fp32_gflops=61.0, bf16_gflops=0.9)  # the AVX2 EPYC of issue 21
+    NATIVE = MatmulProbe(fp32_gflops=78.0, bf16_gflops=210.0)
+
+    def __init__(self, monkeypatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.probes: list[str] = []
+
+    def use(
+        self,
+        cpu: CpuFlags = AVX2_EPYC,
+        gpu: GpuInfo | None = None,
+        probe: MatmulProbe | None = None,
+    ) -> FakeHardware:
+        from framecast import hardware
+
+        def measured(device="cpu"):
+            self.probes.append(str(device))
+            if probe is None:
+                raise AssertionError("the flags are clear: no probe expected")
+            return probe
+
+        self.monkeypatch.setattr(hardware, "read_cpu_flags", lambda: cpu)
+        self.monkeypatch.setattr(hardware, "read_gpu_info", lambda index: gpu)
+        self.monkeypatch.setattr(hardware, "probe_matmul", measured)
+        hardware.announce.cache_clear()  # each test sees its own announcement
+        return self
+
+
+@pytest.fixture
+def fake_hardware(monkeypatch) -> FakeHardware:
+    """:class:`FakeHardware` for this test."""
+    return FakeHardware(monkeypatch)

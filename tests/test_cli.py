@@ -114,12 +114,18 @@ def test_console_script_installed():
     assert proc.returncode == 0 and __version__ in proc.stdout
 
 
-def test_generate_and_evaluate_commands(tiny_river_run, tiny_dataset, tmp_path, capsys):
+def test_generate_and_evaluate_commands(
+    tiny_river_run, tiny_dataset, tmp_path, capsys, fake_hardware
+):
+    fake_hardware.use(cpu=fake_hardware.AVX2_EPYC)  # a CPU without native bf16
     gif = tmp_path / "out.gif"
     shard = tiny_dataset / "test" / "part-00000.fcshard"
     args = ["--run", str(tiny_river_run), "--steps", "2", "--warm-start", "0.1", "--no-progress"]
     assert main(["generate", *args, "--input", str(shard), "--out", str(gif), "--frames", "2"]) == 0
-    assert gif.is_file() and "NFE" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert gif.is_file() and "NFE" in captured.out
+    # precision auto: fp32 on this (faked) AVX2 CPU, said once per process.
+    assert "sampling precision auto -> fp32: CPU with AVX2" in captured.err
     out = tmp_path / "eval"
     code = main(
         ["evaluate", *args, "--data", str(tiny_dataset), "--max-clips", "2", "--out", str(out)]
@@ -128,7 +134,13 @@ def test_generate_and_evaluate_commands(tiny_river_run, tiny_dataset, tmp_path, 
     printed = capsys.readouterr().out
     assert "copy_last" in printed and str(out) in printed
     assert (out / "metrics.json").is_file()
-    # bf16 velocity by default (docs/results.md: equal to fp32 within noise); fp32 on request.
+    # metrics.json records what ran, not "auto".
+    assert json.loads((out / "metrics.json").read_text())["sampler"]["precision"] == "fp32"
+    fake_hardware.use(cpu=fake_hardware.AMX_XEON)  # bf16 where it is native
+    code = main(
+        ["evaluate", *args, "--data", str(tiny_dataset), "--max-clips", "1", "--out", str(out)]
+    )
+    assert code == 0
     assert json.loads((out / "metrics.json").read_text())["sampler"]["precision"] == "bf16"
     fp32_out = tmp_path / "eval_fp32"
     code = main(

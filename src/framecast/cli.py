@@ -291,11 +291,12 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-5, help="atol = rtol of dopri5")
     parser.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
-        default="bf16",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
         help="regressor arithmetic (river): bf16 autocasts each velocity evaluation, the ODE "
-        "state stays fp32 (default bf16: quality equal to fp32 within noise, docs/results.md; "
-        "fp32 reproduces figures measured before 2026-11-30 exactly)",
+        "state stays fp32 (quality equal to fp32 within noise, docs/results.md); auto "
+        "(default): bf16 where the device computes it natively (AMX or AVX512-BF16 CPUs, "
+        "sm80+ GPUs), else fp32; metrics.json records what ran",
     )
     parser.add_argument("--samples", type=_positive_int, default=1, help="K stochastic futures")
     parser.add_argument("--seed", type=int, default=0, help="seed of noise and context draws")

@@ -90,7 +90,6 @@ def demo_autoencoder_config(data_root: Path, sizes: dict) -> dict:
             "lr": 1e-3,
             "warmup_steps": min(50, sizes["ae_steps"]),
             "lr_schedule": "cosine",
-            "precision": "bf16-mixed",
             "val_every_n_steps": max(1, sizes["ae_steps"] // 2),
             "log_every_n_steps": 1 if sizes["ae_steps"] < 20 else 10,
         },
@@ -129,6 +128,36 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
+def demo_sampler(sizes: dict):
+    """Euler from warm start 0.1, ``solver_steps`` velocity evaluations per frame, in the
+    precision this machine computes fast (``auto``: bf16 only where it is native)."""
+    from framecast.flow.sampling import SamplerConfig
+    from framecast.flow.solvers import SolverConfig
+
+    return SamplerConfig(
+        SolverConfig("euler", sizes["solver_steps"]), warm_start=0.1, precision="auto"
+    )
+
+
+class StageClock:
+    """Wall time of each demo stage, for the printout and the report."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._mark = self.started
+
+    def lap(self, stage: str) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._mark
+        self._mark = now
+        return self.seconds[stage]
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
 def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``."""
     from framecast.data.smoke import simulate_smoke_dataset
@@ -136,15 +165,19 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     from framecast.eval.evaluate import evaluate
     from framecast.eval.generate import generate
     from framecast.eval.reconstruct import reconstruct
-    from framecast.flow.sampling import SamplerConfig
-    from framecast.flow.solvers import SolverConfig
+    from framecast.hardware import bf16_support
     from framecast.models.autoencoder.loading import load_autoencoder
     from framecast.training.engine import train
 
     sizes = SIZES["quick" if quick else "full"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    clock = StageClock()
+    machine = bf16_support("cpu")
+    _say(
+        f"machine: {machine.hardware}, {torch_threads()} threads; bf16 "
+        f"{'native' if machine.native else 'not native: everything runs in fp32'}"
+    )
 
     _say(
         f"1/6 simulating {sizes['videos']} {DEMO_PRESET} smoke videos of {sizes['frames']} frames at {sizes['size']}×{sizes['size']}"
@@ -160,31 +193,34 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
         overwrite=True,
     )
     _say(smoke.format())
+    clock.lap("simulate smoke")
 
     _say(f"2/6 training the autoencoder for {sizes['ae_steps']} steps")
     config = validate_config(demo_autoencoder_config(data, sizes), "demo autoencoder config")
     ae = train(config, runs_dir=out, run_name="autoencoder", resume=False, overwrite=True)
     _say(ae.format())
+    _say(f"autoencoder trained in {clock.lap('train autoencoder'):.0f} s")
 
     _say("3/6 reconstructing held-out test clips")
     recon = reconstruct(
         ae.run_dir, data, split="test", num_clips=4, frames_per_clip=min(8, sizes["frames"])
     )
     _say(recon.format())
+    clock.lap("reconstruct")
 
     _say("4/6 encoding every frame once (latent cache)")
     stage1 = load_autoencoder(ae.run_dir)
     cache = encode_dataset(stage1.model, data, stage1.image_size, str(ae.run_dir), overwrite=True)
     _say(cache.format())
+    clock.lap("encode (latent cache)")
 
     _say(f"5/6 training the RIVER flow model for {sizes['river_steps']} steps")
     river_config = validate_config(demo_river_config(data, ae.run_dir, sizes), "demo river config")
     river = train(river_config, runs_dir=out, run_name="river", resume=False, overwrite=True)
     _say(river.format())
+    _say(f"RIVER trained in {clock.lap('train RIVER'):.0f} s")
 
-    sampler = SamplerConfig(
-        SolverConfig("euler", sizes["solver_steps"]), warm_start=0.1, precision="bf16"
-    )
+    sampler = demo_sampler(sizes)
     # Three observed frames: one frame alone shows where the smoke is but not how it moves
     # (the reference run: +0.7 dB over copy-last from one frame, +14 dB from three).
     context = sizes["context"]
@@ -202,15 +238,21 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
         river.run_dir, data, split="test", context=context, frames=sizes["future"], sampler=sampler
     )
     _say(scores.format())
+    clock.lap("generate and evaluate")
 
-    elapsed = time.perf_counter() - started
     report = out / "report.md"
     atomic_write_text(
         report,
-        _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, elapsed),
+        _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, clock, machine),
     )
-    _say(f"results: {report}")
+    _say(f"finished in {clock.total:.0f} s; results: {report}")
     return report
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def river_config_threshold(run_dir: Path) -> str:
@@ -218,7 +260,7 @@ def river_config_threshold(run_dir: Path) -> str:
     return str(read_yaml(Path(run_dir) / "config.yaml")["training"]["smoke_threshold"])
 
 
-def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, elapsed) -> str:
+def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, clock, machine) -> str:
     def rel(path) -> str:
         return os.path.relpath(path, out)
 
@@ -231,6 +273,11 @@ def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, elapsed) ->
         for method, values in scores.means.items()
     )
     solver = scores.sampler["solver"]
+    ae_precision = read_yaml(Path(ae.run_dir) / "config.yaml")["training"]["precision"]
+    river_precision = read_yaml(Path(river.run_dir) / "config.yaml")["training"]["precision"]
+    timing_rows = "\n".join(
+        f"| {stage} | {seconds:.0f} |" for stage, seconds in clock.seconds.items()
+    )
     return f"""# framecast demo
 
 Simulated smoke: {smoke.format().splitlines()[0]}
@@ -276,5 +323,15 @@ frames, the ceiling):
 
 ![loss curves]({rel(river.run_dir / "loss_curves.png")})
 
-Total time: {elapsed:.0f} s.
+## Time
+
+Machine: {machine.hardware} ({"native bf16" if machine.native else "no native bf16"}),
+{torch_threads()} threads. Training precision: autoencoder {ae_precision}, RIVER
+{river_precision}; sampling {scores.sampler["precision"]} (all `auto`: bf16 only where the
+hardware computes it natively).
+
+| stage | seconds |
+| --- | --- |
+{timing_rows}
+| **total** | **{clock.total:.0f}** |
 """

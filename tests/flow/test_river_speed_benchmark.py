@@ -77,3 +77,21 @@ def test_step_flops_counts_the_matmuls(bench):
     # Lower bound: every block's four D×D-equivalent linears (qkv 3, proj 1) and the MLP
     # (8) on 2 × 17 tokens, 2 FLOPs per multiply-add.
     assert flops >= 2 * 2 * 17 * 12 * 32 * 32 * 2
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["avx2-fp32", "bf16-native"])
+def test_rows_follow_the_hardware(bench, monkeypatch, native):
+    """No bf16 row where bf16 is emulated (unless asked); the row marked as what training
+    runs is in the precision ``precision: auto`` takes there."""
+    monkeypatch.setitem(bench.SIZES, "micro", {"depth": 1, "mid_depth": 0, "inner_dim": 16})
+    args = type("Args", (), {})()
+    args.batch_size, args.compile, args.agreement = 1, False, False
+    args.native_bf16 = args.bf16_rows = native
+    train, _, sampling = bench.build_rows(args, "micro", None, torch.device("cpu"))
+    names = [row.name for row in train + sampling]
+    assert any("bf16" in name for name in names) == native
+    runs = [row for row in train if "what training runs" in row.name]
+    assert len(runs) == 1 and runs[0].bf16 == native
+    args.bf16_rows = True  # --bf16-rows: asked for on emulating hardware too
+    train, _, _ = bench.build_rows(args, "micro", None, torch.device("cpu"))
+    assert any(row.bf16 for row in train)

@@ -62,7 +62,7 @@ def test_precision_is_saved_described_and_validated():
     assert "bf16 velocity" in sampler.describe()
     assert "bf16" not in SamplerConfig().describe()
     assert SamplerConfig().precision == "fp32"
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, got 'fp16'"):
         SamplerConfig(precision="fp16")
 
 
@@ -74,8 +74,25 @@ def test_cli_precision_flag_reaches_the_sampler():
         base = [command, "--run", "r", "--data" if command == "evaluate" else "--input", "d"]
         if command == "generate":
             base += ["--out", "o.gif"]
-        # bf16 by default (quality equal to fp32 within noise: docs/results.md).
-        assert _sampler(parser.parse_args(base)).precision == "bf16"
+        # auto by default: bf16 where the hardware computes it natively, else fp32.
+        assert _sampler(parser.parse_args(base)).precision == "auto"
         assert _sampler(parser.parse_args([*base, "--precision", "fp32"])).precision == "fp32"
         with pytest.raises(SystemExit):
             parser.parse_args([*base, "--precision", "fp16"])
+
+
+@pytest.mark.parametrize("cpu, expected", [("AVX2_EPYC", "fp32"), ("AMX_XEON", "bf16")])
+def test_auto_becomes_what_the_device_computes_fast(fake_hardware, cpu, expected):
+    """The saved sampler records what ran, not 'auto'; rollout resolves it too."""
+    fake_hardware.use(cpu=getattr(fake_hardware, cpu))
+    sampler = SamplerConfig(precision="auto")
+    assert "precision auto" in sampler.describe()
+    resolved = sampler.for_device("cpu")
+    assert resolved.precision == expected
+    assert SamplerConfig.from_dict(resolved.to_dict()) == resolved
+
+
+def test_explicit_bf16_on_emulating_hardware_warns(fake_hardware):
+    fake_hardware.use(cpu=fake_hardware.AVX2_EPYC, probe=fake_hardware.EMULATED)
+    with pytest.warns(UserWarning, match="68× slower"):
+        assert SamplerConfig(precision="bf16").for_device("cpu").precision == "bf16"

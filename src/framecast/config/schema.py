@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from framecast.hardware import TRAINING_PRECISIONS
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
@@ -64,7 +66,13 @@ class TrainingConfig(Section):
     warmup_steps: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     grad_clip: float | None = Field(1.0, gt=0, description="global gradient-norm clip; null = off")
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        "auto",
+        description="'auto' (bf16-mixed where the device computes bf16 natively: AMX or "
+        "AVX512-BF16 CPUs, sm80+ GPUs; 16-mixed on older tensor-core GPUs where the kind "
+        "allows; else 32; resolved when a run starts and written to its config.yaml), or "
+        "32, bf16-mixed, 16-mixed",
+    )
     ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of weights; null = off")
     seed: int = 42
     val_every_n_steps: PositiveInt | None = Field(
@@ -114,7 +122,13 @@ class TrainingConfig(Section):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value  # YAML reads `precision: 32` as int
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # YAML reads `precision: 32` as an int
+        if value not in TRAINING_PRECISIONS:
+            # One message with every allowed value (Lightning's aliases such as 'bf16' or
+            # 'fp32' are not accepted: config.yaml records one spelling).
+            raise ValueError(f"expected one of {', '.join(TRAINING_PRECISIONS)}, got {value!r}")
+        return value
 
     @field_validator("smoke_threshold", mode="before")
     @classmethod

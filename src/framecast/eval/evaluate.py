@@ -276,7 +276,10 @@ def load_predictor(
     """
     kind = checkpoint_kind(run, which)
     if kind == "river":
-        return RiverPredictor(load_river(run, which=which, device=device), sampler)
+        # precision auto becomes what this device computes fast, recorded in metrics.json
+        return RiverPredictor(
+            load_river(run, which=which, device=device), sampler.for_device(device)
+        )
     if kind == "vaegan":
         return VAEGANPredictor(load_vaegan(run, which=which, device=device))
     raise CheckpointError(

@@ -249,7 +249,7 @@ def generate(
         predicted=predicted,
         nfe_per_frame=nfe_per_frame,
         seconds=seconds,
-        sampler=None if nfe_per_frame is None else sampler.describe(),
+        sampler=None if nfe_per_frame is None else predictor.sampler.describe(),
     )
 
 

@@ -20,12 +20,16 @@ Everything is batched: videos and the K stochastic samples per video are one bat
 Precision (``SamplerConfig.precision``): ``fp32`` runs the regressor in float32; ``bf16``
 runs each velocity evaluation under bfloat16 autocast (matmuls in bf16, weights cast per
 call), while the ODE state, the solver's updates and the predicted latents stay float32:
-only the velocity is rounded, so the error does not compound through the state.
+only the velocity is rounded, so the error does not compound through the state. ``auto``
+is ``bf16`` where the device computes bf16 natively and ``fp32`` elsewhere
+(:mod:`framecast.hardware`); :meth:`SamplerConfig.for_device` replaces it with what runs,
+so a saved sampler records the arithmetic it used.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
@@ -37,7 +41,7 @@ from framecast.flow.path import CondOTPath
 from framecast.flow.solvers import NFE_PER_STEP, SolverConfig
 
 STEPS_OVER = ("span", "unit")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 # (x_t, z_ref, z_ctx, tau (B,), t (B,)) -> velocity, all latents (B, C, h, w)
 VectorField = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -59,7 +63,9 @@ class SamplerConfig:
             ``nfe_budget // evaluations per step`` (fixed-step methods; overrides
             ``solver.steps`` and ``steps_over``).
         precision: ``"fp32"`` or ``"bf16"``: the regressor's arithmetic (bf16 autocast
-            around each velocity evaluation; the ODE state stays float32).
+            around each velocity evaluation; the ODE state stays float32); ``"auto"``:
+            whichever the device computes fast, fixed by :meth:`for_device`. The default
+            stays ``"fp32"`` so that a sampler saved without the key means what it meant.
     """
 
     solver: SolverConfig = SolverConfig()
@@ -67,7 +73,7 @@ class SamplerConfig:
     past_horizon: int | None = None
     steps_over: Literal["span", "unit"] = "span"
     nfe_budget: int | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -121,11 +127,26 @@ class SamplerConfig:
             meaning = f"{self.solver.steps} steps counted over [0, 1] (RIVER)"
         else:
             meaning = f"{self.solver.steps} steps over [s, 1]"
-        precision = ", bf16 velocity" if self.precision == "bf16" else ""
+        precision = {"bf16": ", bf16 velocity", "auto": ", precision auto"}.get(self.precision, "")
         return (
             f"{self.solver.method}, {steps} step(s) per frame over [{self.warm_start:g}, 1] "
             f"({meaning}), warm start {self.warm_start:g}{precision}"
         )
+
+    def for_device(self, device: torch.device | str) -> SamplerConfig:
+        """This sampler with ``auto`` precision replaced by what ``device`` computes fast.
+
+        An explicit ``bf16`` on hardware without native bf16 is kept, with one warning that
+        gives the measured slowdown; the choice for ``auto`` is announced on stderr once.
+        """
+        from framecast.hardware import announce, resolve_sampling_precision
+
+        choice = resolve_sampling_precision(self.precision, device)
+        if choice.warning:
+            warnings.warn(choice.warning, stacklevel=2)
+        elif choice.requested == "auto":
+            announce(f"sampling {choice.describe()}")
+        return replace(self, precision=choice.value)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "solver": self.solver.to_dict()}
@@ -222,6 +243,8 @@ def rollout(
     # (B·K, T, C, h, w): every sample of a video starts from the same observed latents.
     frames = context.repeat_interleave(samples, dim=0)
     rows = torch.arange(total, device=device)
+    if sampler.precision == "auto":
+        sampler = sampler.for_device(device)
     low_precision = sampler.precision == "bf16"
     nfe_total = 0
     for index in range(num_frames):

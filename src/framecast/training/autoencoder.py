@@ -17,7 +17,6 @@ import torch
 from framecast.config import Config
 from framecast.config.autoencoder import AutoencoderConfig
 from framecast.data.dataset import resolve_data_channels
-from framecast.errors import ConfigError
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
@@ -61,10 +60,6 @@ class AutoencoderModule(FramecastModule):
         )
         # Two optimisers (generator, then discriminator) need a hand-written step.
         self.automatic_optimization = self.adversarial is None
-        if self.adversarial is not None and config.training.precision == "16-mixed":
-            raise ConfigError(
-                "training.precision '16-mixed' is not supported with model.discriminator.enabled; use 'bf16-mixed'"
-            )
         self.kl_weight = KLSchedule.from_config(cfg).value(0)
         self._latent_moments = ChannelMoments()
         self._sample_batch: torch.Tensor | None = None
@@ -224,4 +219,5 @@ TASK = Task(
     # reaching one player only: DDP must mark the other's parameters ready, or it stops
     # at the second backward (both players' gradients are all-reduced; test_ddp.py).
     find_unused_parameters=lambda config: config.model.discriminator.enabled,
+    fp16_supported=lambda config: not config.model.discriminator.enabled,
 )

@@ -34,6 +34,7 @@ from framecast.checkpoint import (
 from framecast.config import Config, load_config, validate_config
 from framecast.config.loader import apply_overrides
 from framecast.errors import CheckpointError, ConfigError
+from framecast.hardware import resolve_training_precision
 from framecast.training.callbacks import (
     ForeachEMA,
     PatientEarlyStopping,
@@ -475,6 +476,37 @@ def train(
     return result
 
 
+def run_device(devices: dict) -> str:
+    """The torch device this process trains on: ``cpu``, or ``cuda:LOCAL_RANK``."""
+    if devices["accelerator"] != "gpu":
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
+
+
+def resolve_precision(config: Config, task, devices: dict) -> None:
+    """Set ``training.precision`` to what this run's hardware computes fast (from ``auto``),
+    before the module is built and config.yaml written; say the choice and why in one line.
+
+    An explicit ``bf16-mixed`` on hardware without native bf16 is kept, with one warning
+    that gives the measured slowdown. ``16-mixed`` for a kind that steps its optimisers by
+    hand is refused.
+    """
+    t = config.training
+    fp16_ok = task.supports_fp16(config)
+    if t.precision == "16-mixed" and not fp16_ok:
+        raise ConfigError(
+            f"training.precision '16-mixed' is not supported for this {config.model.kind} "
+            "config (optimisers stepped by hand, no loss scaler); use 'auto', 'bf16-mixed' or '32'"
+        )
+    choice = resolve_training_precision(t.precision, run_device(devices), fp16_supported=fp16_ok)
+    t.precision = choice.value
+    if choice.warning:
+        if launch_rank_is_zero():
+            warnings.warn(choice.warning, stacklevel=2)
+    elif choice.requested == "auto":
+        notice(choice.describe())
+
+
 def _fit(
     config: Config,
     run: RunDir,
@@ -491,6 +523,7 @@ def _fit(
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
+    resolve_precision(config, task, devices)
     if task.needs_find_unused_parameters(config) and devices["strategy"] == "ddp":
         # Each backward reaches only part of the model (a GAN's two players).
         devices["strategy"] = "ddp_find_unused_parameters_true"

@@ -27,8 +27,19 @@ class Task:
     # passes reaches only one player); costs a graph traversal per backward. A callable
     # decides per config (the autoencoder has a second player only with its discriminator).
     find_unused_parameters: bool | Callable[[Config], bool] = False
+    # Whether the kind trains under ``16-mixed`` (Lightning's loss scaler): not where
+    # optimisers are stepped by hand (a GAN's two players). ``training.precision: auto``
+    # then takes fp32 on a GPU without bf16 instead of fp16.
+    fp16_supported: bool | Callable[[Config], bool] = True
 
     def needs_find_unused_parameters(self, config: Config) -> bool:
         """Whether DDP must look for unused parameters when training ``config``."""
-        value = self.find_unused_parameters
-        return bool(value(config) if callable(value) else value)
+        return _decide(self.find_unused_parameters, config)
+
+    def supports_fp16(self, config: Config) -> bool:
+        """Whether ``config`` may train under ``16-mixed``."""
+        return _decide(self.fp16_supported, config)
+
+
+def _decide(value: bool | Callable[[Config], bool], config: Config) -> bool:
+    return bool(value(config) if callable(value) else value)

@@ -59,11 +59,6 @@ class VAEGANModule(FramecastModule):
         resolve_data_channels(config)  # auto -> the dataset's; model.image_channels follows
         cfg: VAEGANConfig = config.model
         t = config.training
-        if t.precision == "16-mixed":
-            raise ConfigError(
-                "training.precision '16-mixed' is not supported for kind vaegan (two "
-                "optimisers stepped by hand); use 'bf16-mixed' or '32'"
-            )
         self.context_frames = t.condition_frames
         self.future_frames = t.frames_to_generate
         try:
@@ -259,4 +254,5 @@ TASK = Task(
     build_datamodule=_datamodule,
     build_callbacks=_callbacks,
     find_unused_parameters=True,
+    fp16_supported=False,  # two optimisers stepped by hand
 )

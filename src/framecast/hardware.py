@@ -337,7 +337,7 @@ def _slow_bf16_warning(what: str, support: Bf16Support, device, alternative: str
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def announce(message: str) -> None:
     """Print ``message`` on stderr once per process (the same choice is not repeated for
     every predictor a script builds)."""

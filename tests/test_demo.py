@@ -18,4 +18,9 @@ def test_quick_demo_writes_report(tmp_path, capsys):
     assert "## Stage 2: RIVER" in report and "| copy_last |" in report and "| river |" in report
     assert (out / "prediction.gif").is_file()
     assert (out / "river" / "eval" / "test" / "metrics.json").is_file()
-    assert f"results: {out / 'report.md'}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"results: {out / 'report.md'}" in printed.out
+    # The report says what each stage took, on which hardware class, in which precision.
+    assert "| train autoencoder |" in report and "| **total** |" in report
+    assert "Machine: CPU with" in report and "Training precision: autoencoder" in report
+    assert "precision auto ->" in printed.err  # each training run said its choice once

@@ -28,13 +28,18 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEMO_PRESET = "varied"
 DEMO_CHANNELS = 1
 
-# Demo sizes: "full" fits in a few minutes on a 2-core CPU; "quick" is for tests.
+# Demo sizes: "full" fits in 10 minutes on 2 cores of any x86 CPU in fp32 (docs/results.md,
+# "The demo on every CPU"); "quick" is for tests. The autoencoder trains on batches of 8
+# frames: its step is compute-bound (convolutions, 85 % of the time; benchmarks/
+# autoencoder.py --config demo --profile), and 400 steps of 8 frames gave the same
+# river-vs-copy-last margins as 400 steps of 32 at a quarter of the arithmetic.
 SIZES = {
     "full": {
         "videos": 24,
         "frames": 24,
         "size": 64,
         "ae_steps": 400,
+        "ae_batch": 8,
         "batch": 32,
         "base_channels": 32,
         "river_steps": 800,
@@ -49,6 +54,7 @@ SIZES = {
         "frames": 6,
         "size": 32,
         "ae_steps": 2,
+        "ae_batch": 4,
         "batch": 4,
         "base_channels": 8,
         "river_steps": 2,
@@ -80,7 +86,7 @@ def demo_autoencoder_config(data_root: Path, sizes: dict) -> dict:
             "root": str(data_root),
             "image_size": sizes["size"],
             "channels": DEMO_CHANNELS,
-            "batch_size": sizes["batch"],
+            "batch_size": sizes["ae_batch"],
             "num_workers": 0,
             "clips_per_video": 20,
             "eval_clips_per_video": 4,

@@ -111,7 +111,10 @@ def test_compiled_graph_matches_eager_forward_and_gradients(monkeypatch):
     out_compiled.square().sum().backward()
     out_eager.square().sum().backward()
     for (name, p_c), p_e in zip(compiled.named_parameters(), eager.parameters()):
-        torch.testing.assert_close(p_c.grad, p_e.grad, rtol=1e-4, atol=1e-6, msg=name)
+        # fp32 round-off grows with the gradient's scale (up to ~30 here), and the two graphs
+        # sum in different orders (on an AVX-512 EPYC: 4.8e-6 apart where the scale is 12).
+        scale = float(p_e.grad.abs().max().clamp_min(1.0))
+        torch.testing.assert_close(p_c.grad, p_e.grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
     assert not river_module.compile_failed()
 
 

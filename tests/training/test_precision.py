@@ -15,7 +15,7 @@ from framecast.config import apply_overrides, save_config, validate_config
 from framecast.config.loader import read_yaml
 from framecast.demo import SIZES, demo_autoencoder_config, demo_river_config
 from framecast.errors import ConfigError
-from framecast.training.engine import resolve_precision, train
+from framecast.training.engine import announce_precision, resolve_precision, train
 from framecast.training.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def shipped(path: Path):
 
 
 def resolved(config, devices) -> str:
-    resolve_precision(config, get_task(config.model.kind), devices)
+    announce_precision(resolve_precision(config, get_task(config.model.kind), devices))
     return config.training.precision
 
 

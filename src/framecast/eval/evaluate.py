@@ -79,7 +79,7 @@ from framecast.eval.plots import (
     to_uint8_images,
 )
 from framecast.flow.pipeline import RiverPipeline, load_river
-from framecast.flow.sampling import SamplerConfig
+from framecast.flow.sampling import SamplerConfig, announce_precision
 from framecast.flow.solvers import SolverConfig
 from framecast.losses.latent_smoke import FRAME_SMOKE_THRESHOLD
 from framecast.models.vaegan.loading import VAEGANRun, load_vaegan
@@ -181,10 +181,11 @@ class RiverPredictor(Predictor):
     kind = "river"
     baselines_reported = ("copy_last", "autoencoder")
 
-    def __init__(self, pipeline: RiverPipeline, sampler: SamplerConfig):
+    def __init__(self, pipeline: RiverPipeline, sampler: SamplerConfig, precision_choice=None):
         assert pipeline.config is not None and pipeline.checkpoint is not None  # load_river
         self.pipeline = pipeline
         self.sampler = sampler
+        self._unannounced = precision_choice  # said before the first rollout
         self.checkpoint = pipeline.checkpoint
         self.config = pipeline.config
         self.image_size = pipeline.image_size
@@ -197,6 +198,9 @@ class RiverPredictor(Predictor):
         generator: torch.Generator,
         progress: ProgressFn | None = None,
     ) -> tuple[Tensor, float | None]:
+        if self._unannounced is not None:
+            announce_precision(self._unannounced)
+            self._unannounced = None
         prediction = self.pipeline.predict(
             context, frames, self.sampler, samples=samples, generator=generator, progress=progress
         )
@@ -276,10 +280,10 @@ def load_predictor(
     """
     kind = checkpoint_kind(run, which)
     if kind == "river":
-        # precision auto becomes what this device computes fast, recorded in metrics.json
-        return RiverPredictor(
-            load_river(run, which=which, device=device), sampler.for_device(device)
-        )
+        # precision auto becomes what this device computes fast, recorded in metrics.json;
+        # said when the first rollout starts (a run refused before that prints its error alone)
+        sampler, choice = sampler.resolve_precision(device)
+        return RiverPredictor(load_river(run, which=which, device=device), sampler, choice)
     if kind == "vaegan":
         return VAEGANPredictor(load_vaegan(run, which=which, device=device))
     raise CheckpointError(

@@ -133,20 +133,19 @@ class SamplerConfig:
             f"({meaning}), warm start {self.warm_start:g}{precision}"
         )
 
-    def for_device(self, device: torch.device | str) -> SamplerConfig:
-        """This sampler with ``auto`` precision replaced by what ``device`` computes fast.
-
-        An explicit ``bf16`` on hardware without native bf16 is kept, with one warning that
-        gives the measured slowdown; the choice for ``auto`` is announced on stderr once.
-        """
-        from framecast.hardware import announce, resolve_sampling_precision
+    def resolve_precision(self, device: torch.device | str) -> tuple[SamplerConfig, Any]:
+        """This sampler with ``auto`` precision replaced by what ``device`` computes fast,
+        and the :class:`framecast.hardware.PrecisionChoice` (for :func:`announce_precision`)."""
+        from framecast.hardware import resolve_sampling_precision
 
         choice = resolve_sampling_precision(self.precision, device)
-        if choice.warning:
-            warnings.warn(choice.warning, stacklevel=2)
-        elif choice.requested == "auto":
-            announce(f"sampling {choice.describe()}")
-        return replace(self, precision=choice.value)
+        return replace(self, precision=choice.value), choice
+
+    def for_device(self, device: torch.device | str) -> SamplerConfig:
+        """:meth:`resolve_precision`, saying the choice at once (:func:`announce_precision`)."""
+        sampler, choice = self.resolve_precision(device)
+        announce_precision(choice)
+        return sampler
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "solver": self.solver.to_dict()}
@@ -162,6 +161,17 @@ class SamplerConfig:
         if "solver" in data:
             data["solver"] = SolverConfig.from_dict(data["solver"])
         return cls(**data)
+
+
+def announce_precision(choice) -> None:
+    """Say a sampling precision choice: one line on stderr for ``auto`` (once per process),
+    one warning for an explicit ``bf16`` on hardware that emulates it."""
+    from framecast.hardware import announce
+
+    if choice.warning:
+        warnings.warn(choice.warning, stacklevel=3)
+    elif choice.requested == "auto":
+        announce(f"sampling {choice.describe()}")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from framecast.checkpoint import (
 from framecast.config import Config, load_config, validate_config
 from framecast.config.loader import apply_overrides
 from framecast.errors import CheckpointError, ConfigError
-from framecast.hardware import resolve_training_precision
+from framecast.hardware import PrecisionChoice, resolve_training_precision
 from framecast.training.callbacks import (
     ForeachEMA,
     PatientEarlyStopping,
@@ -483,13 +483,14 @@ def run_device(devices: dict) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
 
 
-def resolve_precision(config: Config, task, devices: dict) -> None:
+def resolve_precision(config: Config, task, devices: dict) -> PrecisionChoice:
     """Set ``training.precision`` to what this run's hardware computes fast (from ``auto``),
-    before the module is built and config.yaml written; say the choice and why in one line.
+    before the module is built and config.yaml written; :func:`announce_precision` says
+    the choice once the run is set up.
 
-    An explicit ``bf16-mixed`` on hardware without native bf16 is kept, with one warning
-    that gives the measured slowdown. ``16-mixed`` for a kind that steps its optimisers by
-    hand is refused.
+    An explicit ``bf16-mixed`` on hardware without native bf16 is kept (the choice then
+    carries a warning that gives the measured slowdown). ``16-mixed`` for a kind that
+    steps its optimisers by hand is refused.
     """
     t = config.training
     fp16_ok = task.supports_fp16(config)
@@ -500,9 +501,16 @@ def resolve_precision(config: Config, task, devices: dict) -> None:
         )
     choice = resolve_training_precision(t.precision, run_device(devices), fp16_supported=fp16_ok)
     t.precision = choice.value
+    return choice
+
+
+def announce_precision(choice: PrecisionChoice) -> None:
+    """One line for ``auto`` (what it became and why), one warning for an explicit bf16 on
+    hardware that emulates it; rank 0 only. Called once the module and data are built, so
+    a run refused while setting up prints its error alone."""
     if choice.warning:
         if launch_rank_is_zero():
-            warnings.warn(choice.warning, stacklevel=2)
+            warnings.warn(choice.warning, stacklevel=3)
     elif choice.requested == "auto":
         notice(choice.describe())
 
@@ -523,7 +531,7 @@ def _fit(
     t = config.training
     pl.seed_everything(t.seed, workers=True, verbose=False)
     task = get_task(config.model.kind)
-    resolve_precision(config, task, devices)
+    precision = resolve_precision(config, task, devices)
     if task.needs_find_unused_parameters(config) and devices["strategy"] == "ddp":
         # Each backward reaches only part of the model (a GAN's two players).
         devices["strategy"] = "ddp_find_unused_parameters_true"
@@ -531,6 +539,7 @@ def _fit(
     if t.init_from is not None and not resume:
         init_model_weights(module, config)
     datamodule = task.build_datamodule(config)
+    announce_precision(precision)
 
     if not fast_dev_run and rank_zero:
         run.save_config(config)

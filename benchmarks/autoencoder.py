@@ -383,7 +383,7 @@ def parse_args() -> argparse.Namespace:
     if args.config == "demo" and not args.quick:
         from framecast.demo import SIZES
 
-        defaults["batch_size"] = SIZES["full"]["batch"]
+        defaults["batch_size"] = SIZES["full"]["ae_batch"]
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

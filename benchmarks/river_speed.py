@@ -260,14 +260,20 @@ def report_agreement(model: VectorFieldRegressor, latents: torch.Tensor, compile
 
 
 def with_flash(step: Callable[[], None]) -> None:
-    """Run ``step`` with the regressor's CPU training attention on PyTorch's default SDPA
-    kernel (flash) instead of the math path it takes while gradients are on."""
+    """Run ``step`` with the regressor's CPU bf16 training attention on PyTorch's default
+    SDPA kernel (flash) instead of the math path it takes there."""
     no_choice = lambda *_: contextlib.nullcontext()  # noqa: E731
     original, river_module.sdpa_kernel = river_module.sdpa_kernel, no_choice
     try:
         step()
     finally:
         river_module.sdpa_kernel = original
+
+
+def with_math(step: Callable[[], None]) -> None:
+    """Run ``step`` with SDPA's math path for attention (fp32 training takes flash)."""
+    with river_module.sdpa_kernel(river_module.SDPBackend.MATH):
+        step()
 
 
 def profile_step(size: str, device: torch.device, batch_size: int, bf16: bool) -> None:
@@ -372,8 +378,9 @@ def build_rows(args, size: str, official: type[nn.Module] | None, device: torch.
     if bf16_rows:
         train_row("framecast bf16", ours, True)
         train_row("framecast bf16 + fused AdamW" + (mark if native else ""), ours, True, fused=True)
-    if device.type == "cpu":  # what CPU training ran before it took SDPA's math path
-        train_row("  same, flash attention in training", ours, native, fused=True, wrap=with_flash)
+    if device.type == "cpu":  # the other attention path (bf16: flash, fp32: math)
+        other, wrap = ("flash", with_flash) if native else ("math", with_math)
+        train_row(f"  same, {other} attention in training", ours, native, fused=True, wrap=wrap)
     if args.compile:
         train_row(f"framecast {runs} + fused AdamW + compile", ours, native, True, True)
 

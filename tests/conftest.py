@@ -272,7 +272,7 @@ class FakeHardware:
     OLD_TORCH = CpuFlags("AVX512", amx=None, avx512_bf16=None)
     ARM = CpuFlags("SVE256", amx=False, avx512_bf16=False)
     CAPPED = CpuFlags("AVX2", amx=False, avx512_bf16=True)  # ATEN_CPU_CAPABILITY=avx2
-    ISA_LIMIT = CpuFlags("AVX512", amx=True, avx512_bf16=True, isa_limit="AVX2")
+    ISA_LIMIT = CpuFlags("AVX512", amx=True, avx512_bf16=True, isa_limit="ONEDNN_MAX_CPU_ISA=AVX2")
     H200 = GpuInfo("NVIDIA H200", (9, 0))
     A100 = GpuInfo("NVIDIA A100-SXM4-80GB", (8, 0))
     V100 = GpuInfo("Tesla V100-SXM2-32GB", (7, 0))

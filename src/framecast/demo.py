@@ -30,9 +30,9 @@ DEMO_CHANNELS = 1
 
 # Demo sizes: "full" fits in 10 minutes on 2 cores of any x86 CPU in fp32 (docs/results.md,
 # "The demo on every CPU"); "quick" is for tests. The autoencoder trains on batches of 8
-# frames: its step is compute-bound (convolutions, 85 % of the time; benchmarks/
-# autoencoder.py --config demo --profile), and 400 steps of 8 frames gave the same
-# river-vs-copy-last margins as 400 steps of 32 at a quarter of the arithmetic.
+# frames: its step is compute-bound (convolutions, 87 % of an fp32 step; benchmarks/
+# autoencoder.py --config demo --profile), and 400 steps of 8 frames kept the river ahead of
+# copy-last by the same margins as 400 steps of 32, at a quarter of the arithmetic.
 SIZES = {
     "full": {
         "videos": 24,

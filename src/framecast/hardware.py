@@ -54,7 +54,7 @@ class CpuFlags:
     capability: ATen's vector instruction level (``torch.backends.cpu.get_cpu_capability()``:
         ``DEFAULT``, ``AVX2``, ``AVX512`` on x86; other names elsewhere).
     amx, avx512_bf16: the CPU's bf16 units; None where this torch cannot tell.
-    isa_limit: ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) when set.
+    isa_limit: ``ONEDNN_MAX_CPU_ISA=...`` (or ``DNNL_MAX_CPU_ISA=...``) when set.
     """
 
     capability: str
@@ -67,7 +67,7 @@ class CpuFlags:
         text = f"CPU with {self.capability}"
         text += f" and {' and '.join(units)}" if units else ", no AMX or AVX512-BF16"
         if self.isa_limit:
-            text += f" (oneDNN capped at {self.isa_limit})"
+            text += f" ({self.isa_limit})"
         return text
 
 
@@ -157,7 +157,7 @@ def read_cpu_flags() -> CpuFlags:
         except Exception:  # noqa: BLE001 - an unusable probe is an unknown flag
             return None
 
-    limit = next((os.environ[v] for v in ISA_LIMIT_VARIABLES if os.environ.get(v)), None)
+    limit = next((f"{v}={os.environ[v]}" for v in ISA_LIMIT_VARIABLES if os.environ.get(v)), None)
     return CpuFlags(
         capability=capability,
         amx=flag("_is_amx_tile_supported"),
@@ -272,7 +272,7 @@ def _cpu_bf16_support(flags: CpuFlags, device: torch.device) -> Bf16Support:
     units = bool(flags.amx) or bool(flags.avx512_bf16)
     unclear = None
     if flags.isa_limit:
-        unclear = f"{flags.isa_limit.split(':')[0]}={flags.isa_limit} may hide the bf16 units"
+        unclear = f"{flags.isa_limit} may hide the bf16 units"
     elif flags.amx is None or flags.avx512_bf16 is None:
         unclear = "this torch does not report AMX or AVX512-BF16"
     elif flags.capability not in ("DEFAULT", "AVX2", "AVX512"):

@@ -118,9 +118,47 @@ def test_compiled_graph_matches_eager_forward_and_gradients(monkeypatch):
     assert not river_module.compile_failed()
 
 
+def test_cpu_attention_takes_the_math_path_only_for_bf16_training(monkeypatch):
+    """bf16 training on a CPU asks for SDPA's math path (faster there); fp32 training and
+    sampling keep PyTorch's default kernel (flash, faster in fp32: river_speed.py)."""
+    from framecast.models.river import Attention
+
+    asked = []
+    real = river_module.sdpa_kernel
+    monkeypatch.setattr(
+        river_module, "sdpa_kernel", lambda backend: asked.append(backend) or real(backend)
+    )
+    attn = Attention(dim=32, num_heads=4, dropout=0.0)
+    x = torch.randn(2, 17, 32)
+    attn(x)  # fp32 training
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x)  # bf16 sampling
+    assert asked == []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x)  # bf16 training
+    assert asked == [river_module.SDPBackend.MATH]
+
+
+def test_bf16_math_path_agrees_with_the_definition():
+    from einops import rearrange
+
+    from framecast.models.river import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(dim=32, num_heads=4, dropout=0.0)
+    x = torch.randn(2, 17, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = attn(x).float()
+        q, k, v = rearrange(attn.qkv(x), "b l (three h d) -> three b h l d", three=3, h=4)
+        weights = torch.softmax(q.float() @ k.float().transpose(-1, -2) / 8**0.5, dim=-1)
+        expected = attn.proj(rearrange(weights @ v.float(), "b h l d -> b l (h d)")).float()
+    scale = expected.abs().max()
+    assert (trained - expected).abs().max() < 0.02 * scale  # bf16 rounding, not another formula
+
+
 def test_cpu_training_attention_path_agrees_with_the_flash_kernel_and_the_definition():
-    """On CPU, training (grad on) takes SDPA's math path, sampling (no grad) the flash kernel:
-    both give softmax(q kᵀ / √d) v, and the gradients are those of that formula."""
+    """On CPU, fp32 training and sampling take the flash kernel: both give
+    softmax(q kᵀ / √d) v, and the gradients are those of that formula."""
     from einops import rearrange
 
     from framecast.models.river import Attention

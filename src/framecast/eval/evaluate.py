@@ -150,6 +150,10 @@ class Predictor:
             training.frames_to_generate if frames is None else frames,
         )
 
+    def start(self) -> None:
+        """Called once the inputs are checked, before the first prediction and its progress
+        bar (a river run says here which sampling precision ``auto`` became)."""
+
     def predict(
         self,
         context: Tensor,
@@ -185,7 +189,7 @@ class RiverPredictor(Predictor):
         assert pipeline.config is not None and pipeline.checkpoint is not None  # load_river
         self.pipeline = pipeline
         self.sampler = sampler
-        self._unannounced = precision_choice  # said before the first rollout
+        self._unannounced = precision_choice  # said by start()
         self.checkpoint = pipeline.checkpoint
         self.config = pipeline.config
         self.image_size = pipeline.image_size
@@ -198,14 +202,17 @@ class RiverPredictor(Predictor):
         generator: torch.Generator,
         progress: ProgressFn | None = None,
     ) -> tuple[Tensor, float | None]:
-        if self._unannounced is not None:
-            announce_precision(self._unannounced)
-            self._unannounced = None
+        self.start()
         prediction = self.pipeline.predict(
             context, frames, self.sampler, samples=samples, generator=generator, progress=progress
         )
         self.latents = prediction.latents
         return prediction.frames, prediction.nfe_per_frame
+
+    def start(self) -> None:
+        if self._unannounced is not None:
+            announce_precision(self._unannounced)
+            self._unannounced = None
 
     def baselines(self, context: Tensor, truth: Tensor) -> dict[str, Tensor]:
         recon = self.pipeline.decode(self.pipeline.encode(truth))
@@ -683,6 +690,7 @@ def evaluate(
     predict_seconds = 0.0
     nfe_per_frame: float | None = None
 
+    predictor.start()
     for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress, unit="batch"):
         clip = batch["frames"].to(device)
         ctx, truth = clip[:, :context], clip[:, context:]

@@ -226,6 +226,7 @@ def generate(
     context_u8, truth_u8 = shown[:context], shown[context : context + frames]
 
     generator = torch.Generator().manual_seed(seed)
+    predictor.start()
     bar = tqdm(total=frames, desc="generate", unit="frame", disable=not progress)
     start = time.perf_counter()
     try:

@@ -96,11 +96,17 @@ class Attention(nn.Module):
             self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads
         )
         dropout = self.dropout if self.training else 0.0
-        if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            # CPU training: at these short sequences (1 + H*W tokens) the flash kernel's
-            # backward is slow; the math path trains 4-17 % (paper size) to 43-60 % (tiny)
-            # faster (benchmarks/river_speed.py, row "same, flash attention in training").
-            # Sampling (no grad) keeps the flash kernel, which is faster there.
+        if (
+            x.device.type == "cpu"
+            and q.dtype == torch.bfloat16
+            and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
+            # CPU training in bf16: at these short sequences (1 + H*W tokens) the flash
+            # kernel's bf16 backward is slow; the math path trains 4-17 % (paper size) to
+            # 27-60 % (tiny) faster on AMX and AVX512-BF16 CPUs (benchmarks/river_speed.py,
+            # row "same, flash attention in training"). In fp32 (CPUs without native bf16)
+            # the flash kernel is as fast or faster (0-13 %), and sampling keeps it too.
             with sdpa_kernel(SDPBackend.MATH):
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:

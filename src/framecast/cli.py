@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from framecast import __version__
 from framecast.errors import ConfigError, FramecastError
+from framecast.hardware import SAMPLING_PRECISIONS
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -291,7 +292,7 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-5, help="atol = rtol of dopri5")
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=SAMPLING_PRECISIONS,
         default="auto",
         help="regressor arithmetic (river): bf16 autocasts each velocity evaluation, the ODE "
         "state stays fp32 (quality equal to fp32 within noise, docs/results.md); auto "

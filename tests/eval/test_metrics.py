@@ -233,3 +233,16 @@ def test_temporal_difference_error_analytic_cases():
     assert torch.allclose(err[:, 0], torch.full((2,), 0.01)) and err[:, 1:].abs().max() < 1e-6
     with pytest.raises(ValueError, match="last_context"):
         temporal_difference_error(truth, truth, last[:1])
+
+
+def test_frame_sums_are_the_moving_mnist_tables_mse_and_mae() -> None:
+    """Per-frame sums over pixels on [0, 1]: mse × C·H·W, and an analytic case."""
+    from framecast.eval.metrics import frame_sae, frame_sse, mse
+
+    pred = torch.full((2, 1, 64, 64), -1.0)
+    target = pred.clone()
+    target[0, 0, :8, :8] = 1.0  # 64 pixels off by 1.0 on [0, 1]
+    assert frame_sse(pred, target).tolist() == [64.0, 0.0]
+    assert frame_sae(pred, target).tolist() == [64.0, 0.0]
+    x, y = torch.rand(3, 3, 16, 16) * 2 - 1, torch.rand(3, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(frame_sse(x, y), mse(x, y) * 3 * 16 * 16)

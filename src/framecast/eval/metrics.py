@@ -51,6 +51,21 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
     return (_to_unit(pred) - _to_unit(target)).square().mean(dim=(1, 2, 3))
 
 
+def frame_sse(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error summed over the pixels (and channels) of each frame, on the [0, 1]
+    scale: the "MSE" of the Moving-MNIST tables (OpenSTL: about 23.8 for SimVP at 64×64),
+    which is ``mse`` times C·H·W. (B, C, H, W) x2 -> (B,)."""
+    _check_images(pred, target)
+    return (_to_unit(pred) - _to_unit(target)).square().sum(dim=(1, 2, 3))
+
+
+def frame_sae(pred: Tensor, target: Tensor) -> Tensor:
+    """Absolute error summed over the pixels of each frame on [0, 1] (the tables' "MAE").
+    (B, C, H, W) x2 -> (B,)."""
+    _check_images(pred, target)
+    return (_to_unit(pred) - _to_unit(target)).abs().sum(dim=(1, 2, 3))
+
+
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
     """PSNR in dB with data range 1.0 on [0, 1]: (B, C, H, W) x2 -> (B,).
 

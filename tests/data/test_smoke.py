@@ -276,3 +276,57 @@ def test_help_documents_every_varied_range(capsys) -> None:
     assert all(preset in text for preset in PRESETS)
     for key, (low, high) in VARIED_RANGES.items():
         assert f"{low:g}..{high:g}" in text, key
+
+
+def test_holdout_conditions_put_a_family_of_plumes_in_its_own_split(tmp_path) -> None:
+    """Train on calm plumes, test on windy ones: every video meeting a condition is in
+    heldout/, none of the others, and the parameters per video are those of the same seed
+    without conditions."""
+    import json
+
+    from framecast.data.smoke import HoldoutCondition
+
+    kwargs = dict(videos=8, frames=2, size=16, warmup_frames=1, preset="varied", progress=False)
+    plain = simulate_smoke_dataset(tmp_path / "plain", seed=3, **kwargs)
+    held = simulate_smoke_dataset(
+        tmp_path / "held", seed=3, holdout=["abs_wind > 0.1", "inflows >= 3"], **kwargs
+    )
+    assert set(held.videos) == {"train", "val", "test", "heldout"}
+    conditions = [HoldoutCondition.parse(c) for c in ("abs_wind > 0.1", "inflows >= 3")]
+    metas = {}
+    for split in held.videos:
+        for shard in held.shards[split]:
+            for video in ShardReader(shard).videos:
+                metas[video.id] = (split, video.meta)
+    for split, meta in metas.values():
+        assert any(c.holds(meta) for c in conditions) == (split == "heldout")
+    assert 0 < held.videos["heldout"] < 8
+    plain_metas = {
+        v.id: v.meta
+        for split in plain.videos
+        for shard in plain.shards[split]
+        for v in ShardReader(shard).videos
+    }
+    assert {k: m for k, (_, m) in metas.items()} == plain_metas
+    record = json.loads((tmp_path / "held" / "dataset.json").read_text())
+    assert record["holdout"]["conditions"] == ["abs_wind > 0.1", "inflows >= 3"]
+    assert record["splits"]["heldout"]["videos"] == held.videos["heldout"]
+    assert "holdout" not in json.loads((tmp_path / "plain" / "dataset.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "condition, message",
+    [
+        ("wind", "expected KEY OP NUMBER"),
+        ("gravity > 1", "unknown key 'gravity'; allowed: buoyancy"),
+        ("buoyancy >> 1", "expected KEY OP NUMBER"),
+    ],
+)
+def test_bad_holdout_conditions_are_named(tmp_path, condition, message) -> None:
+    with pytest.raises(DataError, match=message):
+        simulate_smoke_dataset(tmp_path / "x", holdout=[condition], progress=False, **TINY)
+
+
+def test_a_holdout_that_takes_every_video_is_refused(tmp_path) -> None:
+    with pytest.raises(DataError, match="nothing is left to train on"):
+        simulate_smoke_dataset(tmp_path / "x", holdout=["buoyancy > 0"], progress=False, **TINY)

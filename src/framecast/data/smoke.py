@@ -94,6 +94,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -114,6 +115,7 @@ from framecast.errors import DataError
 from framecast.utils import atomic_write_text
 
 SPLITS = ("train", "val", "test")
+HELDOUT = "heldout"  # the split of videos outside the training family (``holdout=``)
 DATASET_JSON = "dataset.json"
 SOURCE = "phiflow-smoke"
 
@@ -557,6 +559,72 @@ def _simulate_densities(
     return densities
 
 
+# Per-video quantities a ``holdout`` condition may name, from a video's metadata.
+HOLDOUT_KEYS = {
+    "buoyancy": lambda m: m["buoyancy"],
+    "wind": lambda m: m["wind"],
+    "abs_wind": lambda m: abs(m["wind"]),
+    "lean": lambda m: m["lean"],
+    "abs_lean": lambda m: abs(m["lean"]),
+    "inflows": lambda m: len(m["inflows"]) if "inflows" in m else 1,
+    "obstacles": lambda m: len(m.get("obstacles", [])),
+    "max_rate": lambda m: max(i["rate"] for i in m["inflows"]) if "inflows" in m else m["strength"],
+    "max_radius": lambda m: (
+        max(i["radius"] for i in m["inflows"]) if "inflows" in m else m["radius"]
+    ),
+}
+_HOLDOUT_OPERATORS = {
+    "<=": float.__le__,
+    ">=": float.__ge__,
+    "!=": float.__ne__,
+    "==": float.__eq__,
+    "<": float.__lt__,
+    ">": float.__gt__,
+}
+_HOLDOUT_PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|!=|==|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class HoldoutCondition:
+    """``KEY OP NUMBER``: a video for which it holds goes to the ``heldout`` split.
+
+    KEY is one of :data:`HOLDOUT_KEYS` (``abs_wind > 0.05``, ``buoyancy > 0.4``,
+    ``inflows >= 3``, ``obstacles >= 1``, ...).
+    """
+
+    key: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> HoldoutCondition:
+        match = _HOLDOUT_PATTERN.match(text)
+        if match is None:
+            raise DataError(
+                f"smoke: holdout condition {text!r}: expected KEY OP NUMBER, e.g. 'buoyancy > 0.4' "
+                f"(OP one of {', '.join(_HOLDOUT_OPERATORS)})"
+            )
+        key, op, number = match.groups()
+        if key not in HOLDOUT_KEYS:
+            raise DataError(
+                f"smoke: holdout condition {text!r}: unknown key {key!r}; allowed: "
+                f"{', '.join(HOLDOUT_KEYS)}"
+            )
+        try:
+            value = float(number)
+        except ValueError:
+            raise DataError(
+                f"smoke: holdout condition {text!r}: {number!r} is not a number"
+            ) from None
+        return cls(key, op, value)
+
+    def holds(self, meta: dict[str, Any]) -> bool:
+        return _HOLDOUT_OPERATORS[self.op](float(HOLDOUT_KEYS[self.key](meta)), self.value)
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.op} {self.value:g}"
+
+
 @dataclass
 class SmokeSummary:
     """What :func:`simulate_smoke_dataset` wrote: counts per split, timing, paths."""
@@ -579,9 +647,9 @@ class SmokeSummary:
             f"{self.frames} frames at {self.size}x{self.size}) into {self.out} "
             f"in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)"
         ]
-        for split in SPLITS:
+        for split in self.videos:
             where = ", ".join(str(p) for p in self.shards[split]) or "(empty)"
-            lines.append(f"  {split:<5} {self.videos[split]:>6} videos  {where}")
+            lines.append(f"  {split:<7} {self.videos[split]:>6} videos  {where}")
         lines.append(f"wrote {self.dataset_json}")
         return "\n".join(lines)
 
@@ -600,6 +668,7 @@ def simulate_smoke_dataset(
     progress: bool = True,
     overwrite: bool = False,
     preset: str = "simple",
+    holdout: Sequence[str] = (),
 ) -> SmokeSummary:
     """Simulate ``videos`` smoke plumes into the dataset folder ``out``.
 
@@ -628,6 +697,11 @@ def simulate_smoke_dataset(
             module docstring.
         overwrite: allow a non-empty ``out``; its splits and dataset.json are replaced
             (only once the new ones are complete), other files are left alone.
+        holdout: conditions (:class:`HoldoutCondition`, e.g. ``"abs_wind > 0.05"``,
+            ``"buoyancy > 0.4"``); a video for which any holds goes to a fourth split,
+            ``heldout/``, and train/val/test are drawn from the others only: train on one
+            family of plumes, test on another (``evaluate --split heldout``). The same
+            seed gives the same parameters per video with or without conditions.
 
     Raises:
         DataError: a bad argument (the message names it and its value; an unknown preset
@@ -672,10 +746,24 @@ def simulate_smoke_dataset(
         params = sample_varied_params(rng, videos, frames, float(wind))
     width = max(5, len(str(videos - 1)))
     ids = [f"smoke-{i:0{width}d}" for i in range(videos)]
-    by_id = assign_splits(ids, fractions, int(split_seed.generate_state(1)[0]))
+    conditions = [HoldoutCondition.parse(text) for text in holdout]
+    held = {
+        video_id
+        for video_id, p in zip(ids, params, strict=True)
+        if any(c.holds(p.to_meta()) for c in conditions)
+    }
+    in_family = [video_id for video_id in ids if video_id not in held]
+    if conditions and not in_family:
+        raise DataError(
+            f"smoke: every one of the {videos} videos meets a holdout condition "
+            f"({'; '.join(map(str, conditions))}): nothing is left to train on"
+        )
+    by_id = assign_splits(in_family, fractions, int(split_seed.generate_state(1)[0]))
+    by_id.update(dict.fromkeys(held, HELDOUT))
     assignment = [by_id[video_id] for video_id in ids]
     shard_name = f"part-00000{SHARD_SUFFIX}"
-    counts = {split: assignment.count(split) for split in SPLITS}
+    splits_written = (*SPLITS, HELDOUT) if conditions else SPLITS
+    counts = {split: assignment.count(split) for split in splits_written}
     shard_meta = {"source": SOURCE, "seed": seed, "size": size, "label_names": list(LABEL_NAMES)}
     if preset != "simple":  # simple's files stay byte-identical to those from before presets
         shard_meta["preset"] = preset
@@ -691,7 +779,7 @@ def simulate_smoke_dataset(
                 split: stack.enter_context(
                     ShardWriter(staging / split / shard_name, {**shard_meta, "split": split})
                 )
-                for split in SPLITS
+                for split in splits_written
                 if counts[split] > 0
             }
             bar = stack.enter_context(
@@ -720,7 +808,10 @@ def simulate_smoke_dataset(
                 bar.update(len(batch_params))
         seconds = time.perf_counter() - start
 
-        for split in SPLITS:
+        stale = out / HELDOUT  # from an earlier dataset with conditions; none now
+        if not conditions and stale.is_dir():
+            shutil.rmtree(stale)
+        for split in splits_written:
             (staging / split).mkdir(exist_ok=True)
             target = out / split
             if target.is_dir():
@@ -728,7 +819,9 @@ def simulate_smoke_dataset(
             elif target.exists():
                 target.unlink()
             os.replace(staging / split, target)
-        shards = {split: [out / split / shard_name] if counts[split] else [] for split in SPLITS}
+        shards = {
+            split: [out / split / shard_name] if counts[split] else [] for split in splits_written
+        }
         ranges: dict[str, Any] = {**PARAM_RANGES, "wind": (-wind, wind)}
         if preset != "simple":
             ranges = {**VARIED_RANGES, "wind": (-wind, wind)}
@@ -746,7 +839,7 @@ def simulate_smoke_dataset(
                     "frames": counts[split] * frames,
                     "shards": [p.name for p in shards[split]],
                 }
-                for split in SPLITS
+                for split in splits_written
             },
             "label_names": list(LABEL_NAMES),
             "label": f"plume lean = wind / buoyancy: < -{LEAN_UPRIGHT} leans_left, > {LEAN_UPRIGHT} leans_right, else upright",
@@ -770,6 +863,12 @@ def simulate_smoke_dataset(
                 **record["simulation"],
                 "inflow_modes": dict(zip(INFLOW_MODES, INFLOW_MODE_PROBABILITIES, strict=True)),
                 "max_obstacles": MAX_OBSTACLES,
+            }
+        if conditions:  # no key without them: earlier datasets stay byte-identical
+            record["holdout"] = {
+                "conditions": [str(c) for c in conditions],
+                "rule": f"a video meeting any condition is in {HELDOUT}/; train, val and "
+                "test are drawn from the others",
             }
         # Written last: its presence marks a complete dataset. No timestamp, so that the
         # same arguments give a byte-identical dataset.

@@ -227,8 +227,8 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     _say(f"RIVER trained in {clock.lap('train RIVER'):.0f} s")
 
     sampler = demo_sampler(sizes)
-    # Three observed frames: one frame alone shows where the smoke is but not how it moves
-    # (the reference run: +0.7 dB over copy-last from one frame, +14 dB from three).
+    # Three observed frames: one frame alone shows where the smoke is but not how it moves,
+    # and a model that sees only one cannot know the plume's speed.
     context = sizes["context"]
     _say(f"6/6 predicting {sizes['future']} frames from {context} and evaluating the test split")
     gif = generate(

@@ -60,6 +60,14 @@ TINY_MODEL = {
         "disc_max_disc_channels": 16,
         "disc_gaad_condition_dim_disc": 8,
     },
+    # 32×32 frames -> 8×8 latents (two halvings, as shipped), a narrow translator.
+    "simvp": {
+        "hid_channels": 4,
+        "hid_translator": 8,
+        "num_translator_blocks": 1,
+        "attention_kernel_size": 7,
+        "mlp_ratio": 2.0,
+    },
     # Trained on ``tiny_motion_json`` (the shrunk data.root), not on frames.
     "motion": {"hidden_size": 8, "sequence_length": 4},
 }

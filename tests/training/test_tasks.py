@@ -17,7 +17,7 @@ def test_every_model_kind_has_a_task():
     import framecast.config  # noqa: F401  (registers the config schemas)
 
     # (Other tests may register throwaway config kinds; the shipped ones all train.)
-    assert set(KINDS) == {"autoencoder", "river", "vaegan", "motion"}
+    assert set(KINDS) == {"autoencoder", "river", "vaegan", "simvp", "motion"}
     assert set(KINDS) <= set(ModelConfig.registry)
     for kind in KINDS:
         assert isinstance(get_task(kind), Task), kind
@@ -34,6 +34,7 @@ def test_kinds_do_not_import_the_table():
         "import sys\n"
         "import framecast.training.autoencoder, framecast.training.river\n"
         "import framecast.training.vaegan, framecast.training.motion\n"
+        "import framecast.training.simvp\n"
         "print('framecast.training.tasks' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

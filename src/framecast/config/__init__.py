@@ -4,6 +4,7 @@
 from framecast.config import autoencoder as _autoencoder  # noqa: E402,F401
 from framecast.config import motion as _motion  # noqa: E402,F401
 from framecast.config import river as _river  # noqa: E402,F401
+from framecast.config import simvp as _simvp  # noqa: E402,F401
 from framecast.config import vaegan as _vaegan  # noqa: E402,F401
 from framecast.config.loader import (
     apply_overrides,

@@ -35,6 +35,12 @@ def _vaegan() -> Task:
     return TASK
 
 
+def _simvp() -> Task:
+    from framecast.training.simvp import TASK
+
+    return TASK
+
+
 def _motion() -> Task:
     from framecast.training.motion import TASK
 
@@ -45,6 +51,7 @@ KINDS: dict[str, Callable[[], Task]] = {
     "autoencoder": _autoencoder,
     "river": _river,
     "vaegan": _vaegan,
+    "simvp": _simvp,
     "motion": _motion,
 }
 

@@ -233,6 +233,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_clips=args.max_clips,
         which=args.which,
         smoke_threshold=args.smoke_threshold,
+        baselines=args.baseline or (),
+        n_boot=args.bootstraps,
     )
     print(result.format())
     return EXIT_OK
@@ -596,6 +598,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.1,
         help="frame brightness in [0, 1] above which a pixel is smoke (smoke metrics)",
+    )
+    ev.add_argument(
+        "--baseline",
+        action="append",
+        metavar="RUN",
+        help="another trained run (e.g. simvp) scored on the same clips as a baseline row, "
+        "with paired intervals against the evaluated run; repeatable",
+    )
+    ev.add_argument(
+        "--bootstraps",
+        type=_positive_int,
+        default=2000,
+        help="bootstrap draws of the paired 95%% intervals over videos (default 2000)",
     )
     _add_sampling_args(ev)
     ev.set_defaults(func=cmd_evaluate)

@@ -42,9 +42,22 @@ the spread–skill ratio (finite-K corrected, 1 = calibrated), the Pearson and S
 correlations of spread and error, and the ensemble CRPS beside the baselines' MAE (the CRPS
 of a deterministic guess; ``calibration_per_horizon.csv``). None of it runs with K = 1.
 
-Writes ``metrics.json``, ``per_horizon.csv``, ``per_horizon.png`` and ``samples.png``
-(and with K > 1 the three calibration files) into ``out`` (default
-``RUN/eval/<split>/``), each atomically.
+Other trained runs can be scored beside the model as extra baseline rows (``--baseline
+RUN``, :func:`load_baseline_runs`): a SimVP or a second river run, on the same clips, in
+the same tables, plots, blow-up counts and ``below`` summaries.
+
+Paired differences: every metric is also kept per clip (``per_clip.csv``; the model's K
+samples averaged per clip). For the model against each baseline (and each baseline run
+against copy_last), the per-clip difference of PSNR, SSIM, LPIPS and MSE is averaged per
+horizon and over horizons, with a 95 % bootstrap interval that resamples whole videos
+(clips cut from one video are not independent; :func:`stats.paired_bootstrap`):
+``metrics.json``'s ``paired`` block, ``paired_per_horizon.csv`` and one printed line per
+pair and metric. Each interval holds at 95 % on its own; nothing is corrected for the
+number of horizons, metrics or baselines.
+
+Writes ``metrics.json``, ``per_horizon.csv``, ``per_horizon.png``, ``per_clip.csv``,
+``paired_per_horizon.csv`` and ``samples.png`` (and with K > 1 the three calibration
+files) into ``out`` (default ``RUN/eval/<split>/``), each atomically.
 """
 
 from __future__ import annotations
@@ -55,7 +68,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +91,7 @@ from framecast.eval.plots import (
     save_image_grid,
     to_uint8_images,
 )
+from framecast.eval.stats import BOOTSTRAP_METHOD, PairedInterval, paired_bootstrap
 from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig, announce_precision
 from framecast.flow.solvers import SolverConfig
@@ -108,6 +122,11 @@ HIGHER_IS_BETTER = {
 }
 COMPARED_WITH_COPY_LAST = ("psnr", "ssim", "lpips")
 """Metrics for which ``below_copy_last`` reports where the model falls behind copy_last."""
+PAIRED_METRICS = ("psnr", "ssim", "lpips", "mse")
+"""Metrics whose paired differences (model − baseline, clip by clip) get intervals."""
+PAIRED_LEVEL = 0.95
+PAIRED_BOOTSTRAPS = 2000
+UNITS = {"psnr": " dB", "smoke_psnr": " dB", "psnr_best_of_k": " dB"}
 DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
 SAMPLE_CLIPS = 4  # clips shown in samples.png
 SUPPORTED_KINDS = ("river", "vaegan")
@@ -303,6 +322,81 @@ METHODS = (RiverPredictor.kind, *RiverPredictor.baselines_reported)
 """Methods of a river run in the order they are reported: the model, then the baselines."""
 
 
+def _run_dir(checkpoint: Path) -> Path:
+    """The run directory a checkpoint file belongs to (``RUN/checkpoints/best.ckpt``)."""
+    checkpoint = Path(checkpoint)
+    return (
+        checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    )
+
+
+def load_baseline_runs(
+    runs: Sequence[str | os.PathLike],
+    predictor: Predictor,
+    context: int,
+    frames: int,
+    which: str = "best",
+    device: str | torch.device = "cpu",
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
+) -> dict[str, Predictor]:
+    """Method name -> :class:`Predictor` of each run of ``--baseline``, in order.
+
+    A baseline run is scored on the evaluated run's clips, so it must predict ``frames``
+    frames from ``context`` at the same frame size and channels; :class:`ConfigError`
+    (or :class:`CheckpointError`) names the ``--baseline`` run otherwise. Its method row
+    is named after its kind (``simvp``), or ``kind:run-directory`` where that name is
+    already taken (a second river run beside the evaluated one).
+    """
+    out: dict[str, Predictor] = {}
+    taken = set(predictor.methods)
+    for run in runs:
+        where = f"--baseline {run}"
+        try:
+            extra = load_predictor(run, which=which, device=device, sampler=sampler)
+            counts = extra.frame_counts(context, frames)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if counts != (context, frames):
+            raise ConfigError(
+                f"{where}: the run predicts {counts[1]} frames from {counts[0]}; the evaluated "
+                f"run {context} from {context} context frames; expected a run that takes "
+                f"--context {context} --frames {frames}"
+            )
+        if extra.image_size != predictor.image_size:
+            raise ConfigError(
+                f"{where}: the run sees {extra.image_size}×{extra.image_size} frames, the "
+                f"evaluated run {predictor.image_size}×{predictor.image_size}; baselines are "
+                "scored on the same clips, so expected a run trained with data.image_size="
+                f"{predictor.image_size}"
+            )
+        channels = (extra.config.data.channels, predictor.config.data.channels)
+        if channels[0] != channels[1]:
+            raise ConfigError(
+                f"{where}: the run reads {channels[0]}-channel frames, the evaluated run "
+                f"{channels[1]}-channel ones (data.channels); expected data.channels="
+                f"{channels[1]}"
+            )
+        name = extra.kind
+        if name in taken:
+            name = f"{extra.kind}:{_run_dir(extra.checkpoint).name}"
+        base, n = name, 2
+        while name in taken:
+            name, n = f"{base}#{n}", n + 1
+        taken.add(name)
+        out[name] = extra
+    return out
+
+
+def paired_methods(
+    model: str, baselines: Sequence[str], runs: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """Which method is compared with which, clip by clip: the model with every baseline
+    (its own, then the baseline runs), and every baseline run with copy_last."""
+    return {model: (*baselines, *runs), **{run: ("copy_last",) for run in runs}}
+
+
 @dataclass
 class EvaluationResult:
     """What :func:`evaluate` measured and where it wrote it.
@@ -327,6 +421,15 @@ class EvaluationResult:
             holds "latent_per_horizon" where its kind has latents.
         calibration: the spread–skill summary with K > 1 (None with K = 1): "overall",
             "per_horizon" (name -> list), "bins", "reference_mae" (baseline -> list).
+        baseline_runs: method -> what a ``--baseline`` run is (run, kind, checkpoint,
+            sampler, prediction, NFE and seconds per frame); empty without one.
+        paired: method -> baseline -> metric (:data:`PAIRED_METRICS`) -> the mean paired
+            difference (method − baseline) per horizon and over horizons with its 95 %
+            cluster bootstrap interval over videos (:func:`stats.paired_bootstrap`).
+        below: method -> baseline -> metric -> :func:`below_baseline`, for the same pairs
+            (``below_copy_last`` is ``below[kind]["copy_last"]``).
+        clips: per clip, in order: {"clip", "video_index", "video_id", "start"}.
+        per_clip: method -> metric -> (N, F) values per clip (mean over K samples).
     """
 
     run: str
@@ -351,6 +454,11 @@ class EvaluationResult:
     below_copy_last: dict[str, dict[str, int | str]] = field(default_factory=dict)
     blowups: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    baseline_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paired: dict[str, dict[str, dict[str, PairedInterval]]] = field(default_factory=dict)
+    below: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    clips: list[dict[str, Any]] = field(default_factory=list)
+    per_clip: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` content; non-finite numbers become null (strict JSON)."""
@@ -388,6 +496,29 @@ class EvaluationResult:
                 "methods": self.blowups,
             },
             "calibration": _json_clean(self.calibration),
+            "baseline_runs": _json_clean(self.baseline_runs),
+            "below": self.below,
+            "paired": self._paired_json(),
+        }
+
+    def _paired_json(self) -> dict[str, Any]:
+        first = next(
+            (i for by in self.paired.values() for b in by.values() for i in b.values()), None
+        )
+        return {
+            "difference": "method minus baseline, per clip (mean over K samples), averaged over "
+            "clips; 'overall' averages each clip over its horizons first",
+            "interval": f"{PAIRED_LEVEL:.0%} {BOOTSTRAP_METHOD}; one interval at a time, "
+            "not corrected for the number of horizons, metrics or baselines",
+            "clips": first.clips if first else self.num_clips,
+            "videos": first.clusters if first else None,
+            "comparisons": {
+                method: {
+                    baseline: {name: iv.to_json() for name, iv in by_metric.items()}
+                    for baseline, by_metric in against.items()
+                }
+                for method, against in self.paired.items()
+            },
         }
 
     @property
@@ -429,6 +560,8 @@ class EvaluationResult:
             f"{cost}{self.seconds_per_frame:.4g} s per predicted frame",
             "means over horizons (per-horizon values in the files):",
             table,
+            *self._baseline_run_lines(),
+            *self._paired_lines(),
             *self._long_rollout_lines(),
             *self._calibration_lines(),
         ]
@@ -436,6 +569,31 @@ class EvaluationResult:
             lines.append(f"results in {self.out}:")
             lines += [f"  {path}" for path in self.files.values()]
         return "\n".join(lines)
+
+    def _baseline_run_lines(self) -> list[str]:
+        return [
+            f"baseline run {method}: {entry['kind']} {entry['checkpoint']} "
+            f"({entry['prediction']}; {entry['seconds_per_frame']:.4g} s per predicted frame)"
+            for method, entry in self.baseline_runs.items()
+        ]
+
+    def _paired_lines(self) -> list[str]:
+        """One line per pair and metric: mean paired difference over horizons, interval."""
+        lines = []
+        for method, against in self.paired.items():
+            for baseline, by_metric in against.items():
+                for name, iv in by_metric.items():
+                    lines.append(f"  {method} − {baseline} {paired_text(name, iv)}")
+        if lines:
+            first = next(iter(next(iter(self.paired.values())).values()))
+            iv = next(iter(first.values()))
+            lines.insert(
+                0,
+                f"paired differences clip by clip, mean over horizons [{iv.level:.0%} interval; "
+                f"per horizon in paired_per_horizon.csv] (ahead/behind: the interval "
+                f"excludes 0; one interval at a time, {iv.clips} clips):",
+            )
+        return lines
 
     def _long_rollout_lines(self) -> list[str]:
         """Where the model falls behind copy_last, intensity drift, blow-ups."""
@@ -449,6 +607,17 @@ class EvaluationResult:
                 f"{self.kind} worse than copy_last (first horizon / at every horizon from / "
                 "all horizons where worse): " + ", ".join(parts)
             )
+        for method, against in self.below.items():
+            for baseline, by_metric in against.items():
+                if (method, baseline) == (self.kind, "copy_last") or baseline == "autoencoder":
+                    continue  # said above; below the autoencoder's ceiling is expected
+                parts = [
+                    f"{name} {v['first']} / {v['from']} / {_horizon_list(v.get('worse_at', []))}"
+                    for name, v in by_metric.items()
+                ]
+                lines.append(
+                    f"{method} worse than {baseline} (first / from / all): " + ", ".join(parts)
+                )
         last = self.frames
         drift = [
             f"{method} {_fmt(by['intensity_ratio'][0])} -> {_fmt(by['intensity_ratio'][-1])}"
@@ -501,6 +670,30 @@ class EvaluationResult:
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4g}"
+
+
+def paired_text(metric: str, interval: PairedInterval) -> str:
+    """``PSNR +4.50 dB [+3.90, +5.10] ahead (95 % cluster bootstrap over 16 videos)``: the
+    mean over horizons, decimals from the interval's width (two significant digits of
+    its half-width), and whether the method is ahead, behind or within the interval."""
+    mean, low, high = interval.overall_mean, interval.overall_low, interval.overall_high
+    unit = UNITS.get(metric, "")
+    label = metric.upper() if metric in PAIRED_METRICS else metric
+    videos = f"{interval.clusters} video{'s' if interval.clusters != 1 else ''}"
+    if not math.isfinite(mean):
+        return f"{label} n/a (no finite values)"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{label} {mean:+.4g}{unit} [no interval: {videos}, needs 2 or more]"
+    half = (high - low) / 2
+    digits = max(0, 1 - math.floor(math.log10(half))) if half > 0 else 4
+    word = "within noise"
+    if interval.excludes_zero():
+        better = (mean > 0) == HIGHER_IS_BETTER.get(metric, True)
+        word = "ahead" if better else "behind"
+    return (
+        f"{label} {mean:+.{digits}f}{unit} [{low:+.{digits}f}, {high:+.{digits}f}] {word} "
+        f"({interval.level:.0%} cluster bootstrap over {videos})"
+    )
 
 
 def _json_number(value: float | None) -> float | None:
@@ -604,6 +797,8 @@ def evaluate(
     max_clips: int | None = None,
     which: str = "best",
     smoke_threshold: float = FRAME_SMOKE_THRESHOLD,
+    baselines: Sequence[str | os.PathLike] = (),
+    n_boot: int = PAIRED_BOOTSTRAPS,
 ) -> EvaluationResult:
     """Evaluate the river or vaegan run ``run`` on ``split`` of the dataset at ``data_root``.
 
@@ -629,10 +824,16 @@ def evaluate(
         smoke_threshold: frame-space smoke: mean brightness on [0, 1] above this, for
             smoke_psnr and background_hallucination. (``training.smoke_threshold`` is a
             latent-norm threshold and means something else.)
+        baselines: other trained runs (directories or checkpoints, any kind
+            :func:`load_predictor` reads; ``which`` picks their checkpoint too) scored on
+            the same clips as extra baseline rows (``--baseline``): K samples each, with
+            their own generator seeded with ``seed``.
+        n_boot: bootstrap draws of the paired intervals.
 
     Raises :class:`CheckpointError` for a missing checkpoint or one of another kind,
-    :class:`ConfigError` for frame counts a vaegan run was not trained with, and
-    :class:`DataError` for a missing split or videos too short for one clip.
+    :class:`ConfigError` for frame counts a vaegan run was not trained with or a baseline
+    run that cannot be scored on the same clips, and :class:`DataError` for a missing
+    split or videos too short for one clip.
     """
     from framecast.eval.fvd import fvd as fvd_distance
     from framecast.eval.fvd import i3d_features, load_i3d
@@ -642,12 +843,15 @@ def evaluate(
         raise ValueError(f"samples must be >= 1, got {samples}")
     if max_clips is not None and max_clips < 1:
         raise ValueError(f"max_clips must be >= 1 or None, got {max_clips}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     device = torch.device(device)
     predictor = load_predictor(run, which=which, device=device, sampler=sampler)
     config = predictor.config
     context, frames = predictor.frame_counts(context, frames)
     if context < 1 or frames < 1:
         raise ValueError(f"context and frames must be >= 1, got {context} and {frames}")
+    extras = load_baseline_runs(baselines, predictor, context, frames, which, device, sampler)
     clips_per_video = clips_per_video or config.data.eval_clips_per_video
     batch_size = batch_size or config.data.eval_batch_size or config.data.batch_size
     threshold = smoke_threshold
@@ -675,9 +879,20 @@ def evaluate(
     lpips_net = load_stlpips("alex", device)
     fns = _frame_metrics(threshold, lambda p, t: lpips_net(p, t).float())
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    model_method, methods = predictor.kind, predictor.methods
+    # Each baseline run draws from a generator of its own, seeded like the model's: the
+    # model's predictions do not depend on which baselines are scored beside it, and a
+    # baseline run scores here as it does evaluated alone (same seed and batch size).
+    extra_generators = {m: torch.Generator(device="cpu").manual_seed(seed) for m in extras}
+    model_method = predictor.kind
+    methods = (*predictor.methods, *extras)
+    sampled = (model_method, *extras)  # methods with K predictions per clip
     names = [*fns, "temporal_mse"]
     values: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in names} for m in methods}
+    # Per clip (N, F), the mean over the K samples: what the paired differences pair up.
+    per_clip: dict[str, dict[str, list[Tensor]]] = {m: {k: [] for k in names} for m in methods}
+    clip_videos: list[Tensor] = []
+    clip_ids: list[str] = []
+    clip_starts: list[Tensor] = []
     best_of_k: list[Tensor] = []
     # Total intensity per frame (N, F), predicted and true, for the drift ratio of sums.
     intensities: dict[str, tuple[list[Tensor], list[Tensor]]] = {m: ([], []) for m in methods}
@@ -689,68 +904,92 @@ def evaluate(
     shown: list[tuple[Tensor, Tensor, Tensor]] = []
     predict_seconds = 0.0
     nfe_per_frame: float | None = None
+    extra_seconds = dict.fromkeys(extras, 0.0)
+    extra_nfe: dict[str, float | None] = dict.fromkeys(extras)
+
+    def score_samples(method: str, pred: Tensor, truth: Tensor, last: Tensor) -> dict:
+        """Blow-ups, intensity, frame metrics and temporal error of K predictions per clip
+        (B, K, F, C, H, W); returns the per-frame metrics (B·K, F) of the finite frames."""
+        b = truth.shape[0]
+        blown[method] += M.blown_up(pred).flatten(0, 1).sum(dim=0).cpu()
+        pred = _finite_frames(pred)
+        true_intensity = M.intensity(truth.float().clamp(-1, 1)).cpu()  # (B, F)
+        intensities[method][0].append(M.intensity(pred).flatten(0, 1).cpu())
+        intensities[method][1].append(true_intensity.repeat_interleave(samples, dim=0))
+        truth_k = truth[:, None].expand_as(pred)
+        predicted = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
+        predicted["temporal_mse"] = M.temporal_difference_error(
+            pred.flatten(0, 1),
+            truth_k.flatten(0, 1).float().clamp(-1, 1),
+            last[:, None].expand(-1, samples, -1, -1, -1).flatten(0, 1),
+        ).cpu()
+        for name, v in predicted.items():
+            values[method][name].append(v)
+            per_clip[method][name].append(torch.nanmean(v.reshape(b, samples, frames), dim=1))
+        if detector is not None:
+            ctx_k = ctx[:, None].expand(-1, samples, -1, -1, -1, -1)
+            model_clips = torch.cat([ctx_k, pred.to(ctx.dtype)], dim=2).flatten(0, 1)
+            feats[method].append(i3d_features(detector, model_clips, batch_size))
+        return predicted
 
     predictor.start()
+    for extra in extras.values():
+        extra.start()
     for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress, unit="batch"):
         clip = batch["frames"].to(device)
         ctx, truth = clip[:, :context], clip[:, context:]
         b = clip.shape[0]
+        clip_videos.append(torch.as_tensor(batch["video_index"]).reshape(b))
+        clip_ids += list(batch["video_id"])
+        clip_starts.append(torch.as_tensor(batch["start"]).reshape(b))
         _sync(device)
         start = time.perf_counter()
         pred, nfe_per_frame = predictor.predict(ctx, frames, samples, generator)
         _sync(device)
         predict_seconds += time.perf_counter() - start
         # (B, K, F, C, H, W): checked for blow-ups before clamping, then made finite.
-        blown[model_method] += M.blown_up(pred).flatten(0, 1).sum(dim=0).cpu()
         if predictor.latents is not None:
             count = M.latent_blown_up(predictor.latents).flatten(0, 1).sum(dim=0).cpu()
             latent_blown = count if latent_blown is None else latent_blown + count
+        last = ctx[:, -1].float().clamp(-1, 1)  # (B, C, H, W): where the first change starts
+        predicted = score_samples(model_method, pred, truth, last)
         pred = _finite_frames(pred)
-        true_intensity = M.intensity(truth.float().clamp(-1, 1)).cpu()  # (B, F)
-        intensities[model_method][0].append(M.intensity(pred).flatten(0, 1).cpu())
-        intensities[model_method][1].append(true_intensity.repeat_interleave(samples, dim=0))
         if calibration is not None:
             calibration.update(pred, truth.float().clamp(-1, 1))
-
-        truth_k = truth[:, None].expand_as(pred)
-        predicted = _measure(fns, pred.flatten(0, 1), truth_k.flatten(0, 1))  # (B·K, F)
-        for name, v in predicted.items():
-            values[model_method][name].append(v)
-        last = ctx[:, -1].float().clamp(-1, 1)  # (B, C, H, W): where the first change starts
-        values[model_method]["temporal_mse"].append(
-            M.temporal_difference_error(
-                pred.flatten(0, 1),
-                truth_k.flatten(0, 1).float().clamp(-1, 1),
-                last[:, None].expand(-1, samples, -1, -1, -1).flatten(0, 1),
-            ).cpu()
-        )
         if samples > 1:
             psnr_k = predicted["psnr"].reshape(b, samples, frames)
             best = psnr_k.mean(dim=2).argmax(dim=1)  # (B,)
             best_of_k.append(psnr_k[torch.arange(b), best])
-        baselines = predictor.baselines(ctx, truth)
-        for method, guess in baselines.items():
+        for method, extra in extras.items():
+            _sync(device)
+            start = time.perf_counter()
+            guess, extra_nfe[method] = extra.predict(ctx, frames, samples, extra_generators[method])
+            _sync(device)
+            extra_seconds[method] += time.perf_counter() - start
+            score_samples(method, guess, truth, last)
+        baselines_now = predictor.baselines(ctx, truth)
+        for method, guess in baselines_now.items():
             blown[method] += M.blown_up(guess).sum(dim=0).cpu()
-        baselines = {m: _finite_frames(g) for m, g in baselines.items()}
-        for method, guess in baselines.items():
-            for name, v in _measure(fns, guess, truth).items():
+        baselines_now = {m: _finite_frames(g) for m, g in baselines_now.items()}
+        true_intensity = M.intensity(truth.float().clamp(-1, 1)).cpu()  # (B, F)
+        for method, guess in baselines_now.items():
+            measured = _measure(fns, guess, truth)
+            measured["temporal_mse"] = M.temporal_difference_error(
+                guess, truth.float().clamp(-1, 1), last
+            ).cpu()
+            for name, v in measured.items():
                 values[method][name].append(v)
+                per_clip[method][name].append(v)
             intensities[method][0].append(M.intensity(guess).cpu())
             intensities[method][1].append(true_intensity)
             if calibration is not None:
                 reference_mae[method].append(
                     M.per_frame(M.mae, guess, truth.float().clamp(-1, 1)).cpu()
                 )
-            values[method]["temporal_mse"].append(
-                M.temporal_difference_error(guess, truth.float().clamp(-1, 1), last).cpu()
-            )
 
         if detector is not None:
             feats["truth"].append(i3d_features(detector, clip, batch_size))
-            ctx_k = ctx[:, None].expand(-1, samples, -1, -1, -1, -1)
-            model_clips = torch.cat([ctx_k, pred.to(ctx.dtype)], dim=2).flatten(0, 1)
-            feats[model_method].append(i3d_features(detector, model_clips, batch_size))
-            for method, guess in baselines.items():
+            for method, guess in baselines_now.items():
                 video = torch.cat([ctx, guess.to(ctx.dtype)], dim=1)
                 feats[method].append(i3d_features(detector, video, batch_size))
         for i in range(min(b, SAMPLE_CLIPS - len(shown))):
@@ -765,10 +1004,14 @@ def evaluate(
         metrics[method]["intensity_ratio"] = M.intensity_ratio(
             torch.cat(predicted_sums), torch.cat(true_sums)
         ).tolist()
+    clip_values = {
+        method: {name: torch.cat(v).double().numpy() for name, v in by_name.items()}
+        for method, by_name in per_clip.items()
+    }
     if best_of_k:
-        metrics[model_method]["psnr_best_of_k"] = torch.nanmean(
-            torch.cat(best_of_k), dim=0
-        ).tolist()
+        best = torch.cat(best_of_k)
+        metrics[model_method]["psnr_best_of_k"] = torch.nanmean(best, dim=0).tolist()
+        clip_values[model_method]["psnr_best_of_k"] = best.double().numpy()
     means = {
         method: {name: _mean(v) for name, v in by_name.items()}
         for method, by_name in metrics.items()
@@ -777,6 +1020,34 @@ def evaluate(
     if detector is not None:
         real = torch.cat(feats["truth"])
         fvds = {m: fvd_distance(real, torch.cat(feats[m])) for m in methods}
+    videos = torch.cat(clip_videos).numpy()
+    pairs = paired_methods(model_method, predictor.baselines_reported, tuple(extras))
+    paired = {
+        a: {
+            b: {
+                name: paired_bootstrap(
+                    clip_values[a][name] - clip_values[b][name],
+                    videos,
+                    n_boot=n_boot,
+                    seed=seed,
+                    level=PAIRED_LEVEL,
+                )
+                for name in PAIRED_METRICS
+            }
+            for b in against
+        }
+        for a, against in pairs.items()
+    }
+    below = {
+        a: {
+            b: {
+                name: below_baseline(metrics[a][name], metrics[b][name], HIGHER_IS_BETTER[name])
+                for name in COMPARED_WITH_COPY_LAST
+            }
+            for b in against
+        }
+        for a, against in pairs.items()
+    }
 
     out = Path(out) if out is not None else _default_out(predictor.checkpoint, run, split)
     result = EvaluationResult(
@@ -798,16 +1069,32 @@ def evaluate(
         smoke_threshold=threshold,
         kind=predictor.kind,
         prediction=predictor.describe(samples),
-        below_copy_last={
-            name: below_baseline(
-                metrics[model_method][name], metrics["copy_last"][name], HIGHER_IS_BETTER[name]
-            )
-            for name in COMPARED_WITH_COPY_LAST
-        },
-        blowups=_blowup_report(blown, latent_blown, model_method, num_clips, samples),
+        below_copy_last=below[model_method]["copy_last"],
+        blowups=_blowup_report(blown, latent_blown, model_method, sampled, num_clips, samples),
         calibration=None
         if calibration is None
         else _calibration_report(calibration, reference_mae),
+        baseline_runs={
+            method: {
+                "run": str(path),
+                "kind": extra.kind,
+                "checkpoint": str(extra.checkpoint),
+                "sampler": extra.sampler_settings(),
+                "prediction": extra.describe(samples),
+                "nfe_per_frame": None if extra_nfe[method] is None else float(extra_nfe[method]),
+                "seconds_per_frame": extra_seconds[method] / (num_clips * samples * frames),
+            }
+            for (method, extra), path in zip(extras.items(), baselines, strict=True)
+        },
+        paired=paired,
+        below=below,
+        clips=[
+            {"clip": i, "video_index": int(v), "video_id": vid, "start": int(s)}
+            for i, (v, vid, s) in enumerate(
+                zip(videos, clip_ids, torch.cat(clip_starts).tolist(), strict=True)
+            )
+        ],
+        per_clip=clip_values,
     )
     result.files = write_results(result, shown)
     return result
@@ -817,15 +1104,17 @@ def _blowup_report(
     blown: dict[str, Tensor],
     latent_blown: Tensor | None,
     model_method: str,
+    sampled: Sequence[str],
     num_clips: int,
     samples: int,
 ) -> dict[str, dict[str, Any]]:
+    """``sampled``: the methods with K predictions per clip (the model, baseline runs)."""
     report: dict[str, dict[str, Any]] = {}
     for method, counts in blown.items():
         per_horizon = [int(c) for c in counts]
         entry: dict[str, Any] = {
             "per_horizon": per_horizon,
-            "frames": num_clips * (samples if method == model_method else 1),
+            "frames": num_clips * (samples if method in sampled else 1),
             "first_horizon": next((h + 1 for h, c in enumerate(per_horizon) if c), None),
         }
         if method == model_method and latent_blown is not None:
@@ -865,9 +1154,9 @@ def _mean(values: list[float]) -> float:
 def write_results(
     result: EvaluationResult, shown: list[tuple[Tensor, Tensor, Tensor]]
 ) -> dict[str, Path]:
-    """Write metrics.json, per_horizon.csv, per_horizon.png and samples.png into result.out,
-    and with a calibration (K > 1) calibration.csv, calibration_per_horizon.csv and
-    calibration.png."""
+    """Write metrics.json, per_horizon.csv, per_horizon.png, per_clip.csv,
+    paired_per_horizon.csv and samples.png into result.out, and with a calibration (K > 1)
+    calibration.csv, calibration_per_horizon.csv and calibration.png."""
     out = result.out
     files = {
         "metrics": out / "metrics.json",
@@ -879,6 +1168,12 @@ def write_results(
     )
     atomic_write_text(files["csv"], _csv_text(result))
     _plot(result, files["plot"])
+    if result.per_clip:
+        files["per_clip"] = out / "per_clip.csv"
+        atomic_write_text(files["per_clip"], _per_clip_text(result))
+    if result.paired:
+        files["paired"] = out / "paired_per_horizon.csv"
+        atomic_write_text(files["paired"], _paired_text(result))
     if result.calibration:
         files["calibration_csv"] = out / "calibration.csv"
         files["calibration_per_horizon_csv"] = out / "calibration_per_horizon.csv"
@@ -924,16 +1219,92 @@ def _csv_text(result: EvaluationResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     # NFE per frame: the model's velocity evaluations (empty for a kind without a sampler),
-    # 0 for the baselines, which evaluate no model.
+    # 0 for the baselines, which evaluate no model (a baseline run: its own, or empty).
     writer.writerow(["method", "horizon", *names, "nfe_per_frame"])
     for method, by_metric in result.metrics.items():
-        if method != result.kind:
+        if method in result.baseline_runs:  # a trained run: its own sampler's NFE, if any
+            run_nfe = result.baseline_runs[method]["nfe_per_frame"]
+            nfe = "" if run_nfe is None else repr(float(run_nfe))
+        elif method != result.kind:
             nfe = "0"
         else:
             nfe = "" if result.nfe_per_frame is None else repr(float(result.nfe_per_frame))
         for h in range(result.frames):
             cells = [repr(float(by_metric[n][h])) if n in by_metric else "" for n in names]
             writer.writerow([method, h + 1, *cells, nfe])
+    return buffer.getvalue()
+
+
+def _per_clip_text(result: EvaluationResult) -> str:
+    """One row per clip × method × horizon: the clip's video, and each metric (the mean
+    over the K samples for sampled methods; ``samples`` says how many)."""
+    names = [n for n in result.metric_names if n != "intensity_ratio"]  # a ratio of sums
+    sampled = {result.kind, *result.baseline_runs}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["clip", "video_index", "video_id", "start", "method", "samples", "horizon"] + names
+    )
+    for method, by_metric in result.per_clip.items():
+        k = result.samples if method in sampled else 1
+        for i, clip in enumerate(result.clips):
+            for h in range(result.frames):
+                cells = [repr(float(by_metric[n][i, h])) if n in by_metric else "" for n in names]
+                writer.writerow(
+                    [
+                        clip["clip"],
+                        clip["video_index"],
+                        clip["video_id"],
+                        clip["start"],
+                        method,
+                        k,
+                        h + 1,
+                    ]
+                    + cells
+                )
+    return buffer.getvalue()
+
+
+def _paired_text(result: EvaluationResult) -> str:
+    """One row per pair × metric × horizon (and ``all``: over horizons): the mean paired
+    difference and its interval."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "method",
+            "baseline",
+            "metric",
+            "horizon",
+            "mean",
+            "low",
+            "high",
+            "clips",
+            "videos",
+            "level",
+        ]
+    )
+    number = lambda v: repr(float(v)) if math.isfinite(v) else ""  # noqa: E731
+    for method, against in result.paired.items():
+        for baseline, by_metric in against.items():
+            for name, iv in by_metric.items():
+                rows = [(h + 1, iv.mean[h], iv.low[h], iv.high[h]) for h in range(len(iv.mean))]
+                rows.append(("all", iv.overall_mean, iv.overall_low, iv.overall_high))
+                for horizon, mean, low, high in rows:
+                    writer.writerow(
+                        [
+                            method,
+                            baseline,
+                            name,
+                            horizon,
+                            number(mean),
+                            number(low),
+                            number(high),
+                            iv.clips,
+                            iv.clusters,
+                            iv.level,
+                        ]
+                    )
     return buffer.getvalue()
 
 

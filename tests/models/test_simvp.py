@@ -9,8 +9,8 @@ import torch
 from framecast.config import validate_config
 from framecast.config.simvp import SimVPConfig
 from framecast.errors import ConfigError
-from framecast.models.autoencoder.autoencoder import CLAMP_GRADIENT_LEAK
-from framecast.models.simvp import GSTABlock, SimVP, to_frames
+from framecast.models.autoencoder.autoencoder import CLAMP_GRADIENT_LEAK, bounded_frames
+from framecast.models.simvp import GSTABlock, SimVP
 
 SIZE = 16
 
@@ -100,7 +100,7 @@ def test_predictions_stay_in_frame_range(activation):
 
 def test_clamp_leaks_gradient_in_training_only():
     raw = torch.tensor([-3.0, 0.5, 2.0], requires_grad=True)
-    frames = to_frames(raw, "clamp", training=True)
+    frames = bounded_frames(raw, "clamp", training=True)
     assert frames.tolist() == pytest.approx([-1.0, 0.5, 1.0])
     frames.sum().backward()
     assert raw.grad.tolist() == pytest.approx([CLAMP_GRADIENT_LEAK, 1.0, CLAMP_GRADIENT_LEAK])

@@ -33,7 +33,7 @@ Departures from the papers, each for a reason:
   C_t), every gSTA block runs at C_t, and one 1x1 conv projects out (C_t -> T_out·C_s), so
   T_out need not equal T_in; blocks that themselves change width are not used.
 - The output. The papers read out linearly; here ``output_activation`` bounds the frames to
-  [-1, 1] as framecast's autoencoder does (:func:`to_frames`): ``clamp`` (linear inside the
+  [-1, 1] as framecast's autoencoder does (:func:`bounded_frames`): ``clamp`` (linear inside the
   range, exact black backgrounds) or ``tanh``.
 
 Longer horizons than T_out: :meth:`SimVP.rollout` predicts T_out frames at a time and feeds
@@ -49,28 +49,11 @@ from torch import Tensor, nn
 
 from framecast.config.simvp import SimVPConfig
 from framecast.errors import ConfigError
-from framecast.models.autoencoder.autoencoder import CLAMP_GRADIENT_LEAK, OUTPUT_ACTIVATIONS
+from framecast.models.autoencoder.autoencoder import OUTPUT_ACTIVATIONS, bounded_frames
 
 LAYER_SCALE_INIT = 1e-2
 """Initial per-channel scale of each gSTA block's two residual branches (as in VAN/gSTA):
 every block starts close to the identity, so a deep translator trains from the start."""
-
-
-def to_frames(raw: Tensor, output_activation: str, training: bool) -> Tensor:
-    """Readout (any shape) -> frames in [-1, 1], the autoencoder's convention.
-
-    ``tanh``, or ``clamp``: the value is the clipped one; in training (``training`` and
-    gradients on) a pixel beyond the range keeps ``CLAMP_GRADIENT_LEAK`` of its gradient
-    (straight-through), so a pixel pushed past -1 while it should be smoke can come back.
-    """
-    if output_activation == "tanh":
-        return torch.tanh(raw)
-    clipped = raw.clamp(-1.0, 1.0)
-    if not (training and torch.is_grad_enabled()):
-        return clipped
-    outside = (raw.detach() < -1.0) | (raw.detach() > 1.0)
-    leak = torch.where(outside, raw - raw.detach(), torch.zeros_like(raw))  # value 0
-    return clipped + CLAMP_GRADIENT_LEAK * leak
 
 
 class DropPath(nn.Module):
@@ -408,7 +391,7 @@ class SimVP(nn.Module):
         skip = self.skip(skip.reshape(b, t_in * self.hid_channels, *skip.shape[-2:]))
         skip = skip.reshape(b * self.output_frames, self.hid_channels, *skip.shape[-2:])
         raw = self.decoder(z, skip)  # (B·T_out, C, H, W)
-        frames = to_frames(raw, self.output_activation, self.training)
+        frames = bounded_frames(raw, self.output_activation, self.training)
         return frames.reshape(b, self.output_frames, *frames.shape[1:])
 
     def rollout(

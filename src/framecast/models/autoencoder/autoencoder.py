@@ -26,8 +26,28 @@ LOGVAR_MAX = 20.0
 # A channel that never varies (dead latent channel) must not be divided by zero.
 MIN_LATENT_SCALE = 1e-5
 OUTPUT_ACTIVATIONS = ("tanh", "clamp")
-# Share of the gradient a clamped output pixel keeps beyond [-1, 1] (see Autoencoder.to_frames).
+# Share of the gradient a clamped output pixel keeps beyond [-1, 1] (see bounded_frames).
 CLAMP_GRADIENT_LEAK = 0.01
+
+
+def bounded_frames(raw: torch.Tensor, output_activation: str, training: bool) -> torch.Tensor:
+    """A readout (any shape) -> frames in [-1, 1]; shared by every model that outputs frames.
+
+    ``tanh`` only approaches -1: a black background comes out a few grey levels above
+    black (measured: +0.005 on [0, 1]), and SSIM's luminance term halves where a black
+    truth meets a 0.01 offset. ``clamp`` reaches -1 exactly; in training (``training`` and
+    gradients on) its gradient leaks through the clipped range (straight-through, scaled by
+    ``CLAMP_GRADIENT_LEAK``) so a pixel pushed past -1 while it should be smoke can come
+    back, while the forward value stays exactly the clipped one.
+    """
+    if output_activation == "tanh":
+        return torch.tanh(raw)
+    clipped = raw.clamp(-1.0, 1.0)
+    if not (training and torch.is_grad_enabled()):
+        return clipped
+    outside = (raw.detach() < -1.0) | (raw.detach() > 1.0)
+    leak = torch.where(outside, raw - raw.detach(), torch.zeros_like(raw))  # value 0
+    return clipped + CLAMP_GRADIENT_LEAK * leak
 
 
 @dataclass
@@ -182,23 +202,8 @@ class Autoencoder(nn.Module):
         return self.to_frames(self.rgb_head(self.decoder(z)))
 
     def to_frames(self, raw: torch.Tensor) -> torch.Tensor:
-        """The head's output (B, C, H, W) -> frames in [-1, 1].
-
-        ``tanh`` only approaches -1: a black background comes out a few grey levels
-        above black (measured: +0.005 on [0, 1]), and SSIM's luminance term halves where
-        a black truth meets a 0.01 offset. ``clamp`` reaches -1 exactly; in training its
-        gradient leaks through the clipped range (straight-through, scaled by
-        ``CLAMP_GRADIENT_LEAK``) so a pixel pushed past -1 while it should be smoke can
-        come back, while the forward value stays exactly the clipped one.
-        """
-        if self.output_activation == "tanh":
-            return torch.tanh(raw)
-        clipped = raw.clamp(-1.0, 1.0)
-        if not (self.training and torch.is_grad_enabled()):
-            return clipped
-        outside = (raw.detach() < -1.0) | (raw.detach() > 1.0)
-        leak = torch.where(outside, raw - raw.detach(), torch.zeros_like(raw))  # value 0
-        return clipped + CLAMP_GRADIENT_LEAK * leak
+        """The head's output (B, C, H, W) -> frames in [-1, 1] (:func:`bounded_frames`)."""
+        return bounded_frames(raw, self.output_activation, self.training)
 
     @torch.no_grad()
     def fit_latent_normalization(self, latents: torch.Tensor) -> None:

@@ -357,6 +357,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         primary_metric=args.primary_metric,
         mode=args.mode,
         plots=not args.no_plots,
+        best_of_curve=args.best_of_curve,
     )
     print(comparison.format())
     return EXIT_OK
@@ -645,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--mode", choices=["min", "max"], help="whether lower or higher is better")
     cmp.add_argument("--no-plots", action="store_true", help="table only, no PNGs")
+    cmp.add_argument(
+        "--best-of-curve",
+        action="store_true",
+        help="rank and compare each run's best value over its validations instead of its "
+        "final one (optimistic; labelled so in the outputs)",
+    )
     cmp.set_defaults(func=cmd_compare)
 
     ex = commands.add_parser("export", help="export a trained model (ONNX for motion runs)")

@@ -80,7 +80,10 @@ def test_smoke_weights_sweep_end_to_end(
     assert {"eval/psnr", "eval/smoke_psnr", "eval/temporal_mse"} <= judged
     assert not judged & {"val/loss", "val/flow_matching_mse"}  # never the weighted loss
     header, rows = comparison.arm_table()
-    assert header[-1] == "best arm" and all(" ± " in cell for cell in rows[0][1:-1])
+    assert header[-3:] == ["lead [corrected interval]", "p (Holm)", "best arm"]
+    assert all(" ± " in cell for cell in rows[0][1:-3])
+    # One seed per arm: no variance, so no interval and no verdict.
+    assert all(w.verdict.endswith("(no interval: < 2 seeds)") for w in comparison.winners)
     with open(comparison.files["arms_per_horizon"], encoding="utf-8") as handle:
         per_horizon = list(csv.DictReader(handle))
     assert {r["arm"] for r in per_horizon} >= {*arms, "copy_last"}
@@ -88,15 +91,18 @@ def test_smoke_weights_sweep_end_to_end(
     assert comparison.files["arms_plot"].is_file()
     # The CLI prints the arm table; a second sweep finds every evaluation up to date.
     assert main(["compare", str(result.sweep_dir)]) == 0
-    assert "arms (mean ± std over seeds" in capsys.readouterr().out
+    assert "arms: mean ± std over seeds of each run's final value" in capsys.readouterr().out
     again = run_sweep(_tiny_spec(tmp_path), tmp_path / "runs", extra_overrides=overrides)
     assert not again.failed
 
 
-def test_arms_winner_is_clear_only_beyond_the_spread():
+def test_arms_winner_is_clear_only_when_its_corrected_interval_excludes_zero():
     def run(name, arm, value):
-        return RunSummary(name, Path(name), "done", best={"eval/psnr": value}, arm=arm)
+        return RunSummary(name, Path(name), "done", final={"eval/psnr": value}, arm=arm)
 
+    # Two seeds each, 5 dB apart, 2 dB spread within: mean ± std intervals do not overlap
+    # (the old rule called this clear), but Welch's 95 % interval with ~2 degrees of
+    # freedom is 5 ± 6.1 dB: within noise.
     runs = [run("a_s0", "a", 20.0), run("a_s1", "a", 22.0), run("b_s0", "b", 25.0)]
     runs.append(run("b_s1", "b", 27.0))
     arms, winners = summarise_arms(runs, ["eval/psnr"], "eval/psnr", "max")
@@ -104,21 +110,37 @@ def test_arms_winner_is_clear_only_beyond_the_spread():
     assert isinstance(arms[0], ArmSummary) and arms[0].mean["eval/psnr"] == 21.0
     assert arms[0].std["eval/psnr"] == pytest.approx(2**0.5)  # sample std
     [winner] = winners
-    assert winner.winner == "b" and winner.clear and winner.margin == pytest.approx(5.0)
-    runs[1].best["eval/psnr"] = 26.0  # arm a now spans 20..26: overlaps b
+    assert winner.winner == "b" and winner.margin == pytest.approx(5.0)
+    lead = winner.leads["a"]
+    assert (lead.low, lead.high) == (
+        pytest.approx(5 - 6.085, abs=1e-3),
+        pytest.approx(11.085, abs=1e-3),
+    )
+    assert not winner.clear and winner.verdict == "b (within noise)"
+    # A third seed per arm at the same spread: 5 ± 2.27 dB, clear.
+    runs += [run("a_s2", "a", 21.0), run("b_s2", "b", 26.0)]
     _, [winner] = summarise_arms(runs, ["eval/psnr"], "eval/psnr", "max")
-    assert winner.winner == "b" and not winner.clear and winner.verdict == "b (within noise)"
-    # Lower is better for an error: the smaller mean wins.
-    for r, v in zip(runs, (0.1, 0.1, 0.3, 0.3)):
-        r.best["eval/lpips"] = v
-    _, winners = summarise_arms(runs, ["eval/lpips"], "eval/psnr", "max")
-    assert winners[0].winner == "a" and winners[0].clear
+    assert winner.clear and winner.verdict == "b (clear)" and winner.family == 1
+    assert winner.leads["a"].low == pytest.approx(5 - 2.776 * (2 / 3) ** 0.5, abs=1e-3)
+    # Lower is better for an error: the smaller mean wins, its lead is positive.
+    for r, v in zip(runs, (0.10, 0.12, 0.30, 0.31, 0.11, 0.29)):
+        r.final["eval/lpips"] = v
+    _, winners = summarise_arms(runs, ["eval/psnr", "eval/lpips"], "eval/psnr", "max")
+    lpips = winners[1]
+    assert lpips.winner == "a" and lpips.margin == pytest.approx(0.19) and lpips.clear
+    assert winners[0].family == lpips.family == 2  # Bonferroni over both metrics
+    assert lpips.level == pytest.approx(0.975)
+    # Best-of-curve only when asked: the best values here are not the final ones.
+    for r in runs:
+        r.best["eval/psnr"] = 30.0 if r.arm == "a" else r.final["eval/psnr"]
+    _, [winner] = summarise_arms(runs, ["eval/psnr"], "eval/psnr", "max", value="best")
+    assert winner.winner == "a"
 
 
 def test_intensity_ratio_is_ranked_by_its_distance_from_one():
     """Neither higher nor lower: 0.97 (fades 3 %) beats 1.10 (piles up 10 %) and 0.80."""
     runs = [
-        RunSummary(f"{arm}_s{seed}", Path(arm), "done", best={"eval/intensity_ratio": v}, arm=arm)
+        RunSummary(f"{arm}_s{seed}", Path(arm), "done", final={"eval/intensity_ratio": v}, arm=arm)
         for arm, values in {
             "fades": (0.80, 0.80),
             "near": (0.97, 0.97),

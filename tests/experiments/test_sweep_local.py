@@ -50,8 +50,8 @@ def test_phase1_4_end_to_end_compare_and_skip_finished(tmp_path, tiny_sweep_over
     comparison = compare(result.sweep_dir)
     assert comparison.primary_metric == "val/mse"
     assert sorted(r.rank for r in comparison.runs) == [1, 2, 3]
-    best = [r.best["val/mse"] for r in comparison.runs]
-    assert best == sorted(best)
+    final = [r.final["val/mse"] for r in comparison.runs]  # ranked by final values
+    assert final == sorted(final)
     rules = {(v.rule, v.run): v for v in comparison.verdicts}
     assert set(rules) == {
         ("aux_losses_help", "f2_rgb_seg"),

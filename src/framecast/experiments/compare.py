@@ -5,6 +5,17 @@ or any folder of run directories. Output: a table of best and final value of eve
 validation metric per run (terminal text, markdown, CSV), each decision rule's verdict
 per run, ``curves.png`` (all runs' validation curves overlaid) and ``samples.png`` (each
 run's latest sample PNG side by side). Failed runs appear as failed.
+
+Runs are ranked, and seeded arms compared, on each run's *final* value of a metric (the
+value at its last validation; an ``eval/`` metric's one value), unless
+``best_of_curve`` (``--best-of-curve``) asks for the best value over the validation
+curve, which picks each run's luckiest validation and is labelled so wherever it is used.
+
+Seeded arms (a sweep with ``seeds``): for each reported metric, the arm with the best mean
+against every other arm, the difference of means with Welch's t interval over seeds at
+the Bonferroni level 1 − 0.05/m (m: the metrics with an interval), Holm-adjusted p-values
+beside them; a lead is *clear* only when every one of its corrected intervals excludes 0
+(:data:`ARM_RULE`, :func:`framecast.eval.stats.corrected_leads`).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import json
 import math
 import os
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +35,7 @@ import numpy as np
 
 from framecast.errors import ConfigError
 from framecast.eval.metrics import ON_TARGET
+from framecast.eval.stats import CorrectedComparison, WelchInterval, corrected_leads
 from framecast.experiments.rules import CurveRule
 from framecast.experiments.spec import DecisionRuleSpec, EvaluateSpec, SweepSpec
 from framecast.training.loggers import read_metrics_csv
@@ -52,6 +65,23 @@ def badness(metric: str, mode: str, value: float) -> float:
 
 
 MODE_ARROWS = {"max": "↑", "min": "↓", "target": "→"}
+ARM_LEVEL = 0.95
+"""Family-wise confidence of the arm comparisons (α = 0.05 over all reported metrics)."""
+VALUE_LABELS = {
+    "final": "each run's final value (its last validation; for eval/ metrics, its evaluation)",
+    "best": "each run's BEST-OF-CURVE value (its best validation: optimistic, picked on the "
+    "same validations it reports)",
+}
+ARM_RULE = (
+    "Rule: for each metric, the arm with the best mean against every other arm: the "
+    "difference of means over seeds (lead > 0: the best arm is ahead, in the metric's "
+    "units; for a metric best at a target, in distance from it) with Welch's t interval "
+    "at level 1 - 0.05/m, Bonferroni over the m metrics that have an interval (every "
+    "interval of the table holds at once with probability >= 95 %); p-values "
+    "Holm-adjusted over the same m. 'clear' only when every corrected interval of the "
+    "best arm excludes 0; otherwise 'within noise'. Arms with fewer than 2 seeds have no "
+    "interval and no verdict."
+)
 
 
 @dataclass
@@ -90,13 +120,15 @@ class Verdict:
 
 @dataclass
 class ArmSummary:
-    """One experiment over its seeds: mean and sample std of each metric's best value."""
+    """One experiment over its seeds: mean and sample std of each metric's value per run
+    (final by default, best-of-curve when asked), and the values themselves."""
 
     name: str
     runs: list[str]
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
+    values: dict[str, list[float]] = field(default_factory=dict)
 
     def text(self, metric: str) -> str:
         if metric not in self.mean:
@@ -106,28 +138,77 @@ class ArmSummary:
 
 @dataclass
 class MetricWinner:
-    """Which arm is best on one metric, and whether the difference exceeds the spread."""
+    """Which arm is best on one metric, and whether its lead holds under :data:`ARM_RULE`.
+
+    ``leads``: other arm -> Welch interval of the lead (best minus other, signed so that
+    > 0 is better for the best arm) at the corrected level; ``p_value`` / ``p_holm``: the
+    largest raw p of those comparisons and its Holm adjustment across the metrics;
+    ``family``: the m metrics corrected for; ``level``: 1 − 0.05/m.
+    """
 
     metric: str
     mode: str
     winner: str
-    clear: bool  # its mean ± std interval overlaps no other arm's
+    clear: bool  # every corrected interval of its lead excludes 0
     margin: float  # best mean minus the runner-up's (signed so that > 0 is better)
+    runner_up: str = ""
+    leads: dict[str, WelchInterval] = field(default_factory=dict)
+    p_value: float = float("nan")
+    p_holm: float = float("nan")
+    family: int = 0
+    level: float = float("nan")
+
+    @property
+    def deciding(self) -> tuple[str, WelchInterval] | None:
+        """The other arm whose comparison decides (the largest p-value: the closest), and
+        its interval; None without intervals."""
+        if not self.leads:
+            return None
+        finite = {k: w for k, w in self.leads.items() if math.isfinite(w.p_value)}
+        if not finite:
+            return self.runner_up, self.leads[self.runner_up]
+        name = max(finite, key=lambda k: finite[k].p_value)
+        return name, finite[name]
+
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.p_value)
 
     @property
     def verdict(self) -> str:
+        if not self.has_interval:
+            return f"{self.winner} (no interval: < 2 seeds)"
         return f"{self.winner} ({'clear' if self.clear else 'within noise'})"
+
+    def lead_text(self) -> str:
+        """``+2.3 [+0.4, +4.2] vs b`` (the deciding comparison), or ``-``."""
+        deciding = self.deciding
+        if deciding is None or not self.has_interval:
+            return f"{_signed(self.margin)} vs {self.runner_up}" if self.runner_up else "-"
+        other, w = deciding
+        return f"{_signed(w.diff)} [{_signed(w.low)}, {_signed(w.high)}] vs {other}"
 
 
 def summarise_arms(
-    runs: list[RunSummary], metrics: list[str], primary: str, mode: str
+    runs: list[RunSummary],
+    metrics: list[str],
+    primary: str,
+    mode: str,
+    value: str = "final",
+    level: float = ARM_LEVEL,
 ) -> tuple[list[ArmSummary], list[MetricWinner]]:
     """Group seeded runs by experiment; per metric, the best arm and whether it is clear.
 
-    Each run contributes the best value of a validation metric (the value of an ``eval/``
-    or ``curve/`` metric, which has one); failed runs are left out. "Clear" means the
-    winner's mean ± std interval overlaps no other arm's.
+    Each run contributes one value per metric: its final value (``value="final"``, the
+    last validation; an ``eval/`` or ``curve/`` metric has only one) or its best over the
+    validation curve (``value="best"``); failed runs are left out. The best arm has the
+    best mean (for a target metric, the smallest mean distance from the target); its lead
+    over every other arm is judged under :data:`ARM_RULE` with
+    :func:`framecast.eval.stats.corrected_leads`, the family being the metrics with an
+    interval (``level`` is the family-wise confidence).
     """
+    if value not in ("final", "best"):
+        raise ValueError(f"value must be 'final' or 'best', got {value!r}")
     groups: dict[str, list[RunSummary]] = {}
     for run in runs:
         if run.arm is not None and run.status != "failed":
@@ -136,27 +217,48 @@ def summarise_arms(
     for name, members in groups.items():
         arm = ArmSummary(name, [r.name for r in members])
         for metric in metrics:
-            values = [v for r in members if (v := r.value(metric)) is not None]
+            values = [v for r in members if (v := r.value(metric, value)) is not None]
             if values:
+                arm.values[metric] = values
                 arm.mean[metric] = float(np.mean(values))
                 arm.std[metric] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                 arm.count[metric] = len(values)
         arms.append(arm)
-    winners = []
+    ranked: dict[str, tuple[str, list[ArmSummary], dict[str, list[float]]]] = {}
     for metric in metrics:
         scored = [a for a in arms if metric in a.mean]
         if len(scored) < 2:
             continue
         direction = metric_mode(metric, primary, mode)
-        bad = {a.name: badness(metric, direction, a.mean[metric]) for a in scored}
-        scored.sort(key=lambda a: bad[a.name])
+        # Goodness per run (higher is better): the metric, its negative, or minus the
+        # distance from the target; leads are differences of mean goodness.
+        good = {a.name: [-badness(metric, direction, v) for v in a.values[metric]] for a in scored}
+        scored.sort(key=lambda a: -float(np.mean(good[a.name])))
+        ranked[metric] = (direction, scored, good)
+    family = {
+        metric: {other.name: (good[scored[0].name], good[other.name]) for other in scored[1:]}
+        for metric, (_, scored, good) in ranked.items()
+    }
+    corrected: dict[str, CorrectedComparison] = corrected_leads(family, level)
+    winners = []
+    for metric, (direction, scored, good) in ranked.items():
         best, runner_up = scored[0], scored[1]
-        clear = all(
-            bad[best.name] + best.std[metric] < bad[other.name] - other.std[metric]
-            for other in scored[1:]
+        result = corrected[metric]
+        winners.append(
+            MetricWinner(
+                metric,
+                direction,
+                best.name,
+                clear=result.clear,
+                margin=float(np.mean(good[best.name]) - np.mean(good[runner_up.name])),
+                runner_up=runner_up.name,
+                leads=result.intervals,
+                p_value=result.p_value,
+                p_holm=result.p_holm,
+                family=result.family,
+                level=result.level,
+            )
         )
-        margin = bad[runner_up.name] - bad[best.name]
-        winners.append(MetricWinner(metric, direction, best.name, clear, margin))
     return arms, winners
 
 
@@ -175,31 +277,103 @@ class Comparison:
     arms: list[ArmSummary] = field(default_factory=list)
     winners: list[MetricWinner] = field(default_factory=list)
     arm_metrics: list[str] = field(default_factory=list)
+    value: str = "final"  # which value of each run ranks and compares: final | best
+
+    @property
+    def best_of_curve(self) -> bool:
+        return self.value == "best"
+
+    def arm_header(self) -> str:
+        """What the arm table shows and the rule its verdicts follow."""
+        family = max((w.family for w in self.winners), default=0)
+        level = f"{1 - (1 - ARM_LEVEL) / family:.2%}" if family else "n/a"
+        rule = textwrap.fill(ARM_RULE, width=100)
+        return (
+            f"arms: mean ± std over seeds of {VALUE_LABELS[self.value]}; the best arm's lead "
+            f"with its interval at {level} (m = {family} metrics).\n{rule}"
+        )
 
     def arm_table(self) -> tuple[list[str], list[list[str]]]:
-        """Metric per row, arm per column (mean ± std over seeds), then the winner."""
-        header = ["metric", *(a.name for a in self.arms), "best arm"]
+        """Metric per row, arm per column (mean ± std over seeds), then the best arm's lead
+        over the deciding other arm with its corrected interval, Holm's p and the verdict."""
+        header = [
+            "metric",
+            *(a.name for a in self.arms),
+            "lead [corrected interval]",
+            "p (Holm)",
+            "best arm",
+        ]
         won = {w.metric: w for w in self.winners}
         rows = []
         for metric in self.arm_metrics:
             if not any(metric in a.mean for a in self.arms):
                 continue
             arrow = MODE_ARROWS[metric_mode(metric, self.primary_metric, self.mode)]
-            verdict = won[metric].verdict if metric in won else "-"
-            rows.append([f"{metric} {arrow}", *(a.text(metric) for a in self.arms), verdict])
+            winner = won.get(metric)
+            rows.append(
+                [
+                    f"{metric} {arrow}",
+                    *(a.text(metric) for a in self.arms),
+                    winner.lead_text() if winner else "-",
+                    _fmt_p(winner.p_holm) if winner else "-",
+                    winner.verdict if winner else "-",
+                ]
+            )
         return header, rows
+
+    def lead_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Every comparison of every metric's best arm: lead, corrected interval, p."""
+        header = ["metric", "best arm", "vs", "lead", "low", "high", "level", "p", "p (Holm)"]
+        header += ["clear"]
+        rows = []
+        for w in self.winners:
+            for other, iv in w.leads.items():
+                rows.append(
+                    [
+                        w.metric,
+                        w.winner,
+                        other,
+                        _fmt(iv.diff),
+                        _fmt(iv.low),
+                        _fmt(iv.high),
+                        _fmt(iv.level),
+                        _fmt_p(iv.p_value),
+                        _fmt_p(w.p_holm),
+                        "yes" if w.clear else "no",
+                    ]
+                )
+        return header, rows
+
+    def leads_csv(self) -> str:
+        """:meth:`lead_rows` with exact numbers (repr), for arm_leads.csv."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        number = lambda v: repr(float(v)) if math.isfinite(v) else ""  # noqa: E731
+        writer.writerow(
+            ["metric", "mode", "best_arm", "vs", "lead", "low", "high", "level", "se", "df"]
+            + ["p", "p_holm", "family", "clear", "value"]
+        )
+        for w in self.winners:
+            for other, iv in w.leads.items():
+                writer.writerow(
+                    [w.metric, w.mode, w.winner, other, number(iv.diff), number(iv.low)]
+                    + [number(iv.high), number(iv.level), number(iv.se), number(iv.df)]
+                    + [number(iv.p_value), number(w.p_holm), w.family, w.clear, self.value]
+                )
+        return buffer.getvalue()
 
     # -- table ------------------------------------------------------------------------
     def table(self, compact: bool = False, fmt=None) -> tuple[list[str], list[list[str]]]:
         """Header and rows: rank, run, status, steps, then best/final of each metric.
 
-        ``compact`` (the terminal): best and final of the primary metric, best of four more.
+        ``compact`` (the terminal): best and final of the primary metric, and the value
+        compared (final, or best with best-of-curve) of four more.
         """
         columns = [(m, w) for m in self.metrics for w in ("best", "final")]
         if compact:
             others = _preferred(self.metrics[1:])[:4]
             columns = [(self.primary_metric, "best"), (self.primary_metric, "final")]
-            columns += [(m, "best") for m in others]
+            columns += [(m, self.value) for m in others]
         header = ["rank", "run", "status", "steps", *(f"{m} {w}" for m, w in columns)]
         rows = []
         for run in self.runs:
@@ -253,14 +427,15 @@ class Comparison:
         """Terminal text: aligned table, verdicts, decisions, files."""
         header, rows = self.table(compact=True)
         lines = [
-            f"{self.source}: {len(self.runs)} runs ranked by {self.primary_metric} ({self.mode})",
+            f"{self.source}: {len(self.runs)} runs ranked by {self.primary_metric} "
+            f"({self.mode}), {self._ranked_by()}",
             *_aligned(header, rows),
         ]
         if self.verdicts:
             lines += ["", "decision rules:", *_aligned(*self.verdict_table())]
             lines += ["", *self.decisions()]
         if self.arms:
-            lines += ["", "arms (mean ± std over seeds; best value per run):"]
+            lines += ["", self.arm_header()]
             lines += _aligned(*self.arm_table())
         if self.winner is not None:
             lines.append(f"best run: {self.winner.name}")
@@ -268,13 +443,18 @@ class Comparison:
             lines.append(f"{kind}: {path}")
         return "\n".join(lines)
 
+    def _ranked_by(self) -> str:
+        if self.best_of_curve:
+            return "its BEST-OF-CURVE value (best over the validations)"
+        return "its final value"
+
     def to_markdown(self) -> str:
         header, rows = self.table()
         out = [
             f"# Comparison: {self.source.name}",
             "",
-            f"Ranked by `{self.primary_metric}` ({self.mode}); best = best value over "
-            "validations, final = last logged value.",
+            f"Ranked by `{self.primary_metric}` ({self.mode}), {self._ranked_by()}; best = "
+            "best value over validations, final = last logged value.",
             "",
             *_markdown(header, rows),
         ]
@@ -286,11 +466,20 @@ class Comparison:
                 "",
                 "## Arms",
                 "",
-                "Mean ± sample std over each experiment's seeds; best arm is 'clear' when its "
-                "mean ± std interval overlaps no other arm's.",
+                f"Mean ± sample std over each experiment's seeds of {VALUE_LABELS[self.value]}.",
+                "",
+                ARM_RULE,
                 "",
                 *_markdown(*self.arm_table()),
             ]
+            if any(w.leads for w in self.winners):
+                out += [
+                    "",
+                    "Every comparison of each metric's best arm (Welch intervals at the "
+                    "corrected level):",
+                    "",
+                    *_markdown(*self.lead_rows()),
+                ]
         if "curves" in self.files:
             out += ["", f"![curves]({self.files['curves'].name})"]
         if "samples" in self.files:
@@ -320,6 +509,16 @@ def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.5g}"
+
+
+def _signed(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:+.4g}"
+
+
+def _fmt_p(value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
 
 
 def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -440,12 +639,15 @@ def compare(
     primary_metric: str | None = None,
     mode: str | None = None,
     plots: bool = True,
+    best_of_curve: bool = False,
 ) -> Comparison:
     """Compare the runs of a sweep folder or of a folder of runs; write table and plots.
 
     ``out_dir`` defaults to ``PATH/compare``. ``spec`` (a sweep spec) supplies the primary
     metric and decision rules when ``PATH`` has no ``sweep.yaml``; ``primary_metric`` and
-    ``mode`` override both.
+    ``mode`` override both. Runs are ranked and arms compared on each run's final value
+    of a metric; ``best_of_curve`` uses its best value over the validations instead
+    (labelled so in every output). Decision rules keep their own ``value`` setting.
     """
     from framecast.experiments.spec import load_spec
     from framecast.experiments.sweep import read_status
@@ -478,9 +680,11 @@ def compare(
         for run in runs:
             run.arm = status.get(run.name, {}).get("experiment") or _arm_of(run.name)
 
-    # Rank: runs with the primary metric by its best value, then the rest (failed last).
-    scored = [r for r in runs if r.best.get(primary) is not None and r.status != "failed"]
-    scored.sort(key=lambda r: r.best[primary], reverse=the_mode == "max")
+    # Rank: runs with the primary metric by its value (final, or best-of-curve when
+    # asked), then the rest (failed last).
+    value = "best" if best_of_curve else "final"
+    scored = [r for r in runs if r.value(primary, value) is not None and r.status != "failed"]
+    scored.sort(key=lambda r: r.value(primary, value), reverse=the_mode == "max")
     for i, run in enumerate(scored, start=1):
         run.rank = i
     rest = [r for r in runs if r not in scored]
@@ -496,13 +700,14 @@ def compare(
         runs=runs,
         metrics=metrics,
         rules=rules,
+        value=value,
     )
     comparison.verdicts = [v for rule in rules for v in _apply_rule(rule, runs, primary)]
     if any(r.arm is not None for r in runs):
         wanted = list(sweep_spec.report_metrics or []) if sweep_spec else []
         comparison.arm_metrics = wanted or metrics
         comparison.arms, comparison.winners = summarise_arms(
-            in_sweep_order, comparison.arm_metrics, primary, the_mode
+            in_sweep_order, comparison.arm_metrics, primary, the_mode, value=value
         )
 
     out = Path(out_dir) if out_dir is not None else folder / "compare"
@@ -521,6 +726,8 @@ def compare(
         **comparison.files,
     }
     if comparison.arms:
+        comparison.files["arm_leads"] = out / "arm_leads.csv"
+        atomic_write_text(out / "arm_leads.csv", comparison.leads_csv())
         comparison.files["arms_per_horizon"] = out / "arms_per_horizon.csv"
         atomic_write_text(out / "arms_per_horizon.csv", arms_per_horizon_csv(comparison))
         if plots:

@@ -207,6 +207,19 @@ def tiny_vaegan_run(tmp_path_factory, tiny_dataset) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_simvp_run(tmp_path_factory, tiny_dataset) -> Path:
+    """configs/simvp_smoke.yaml shrunk (32×32 RGB like ``tiny_river_run``, so it can be that
+    run's baseline; 3 context -> 3 frames) and trained 4 steps on the tiny dataset."""
+    from framecast.training.engine import train
+
+    runs = tmp_path_factory.mktemp("tiny_simvp_runs")
+    config = shrink_config(REPO / "configs" / "simvp_smoke.yaml", tiny_dataset, max_steps=4)
+    rgb = ["data.channels=3", "model.image_channels=3"]
+    config = validate_config(apply_overrides(config.to_dict(), rgb), "tiny simvp")
+    return train(config, runs_dir=runs, run_name="simvp", progress=False).run_dir
+
+
+@pytest.fixture(scope="session")
 def tiny_motion_json(tmp_path_factory) -> Path:
     """A JSON session file of 8 synthetic tracking sessions of about 24 frames."""
     from framecast.data.motion import save_sessions, synthetic_sessions

@@ -244,7 +244,9 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by generate and evaluate: the run, the sampler (river), seeds, device."""
     from framecast.flow.solvers import SOLVERS
 
-    parser.add_argument("--run", required=True, help="river or vaegan run directory or checkpoint")
+    parser.add_argument(
+        "--run", required=True, help="river, vaegan or simvp run directory or checkpoint"
+    )
     parser.add_argument(
         "--which", choices=["best", "last"], default="best", help="checkpoint of the run"
     )
@@ -568,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser(
         "generate",
-        help="predict future frames of a video with a river or vaegan run (GIF/MP4 + PNG strip)",
+        help="predict future frames of a video with a river, vaegan or simvp run (GIF/MP4 + PNG strip)",
     )
     gen.add_argument(
         "--input", required=True, help="video file, frame folder, or folder/shard of videos"
@@ -581,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser(
         "evaluate",
-        help="per-horizon metrics of a river or vaegan run against baselines on a split",
+        help="per-horizon metrics of a river, vaegan or simvp run against baselines on a split",
     )
     ev.add_argument("--data", required=True, help="dataset folder (with train/ val/ test/)")
     ev.add_argument("--split", default="test", help="split to evaluate (default test)")

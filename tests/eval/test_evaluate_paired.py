@@ -162,3 +162,38 @@ def test_baseline_runs_are_checked(tiny_river_run, tiny_autoencoder_run, tiny_da
             baselines=[tmp_path / "no_such_run"],
             **SETTINGS,
         )
+
+
+def test_a_simvp_run_is_evaluated_alone_and_as_a_river_runs_baseline(
+    tiny_river_run, tiny_simvp_run, tiny_dataset, tmp_path, capsys
+):
+    """The learned deterministic baseline of issue 22: `evaluate --run RIVER --baseline
+    SIMVP` puts it in the same tables with paired intervals against copy-last."""
+    import json
+
+    common = ["evaluate", "--data", str(tiny_dataset), "--steps", "2", "--no-progress"]
+    common += ["--context", "3", "--frames", "3", "--max-clips", "2"]
+    out = tmp_path / "alone"
+    assert main([*common, "--run", str(tiny_simvp_run), "--out", str(out)]) == 0
+    alone = json.loads((out / "metrics.json").read_text())
+    assert set(alone["methods"]) >= {"simvp", "copy_last"}
+    out = tmp_path / "beside"
+    argv = [*common, "--run", str(tiny_river_run), "--baseline", str(tiny_simvp_run)]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    beside = json.loads((out / "metrics.json").read_text())
+    assert {"river", "simvp", "copy_last"} <= set(beside["methods"])
+    assert "river − simvp PSNR" in printed and "simvp − copy_last PSNR" in printed
+    # The simvp row is the same whether it is the run or a baseline: same clips, same model.
+    for metric in ("psnr", "ssim"):
+        assert beside["methods"]["simvp"][metric]["per_horizon"] == pytest.approx(
+            alone["methods"]["simvp"][metric]["per_horizon"]
+        )
+
+
+def test_generate_with_a_simvp_run_rolls_out_past_its_chunk(tiny_simvp_run, tiny_dataset, tmp_path):
+    gif = tmp_path / "simvp.gif"
+    shard = tiny_dataset / "test" / "part-00000.fcshard"
+    argv = ["generate", "--run", str(tiny_simvp_run), "--input", str(shard), "--out", str(gif)]
+    assert main([*argv, "--context", "3", "--frames", "5", "--no-progress"]) == 0  # chunk: 3
+    assert gif.is_file()

@@ -129,7 +129,7 @@ PAIRED_BOOTSTRAPS = 2000
 UNITS = {"psnr": " dB", "smoke_psnr": " dB", "psnr_best_of_k": " dB"}
 DEFAULT_SAMPLER = SamplerConfig(solver=SolverConfig(method="euler", steps=10))
 SAMPLE_CLIPS = 4  # clips shown in samples.png
-SUPPORTED_KINDS = ("river", "vaegan")
+SUPPORTED_KINDS = ("river", "vaegan", "simvp")
 """Model kinds :func:`load_predictor` (and so ``evaluate`` and ``generate``) accept."""
 
 ProgressFn = Callable[[int], None]
@@ -300,7 +300,7 @@ def load_predictor(
     device: str | torch.device = "cpu",
     sampler: SamplerConfig = DEFAULT_SAMPLER,
 ) -> Predictor:
-    """The :class:`Predictor` of a river or vaegan run (``sampler`` is used by river only).
+    """The :class:`Predictor` of a river, vaegan or simvp run (``sampler``: river only).
 
     Raises :class:`CheckpointError` for a missing checkpoint or one of another kind.
     """
@@ -312,6 +312,12 @@ def load_predictor(
         return RiverPredictor(load_river(run, which=which, device=device), sampler, choice)
     if kind == "vaegan":
         return VAEGANPredictor(load_vaegan(run, which=which, device=device))
+    if kind == "simvp":
+        # Imported here: simvp_predictor imports this module for Predictor.
+        from framecast.eval.simvp_predictor import SimVPPredictor
+        from framecast.models.simvp_loading import load_simvp
+
+        return SimVPPredictor(load_simvp(run, which=which, device=device))
     raise CheckpointError(
         f"checkpoint {resolve_checkpoint(run, which)} holds a {kind!r} model; "
         f"expected one of {', '.join(repr(k) for k in SUPPORTED_KINDS)}"
@@ -800,7 +806,7 @@ def evaluate(
     baselines: Sequence[str | os.PathLike] = (),
     n_boot: int = PAIRED_BOOTSTRAPS,
 ) -> EvaluationResult:
-    """Evaluate the river or vaegan run ``run`` on ``split`` of the dataset at ``data_root``.
+    """Evaluate the river, vaegan or simvp run ``run`` on ``split`` of the dataset at ``data_root``.
 
     Args:
         run: run directory or checkpoint (``which`` picks best/last in a run).

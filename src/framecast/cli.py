@@ -380,6 +380,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         mode=args.mode,
         plots=not args.no_plots,
         best_of_curve=args.best_of_curve,
+        seeded=args.seeded,
+        evaluation=args.evaluation,
     )
     print(comparison.format())
     return EXIT_OK
@@ -701,6 +703,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rank and compare each run's best value over its validations instead of its "
         "final one (optimistic; labelled so in the outputs)",
+    )
+    cmp.add_argument(
+        "--seeded",
+        action="store_true",
+        help="runs named ARM_s<seed> are seeds of one arm: compare arms over seeds (as a "
+        "sweep spec's seeds do), for runs made outside a sweep",
+    )
+    cmp.add_argument(
+        "--evaluation",
+        metavar="SPLIT",
+        help="attach each run's framecast evaluate results (RUN/eval/SPLIT/metrics.json) as "
+        "eval/ metrics, e.g. --evaluation test --primary-metric eval/psnr --mode max",
     )
     cmp.set_defaults(func=cmd_compare)
 

@@ -117,3 +117,42 @@ def test_compare_uses_final_values_and_writes_the_intervals(tmp_path, capsys):
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "BEST-OF-CURVE" in printed and "b (clear)" in printed
+
+
+def test_compare_groups_seeds_and_reads_evaluations_of_runs_made_outside_a_sweep(tmp_path, capsys):
+    """--seeded --evaluation test: river_s* and simvp_s* (no sweep, no spec) become two arms
+    compared on their framecast evaluate results (RUN/eval/test/metrics.json)."""
+    import json
+
+    folder = tmp_path / "runs"
+    psnr = {"river_s0": 25.0, "river_s1": 25.4, "river_s2": 24.8}
+    psnr |= {"simvp_s0": 22.0, "simvp_s1": 22.5, "simvp_s2": 21.9}
+    _write_runs(folder, {name: [10.0, 12.0] for name in psnr})
+    for name, value in psnr.items():
+        kind = name.split("_")[0]
+        methods = {
+            kind: {"psnr": {"mean": value, "per_horizon": [value + 1, value - 1]}},
+            "copy_last": {"psnr": {"mean": 20.0, "per_horizon": [21.0, 19.0]}},
+        }
+        out = folder / name / "eval" / "test"
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"kind": kind, "methods": methods}))
+
+    plain = compare(folder, plots=False)
+    assert all(r.arm is None for r in plain.runs) and "eval/psnr" not in plain.metrics
+
+    result = compare(
+        folder, plots=False, seeded=True, evaluation="test", primary_metric="eval/psnr", mode="max"
+    )
+    assert {r.arm for r in result.runs} == {"river", "simvp"}
+    assert result.runs[0].final["eval/psnr"] == pytest.approx(25.4)
+    [winner] = [w for w in result.winners if w.metric == "eval/psnr"]
+    assert winner.winner == "river" and winner.clear
+    assert winner.leads["simvp"].diff == pytest.approx(25.066666 - 22.133333, abs=1e-5)
+    rows = list(csv.DictReader(open(result.files["arms_per_horizon"], newline="")))
+    arms = {(r["arm"], r["metric"], r["horizon"]) for r in rows}
+    assert {("river", "psnr", "1"), ("simvp", "psnr", "2"), ("copy_last", "psnr", "1")} <= arms
+
+    args = ["compare", str(folder), "--seeded", "--evaluation", "test", "--no-plots"]
+    assert main([*args, "--primary-metric", "eval/psnr", "--mode", "max"]) == 0
+    assert "river (clear)" in capsys.readouterr().out

@@ -58,7 +58,7 @@ from framecast.experiments.rules import (
     roughness,
     steps_to_reach,
 )
-from framecast.experiments.spec import DecisionRuleSpec, EvaluateSpec, SweepSpec
+from framecast.experiments.spec import DecisionRuleSpec, SweepSpec
 from framecast.training.loggers import read_metrics_csv
 from framecast.utils import atomic_path, atomic_write_text
 
@@ -692,11 +692,11 @@ def _summarise(name: str, run_dir: Path, status: dict[str, Any], primary: str, m
     return summary
 
 
-def _attach_evaluation(summary: RunSummary, evaluation: EvaluateSpec) -> None:
-    """Means over horizons of the sweep's evaluate step, as ``eval/<metric>``."""
-    from framecast.experiments.sweep import evaluation_dir
-
-    path = evaluation_dir(summary.run_dir, evaluation) / "metrics.json"
+def _attach_evaluation(summary: RunSummary, folder: Path) -> None:
+    """Means over horizons of the evaluation in ``folder`` (its metrics.json: a sweep's
+    evaluate step, or ``framecast evaluate``'s default RUN/eval/SPLIT), as
+    ``eval/<metric>``; nothing when the run has none."""
+    path = folder / "metrics.json"
     if not path.is_file():
         return
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -756,6 +756,8 @@ def compare(
     mode: str | None = None,
     plots: bool = True,
     best_of_curve: bool = False,
+    seeded: bool = False,
+    evaluation: str | None = None,
 ) -> Comparison:
     """Compare the runs of a sweep folder or of a folder of runs; write table and plots.
 
@@ -765,6 +767,11 @@ def compare(
     of a metric; ``best_of_curve`` uses its best value over the validations instead
     (labelled so in every output). Decision rules keep their own ``value`` setting (final
     unless a rule asks for best); with a seeded spec they judge arms (:data:`ARM_VERDICT_RULE`).
+
+    Runs made outside a sweep: ``seeded`` groups runs named ``<arm>_s<seed>`` into arms
+    (as a spec's ``seeds`` does), and ``evaluation`` (a split) attaches each run's
+    ``framecast evaluate`` results from ``RUN/eval/<split>/metrics.json`` as ``eval/``
+    metrics (a spec's ``evaluate`` step does the same for its split).
     """
     from framecast.experiments.spec import check_rule_names, load_spec
     from framecast.experiments.sweep import read_status
@@ -790,10 +797,15 @@ def compare(
         raise ConfigError(f"compare: {folder} holds no run directories (config.yaml/metrics.csv)")
     runs = [_summarise(n, folder_of[n], status, primary, the_mode) for n in names]
     in_sweep_order = list(runs)  # arms are listed in the spec's order, not by rank
-    if sweep_spec is not None and sweep_spec.evaluate is not None:
+    if evaluation is not None:
         for run in runs:
-            _attach_evaluation(run, sweep_spec.evaluate)
-    if sweep_spec is not None and sweep_spec.seeds:
+            _attach_evaluation(run, run.run_dir / "eval" / evaluation)
+    elif sweep_spec is not None and sweep_spec.evaluate is not None:
+        from framecast.experiments.sweep import evaluation_dir
+
+        for run in runs:
+            _attach_evaluation(run, evaluation_dir(run.run_dir, sweep_spec.evaluate))
+    if seeded or (sweep_spec is not None and sweep_spec.seeds):
         for run in runs:
             run.arm = status.get(run.name, {}).get("experiment") or _arm_of(run.name)
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def replace_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the finished folder ``source`` to ``target``, replacing what is there (a folder,
+    a file or a link; a link is removed, never what it points to)."""
+    target = Path(target)
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    os.replace(source, target)
 
 
 def seed_everything(seed: int) -> None:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from framecast.data.shard import SHARD_SUFFIX, ShardWriter
 from framecast.errors import DataError
-from framecast.utils import atomic_write_text
+from framecast.utils import atomic_write_text, replace_folder
 
 SOURCE = "moving-mnist"
 SPLITS = ("train", "val", "test")
@@ -222,12 +222,7 @@ def write_moving_mnist(
                         bar.update(1)
         seconds = time.perf_counter() - start
         for split in SPLITS:
-            target = out / split
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(staging / split, target)
+            replace_folder(staging / split, out / split)
         record = {
             "framecast_dataset": 1,
             "source": SOURCE,

@@ -112,7 +112,7 @@ from tqdm.auto import tqdm
 from framecast.data.shard import SHARD_SUFFIX, ShardWriter
 from framecast.data.splits import assign_splits, split_fractions
 from framecast.errors import DataError
-from framecast.utils import atomic_write_text
+from framecast.utils import atomic_write_text, replace_folder
 
 SPLITS = ("train", "val", "test")
 HELDOUT = "heldout"  # the split of videos outside the training family (``holdout=``)
@@ -813,12 +813,7 @@ def simulate_smoke_dataset(
             shutil.rmtree(stale)
         for split in splits_written:
             (staging / split).mkdir(exist_ok=True)
-            target = out / split
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(staging / split, target)
+            replace_folder(staging / split, out / split)
         shards = {
             split: [out / split / shard_name] if counts[split] else [] for split in splits_written
         }

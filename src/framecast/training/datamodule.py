@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import torch
 
 from framecast.config import Config
 from framecast.data.dataset import make_dataloader, split_dir
 from framecast.errors import ConfigError
+
+
+def split_context_future(
+    clip: torch.Tensor, context_frames: int, future_frames: int, kind: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C, H, W) clip → context (B, context_frames, ...), future (B, future_frames, ...).
+
+    ValueError naming the kind and the two config keys when the clip is too short.
+    """
+    needed = context_frames + future_frames
+    if clip.shape[1] < needed:
+        raise ValueError(
+            f"clips of {clip.shape[1]} frames; kind {kind} needs condition_frames + "
+            f"frames_to_generate = {needed}"
+        )
+    return clip[:, :context_frames], clip[:, context_frames:needed]
 
 
 class ClipDataModule(pl.LightningDataModule):

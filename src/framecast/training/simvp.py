@@ -27,7 +27,7 @@ from framecast.data.dataset import resolve_data_channels
 from framecast.eval.metrics import mse, psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.models.simvp import SimVP
-from framecast.training.datamodule import ClipDataModule
+from framecast.training.datamodule import ClipDataModule, split_context_future
 from framecast.training.module import FramecastModule
 from framecast.training.task import Task
 
@@ -59,14 +59,9 @@ class SimVPModule(FramecastModule):
     # -- data -----------------------------------------------------------------------
     def split_clip(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T_in + T_out, C, H, W) → context (B, T_in, ...), true future (B, T_out, ...)."""
-        clip = batch["frames"]
-        needed = self.context_frames + self.future_frames
-        if clip.shape[1] < needed:
-            raise ValueError(
-                f"clips of {clip.shape[1]} frames; kind simvp needs condition_frames + "
-                f"frames_to_generate = {needed}"
-            )
-        return clip[:, : self.context_frames], clip[:, self.context_frames : needed]
+        return split_context_future(
+            batch["frames"], self.context_frames, self.future_frames, self.kind
+        )
 
     def compute_loss(
         self, context: torch.Tensor, truth: torch.Tensor

@@ -37,7 +37,7 @@ from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.losses.adversarial import discriminator_terms, generator_gan_loss
 from framecast.models.vaegan.model import VAEGANOutput, WuBuGAADVAEGAN, kl_divergence
 from framecast.training.callbacks import KLScheduleCallback
-from framecast.training.datamodule import ClipDataModule
+from framecast.training.datamodule import ClipDataModule, split_context_future
 from framecast.training.kl_schedule import KLSchedule
 from framecast.training.module import FramecastModule
 from framecast.training.task import Task
@@ -79,14 +79,9 @@ class VAEGANModule(FramecastModule):
     # -- data -----------------------------------------------------------------------
     def split_clip(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Tc + F, C, H, W) → context (B, Tc, ...), real future (B, F, ...)."""
-        clip = batch["frames"]
-        needed = self.context_frames + self.future_frames
-        if clip.shape[1] < needed:
-            raise ValueError(
-                f"clips of {clip.shape[1]} frames; kind vaegan needs condition_frames + "
-                f"frames_to_generate = {needed}"
-            )
-        return clip[:, : self.context_frames], clip[:, self.context_frames : needed]
+        return split_context_future(
+            batch["frames"], self.context_frames, self.future_frames, self.kind
+        )
 
     # -- losses -----------------------------------------------------------------------
     def discriminator_loss(

@@ -134,3 +134,22 @@ def test_missing_and_malformed_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(listy)
+
+
+def test_stage2_monitors_the_unweighted_flow_mse_by_default():
+    """val/loss grows with smoke_weight, so a river run's best checkpoint is chosen on the
+    unweighted flow-matching MSE unless the config says otherwise (issue 23 item 2)."""
+    from pathlib import Path
+
+    import framecast.config.river  # noqa: F401  (registers the river kind)
+
+    river = {"model": {"kind": "river"}, "training": {"smoke_weight": 5.0}}
+    assert validate_config(river).training.monitor == "val/flow_matching_mse_unweighted"
+    river["training"]["monitor"] = "val/rollout_psnr"
+    assert validate_config(river).training.monitor == "val/rollout_psnr"  # explicit is kept
+    assert validate_config(base()).training.monitor == "val/loss"  # other kinds unchanged
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    for path in sorted(configs.glob("*.yaml")):
+        config = load_config(path)
+        if config.model.kind == "river":
+            assert config.training.monitor != "val/loss", path.name

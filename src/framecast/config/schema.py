@@ -87,7 +87,9 @@ class TrainingConfig(Section):
         None, ge=1, description="validations without improvement"
     )
     monitor: str = Field(
-        "val/loss", description="metric for the best checkpoint and early stopping"
+        "val/loss",
+        description="metric for the best checkpoint and early stopping (river's default: "
+        "val/flow_matching_mse_unweighted, which does not depend on smoke_weight)",
     )
     monitor_mode: Literal["min", "max"] = "min"
     # Clip bookkeeping (the seed configs keep these under training:).
@@ -190,6 +192,10 @@ def register_model_kind(kind: str):
     return decorate
 
 
+DEFAULT_MONITOR = {"river": "val/flow_matching_mse_unweighted"}
+"""``training.monitor`` when a config of that kind does not set it (others: val/loss)."""
+
+
 class Config(Section):
     """A whole run's config: model, data, training, logging."""
 
@@ -214,6 +220,16 @@ class Config(Section):
         if kind not in ModelConfig.registry:
             raise ValueError(f"unknown model kind {kind!r}; allowed kinds: {', '.join(known)}")
         return ModelConfig.registry[kind].model_validate(value)
+
+    @model_validator(mode="after")
+    def _default_monitor(self) -> Config:
+        # A stage-2 run's val/loss grows with training.smoke_weight, so it cannot choose
+        # between checkpoints (or runs) of different weights; the unweighted flow-matching
+        # MSE can. Only the default changes: an explicit monitor is kept.
+        kind_default = DEFAULT_MONITOR.get(self.model.kind)
+        if kind_default is not None and "monitor" not in self.training.model_fields_set:
+            self.training.monitor = kind_default
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON/checkpoint safe), model section included in full."""

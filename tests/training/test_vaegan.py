@@ -192,3 +192,14 @@ def test_detect_anomaly_flag_reaches_the_trainer(tiny_vaegan, tmp_path):
         callbacks=[Probe()],
     )
     assert seen == [True]
+
+
+def test_schema_defaults_are_the_guides():
+    """The users' guide (document 004) starts phase 1 with ``lambda_kl = 0.0001`` ("Start very
+    low: `0.0001`") and says of DISC_APPLY_SPECTRAL_NORM "Keep `true`.": a config that does not
+    set them gets the guide's values, not only the shipped YAML (issue 23 item 7)."""
+    from framecast.config import validate_config
+
+    config = validate_config({"model": {"kind": "vaegan"}})
+    assert config.model.lambda_kl == 0.0001
+    assert config.model.disc_apply_spectral_norm is True

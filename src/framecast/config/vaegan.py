@@ -123,7 +123,8 @@ class VAEGANConfig(ModelConfig):
     )
 
     # Discriminator (real clips are the true future frames).
-    disc_apply_spectral_norm: bool = False
+    # The guide (users' document 004): DISC_APPLY_SPECTRAL_NORM "Keep `true`."
+    disc_apply_spectral_norm: bool = True
     disc_base_disc_channels: PositiveInt = 64
     disc_max_disc_channels: PositiveInt = 512
     disc_temporal_kernel_size: PositiveInt = 3
@@ -140,7 +141,11 @@ class VAEGANConfig(ModelConfig):
 
     # Losses and optimisation.
     lambda_recon: NonNegativeFloat = 10.0
-    lambda_kl: NonNegativeFloat = Field(0.1, description="KL weight (constant schedule)")
+    lambda_kl: NonNegativeFloat = Field(
+        1e-4,
+        description="KL weight (constant schedule); the guide's phase-1 start 'Start very low: "
+        "0.0001', raised 10x per phase (kl_schedule, or configs/sweeps/wubu_kl_annealing.yaml)",
+    )
     lambda_gan: NonNegativeFloat = 1.0
     kl_schedule: KLScheduleConfig = Field(
         default_factory=KLScheduleConfig,

@@ -35,9 +35,9 @@ FRAME = {
 def test_collector_round_trip(tmp_path):
     collector = DataCollector(tmp_path / "s.json")
     for t in range(3):
-        collector.add_frame(t / 30, [t, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11.5])
+        collector.add_frame([t, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11.5], timestamp=t / 30)
     collector.save_sequence()
-    collector.add_frame(0.0, [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1])
+    collector.add_frame([0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1], timestamp=0.0)
     path = collector.save()
     sessions = load_sessions(path)
     assert [len(s) for s in sessions] == [3, 1]
@@ -45,9 +45,32 @@ def test_collector_round_trip(tmp_path):
     assert np.allclose(sessions[0].timestamps, [0, 1 / 30, 2 / 30])
     assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporary left behind
     with pytest.raises(DataError, match="right_arm must be a list of 3"):
-        collector.add_frame(0.0, [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0])
-    with pytest.raises(DataError, match="session 1 frame 1: timestamp .* earlier"):
-        collector.add_frame(-1.0, [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0])
+        collector.add_frame([0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0], timestamp=0.0)
+    with pytest.raises(DataError, match="sequence 1 frame 1: timestamp .* earlier"):
+        collector.add_frame([0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], timestamp=-1.0)
+
+
+def test_the_users_collector_calls_work_unchanged(tmp_path, monkeypatch):
+    """Document 003's collect_data.py: ``DataCollector()`` writes "training_data.json";
+    ``collector.add_frame(head_rot, hips_rot, left_arm, right_arm)`` stamps the frame with
+    ``datetime.now().isoformat()``; ``collector.save_sequence()`` closes the sequence and
+    writes the file (a JSON list of sequences of frames with timestamp, head, hips,
+    left_arm, right_arm), which framecast reads as it is (issue 23 item 8)."""
+    monkeypatch.chdir(tmp_path)
+    collector = DataCollector()
+    for i in range(3):
+        collector.add_frame([i, 0, 0], {"x": 0, "y": i, "z": 0}, [1, 2, 3], [4, 5, 6])
+    assert collector.save_sequence() == 1
+    collector.add_frame([9, 9, 9], [0, 0, 0], [0, 0, 0], [0, 0, 0])
+    written = json.loads((tmp_path / "training_data.json").read_text())
+    assert len(written) == 1 and len(written[0]) == 3  # the open sequence is not saved yet
+    assert set(written[0][0]) == {"timestamp", "head", "hips", "left_arm", "right_arm"}
+    datetime.fromisoformat(written[0][0]["timestamp"])  # stamped at the call, ISO-8601
+    collector.save_sequence()
+    (first, second) = load_sessions(tmp_path / "training_data.json")
+    assert first.raw[:, 0].tolist() == [0, 1, 2] and first.raw[:, 4].tolist() == [0, 1, 2]
+    assert len(second) == 1
+    assert collector.save_sequence() == 2  # nothing open: nothing changes
 
 
 def _write(tmp_path, data, text=None):
@@ -170,13 +193,13 @@ def test_users_collector_format_iso_timestamps_and_xyz_objects(tmp_path):
     # the users' collector API: ISO string or None (now) and {x, y, z} objects
     collector = DataCollector(tmp_path / "c.json")
     collector.add_frame(
-        "2026-11-30T08:37:04.500000+01:00",
         {"x": 1, "y": 2, "z": 3},
         [0, 0, 0],
         [0, 0, 0],
         [0, 0, 0],
+        timestamp="2026-11-30T08:37:04.500000+01:00",
     )
-    collector.add_frame(None, [1, 2, 3], [0, 0, 0], [0, 0, 0], [0, 0, 0])
+    collector.add_frame([1, 2, 3], [0, 0, 0], [0, 0, 0], [0, 0, 0])
     (s,) = load_sessions(collector.save())
     assert s.raw[:, :3].tolist() == [[1, 2, 3], [1, 2, 3]]
 

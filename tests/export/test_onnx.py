@@ -58,7 +58,7 @@ def test_export_writes_one_file_and_json_with_parity(motion_run, tmp_path):
     assert meta["target"] == cfg.target
     assert meta["input"]["name"] == "input" and meta["output"]["name"] == "output"
     assert meta["input"]["shape"] == ["batch_size", "sequence_length", 12]
-    assert meta["opset"] == 11
+    assert meta["opset"] == 12  # the users' guide: opset_version=12
     np.testing.assert_allclose(meta["normalisation"]["mean"], model.mean.numpy(), rtol=1e-6)
     np.testing.assert_allclose(meta["normalisation"]["std"], model.std.numpy(), rtol=1e-6)
 

@@ -87,7 +87,9 @@ def web_data(tiny_motion_run, tmp_path_factory) -> Path:
 
     data = tmp_path_factory.mktemp("web_data")
     result = export_onnx(tiny_motion_run, data / "motion_correction.onnx")
-    assert result.max_diff <= TOLERANCE
+    assert result.max_diff <= TOLERANCE and result.opset == 12  # the users' guide's opset
+    old = export_onnx(tiny_motion_run, data / "motion_correction_opset11.onnx", opset=11)
+    assert old.max_diff <= TOLERANCE
     (session,) = synthetic_sessions(1, length=2 * SESSION_FRAMES, seed=11)
     session = dataclasses.replace(
         session,
@@ -321,3 +323,20 @@ def test_bad_inputs_show_an_error_on_the_page(browser_ready, web_data, base_url,
     assert report["page_errors"] == [], report["page_errors"]
     assert report["latency_text"]["count"] == "0", report["latency_text"]
     assert (tmp_path / "error.png").is_file()
+
+
+def test_page_runs_the_opset_11_export(browser_ready, web_data, base_url, tmp_path):
+    """--opset 11 (the lowest torch writes this graph at) stays selectable: the page runs it
+    and agrees with onnxruntime as for the default opset 12."""
+    model = "data/motion_correction_opset11.onnx"
+    url = f"{base_url}index.html?model={model}&session=data/session.json"
+    report = run_page(browser_ready, url, tmp_path / "opset11.png")
+    assert report["status"] == "ready" and report["page_errors"] == [], report
+    length = json.loads((web_data / "motion_correction_opset11.json").read_text())[
+        "sequence_length"
+    ]
+    (session,) = load_sessions(web_data / "session.json")
+    want = onnxruntime_predictions(web_data / "motion_correction_opset11.onnx", session.raw, length)
+    got = np.asarray(report["predictions"], dtype=np.float64)
+    assert got.shape == want.shape
+    assert float(np.abs(got - want).max()) <= TOLERANCE

@@ -244,56 +244,81 @@ def save_sessions(sessions: list[Session], path: str | os.PathLike, clean: bool 
     return Path(path)
 
 
-@dataclass
 class DataCollector:
-    """Collects frames into sessions as a tracking app receives them, and saves them.
+    """The users' collector (``collect_data.py`` in their LSTM guide, document 003): the same
+    constructor, calls and file, with frames checked as they arrive and atomic writes.
 
-    ``add_frame`` appends to the current session; ``save_sequence`` closes it; ``save``
-    writes every closed session (and the open one, if any) to ``path`` atomically.
+        collector = DataCollector()                  # output_file="training_data.json"
+        collector.add_frame(head_rot, hips_rot, left_arm, right_arm)
+        collector.save_sequence()                    # closes the sequence, writes the file
+
+    The file is theirs: a JSON list of sequences, each a list of frames
+    ``{"timestamp": ISO-8601, "head": ..., "hips": ..., "left_arm": ..., "right_arm": ...}``
+    (indent 2), which ``framecast data motion`` and ``data.root`` read as it is.
     """
 
-    path: str | os.PathLike
-    sessions: list[list[dict[str, Any]]] = field(default_factory=list)
-    current: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(self, output_file: str | os.PathLike = "training_data.json") -> None:
+        self.output_file = Path(output_file)
+        self.sequences: list[list[dict[str, Any]]] = []
+        self.current_sequence: list[dict[str, Any]] = []
+
+    @property
+    def path(self) -> Path:
+        """The file written (``output_file``)."""
+        return self.output_file
 
     def add_frame(
         self,
-        timestamp: float | str | None,
-        head: Joint,
-        hips: Joint,
+        head_rot: Joint,
+        hips_rot: Joint,
         left_arm: Joint,
         right_arm: Joint,
+        timestamp: float | str | None = None,
     ) -> None:
-        """Append one frame; ``timestamp`` in seconds or ISO-8601 (None: now, as ISO-8601 like
-        the users' collector); joints as ``[x, y, z]`` or ``{"x", "y", "z"}``."""
+        """Append one frame to the current sequence. Joints as ``[x, y, z]`` or
+        ``{"x", "y", "z"}``; ``timestamp`` in seconds or ISO-8601, or None: the time of the
+        call as ISO-8601, as the users' collector stamps it. A malformed frame, or one earlier
+        than the previous, is refused (DataError naming the sequence and frame)."""
         if timestamp is None:
             timestamp = datetime.now().isoformat()
-        joints = {"head": head, "hips": hips, "left_arm": left_arm, "right_arm": right_arm}
+        joints = {"head": head_rot, "hips": hips_rot, "left_arm": left_arm, "right_arm": right_arm}
         frame: dict[str, Any] = {"timestamp": timestamp}
         for name, vec in joints.items():
             frame[name] = dict(vec) if isinstance(vec, dict) else list(vec)
-        where = f"{self.path}: session {len(self.sessions)} frame {len(self.current)}"
+        where = (
+            f"{self.output_file}: sequence {len(self.sequences)} frame {len(self.current_sequence)}"
+        )
         t, _ = _frame_features(frame, where)  # refuse bad frames when they arrive
-        if self.current:
-            previous = parse_timestamp(self.current[-1]["timestamp"], where)
+        if self.current_sequence:
+            previous = parse_timestamp(self.current_sequence[-1]["timestamp"], where)
             if t < previous:
                 raise DataError(
                     f"{where}: timestamp {t:.6f} s is earlier than the previous frame's "
                     f"{previous:.6f} s"
                 )
-        self.current.append(frame)
+        self.current_sequence.append(frame)
 
     def save_sequence(self) -> int:
-        """Close the current session (if it has frames); returns the number of sessions."""
-        if self.current:
-            self.sessions.append(self.current)
-            self.current = []
-        return len(self.sessions)
+        """Close the current sequence (if it has frames) and write the file, as the users'
+        ``save_sequence`` does; returns the number of sequences saved."""
+        if self.current_sequence:
+            self.sequences.append(self.current_sequence)
+            self.current_sequence = []
+            self.save_to_file()
+        return len(self.sequences)
+
+    def save_to_file(self) -> Path:
+        """Write the closed sequences to ``output_file`` (atomically)."""
+        return self._write(self.sequences)
 
     def save(self) -> Path:
-        sessions = self.sessions + ([self.current] if self.current else [])
-        atomic_write_text(self.path, json.dumps(sessions))
-        return Path(self.path)
+        """Write the closed sequences and the open one, if it has frames."""
+        open_one = [self.current_sequence] if self.current_sequence else []
+        return self._write(self.sequences + open_one)
+
+    def _write(self, sequences: list[list[dict[str, Any]]]) -> Path:
+        atomic_write_text(self.output_file, json.dumps(sequences, indent=2))
+        return self.output_file
 
 
 # -- synthetic sessions ---------------------------------------------------------------------

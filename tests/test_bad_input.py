@@ -177,3 +177,78 @@ def test_shipped_configs_keep_their_channels():
         assert config.data.channels == expected, path
         if hasattr(config.model, "image_channels"):
             assert config.model.image_channels == expected, path
+
+
+# -- issue 23 items 14-15: values that used to end in a traceback or pass silently -----------
+RANGE_CASES = [
+    ("training.betas=[.nan, 0.9]", "training.betas", "[0, 1)"),
+    ("training.betas=[1.5, -1.0]", "training.betas", "[0, 1)"),
+    (f"training.seed={2**70}", "training.seed", "4294967295"),
+    ("data.image_size=100000", "data.image_size", "4096"),
+    ("model.base_channels=100000", "model.base_channels", "4096"),
+    (f"data.batch_size={10**12}", "data.batch_size", "65536"),
+    ("training.grad_clip=.inf", "training.grad_clip", "finite"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "expected"), RANGE_CASES)
+def test_out_of_range_values_exit_2_naming_the_key(override, key, expected, tmp_path, capsys):
+    """Adam's ValueError, Lightning's seed bound, a 27.9 GiB frame batch, a 360 GB model,
+    one batch of everything, no clipping at all: each is refused before anything is built."""
+    config = str(REPO / "configs" / "ae_smoke.yaml")
+    argv = ["train", "--config", config, "--runs-dir", str(tmp_path), override]
+    err = _one_line_exit_2(argv, capsys)
+    assert key in err and expected in err, err
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("model:\n  kind: autoencoder\ntraining:\n  lr: 1.0e-3\n  lr: 1.0e-2\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: key 'lr' is given twice .*lines 4 and 5"):
+        read_yaml(path)
+    path.write_text("model: {kind: autoencoder}\nmodel: {kind: river}\n")
+    with pytest.raises(ConfigError, match=r"key 'model' is given twice .*lines 1 and 2"):
+        read_yaml(path)
+    path.write_text("model: {kind: autoencoder, kind: river}\n")
+    with pytest.raises(ConfigError, match=r"key 'kind' is given twice .*lines 1 and 1"):
+        read_yaml(path)
+    path.write_text("a: &x {b: 1}\nc:\n  <<: *x\n  d: 2\n")  # YAML merge keys stay allowed
+    assert read_yaml(path) == {"a": {"b": 1}, "c": {"b": 1, "d": 2}}
+
+
+def test_a_yaml_file_nested_thousands_deep_is_one_line(tmp_path, capsys):
+    path = tmp_path / "deep.yaml"
+    path.write_text("model: " + "[" * 20000 + "]" * 20000 + "\n")
+    argv = ["train", "--config", str(path), "--runs-dir", str(tmp_path)]
+    err = _one_line_exit_2(argv, capsys)
+    assert "deep.yaml" in err and "nested too deeply" in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h.pop("frame_shape"), "'frame_shape' is '(missing)'"),
+        (lambda h: h.update(videos="oops"), "'videos' is 'oops'"),
+        (lambda h: h["videos"][0].update(num_frames=10_000), "past the end of the shard"),
+    ],
+)
+def test_a_bad_shard_header_is_a_data_error_naming_the_file(tmp_path, edit, message):
+    """A header without frame_shape (was KeyError), with "videos": "oops" (TypeError), or a
+    video claiming 10 000 frames past the end of the data (trained 2 steps on garbage)."""
+    import struct
+
+    from framecast.data.shard import MAGIC, read_shard_header
+
+    path = write_shard(tmp_path / "a.fcshard", [("v", np.zeros((3, 4, 4, 3), np.uint8), {})])
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[8:16])
+    header = json.loads(raw[16 : 16 + length])
+    edit(header)
+    blob = json.dumps(header).encode()
+    assert len(blob) <= header["data_offset"] - 16  # fits in the padding before the data
+    padded = blob + b" " * (length - len(blob)) if len(blob) <= length else blob
+    rest = raw[16 + length :] if len(blob) <= length else raw[16 + len(blob) :]
+    path.write_bytes(MAGIC + struct.pack("<Q", len(padded)) + padded + rest)
+    with pytest.raises(DataError, match="a.fcshard: shard header") as info:
+        read_shard_header(path)
+    assert message in str(info.value)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
-from framecast.config.schema import ModelConfig, Section, register_model_kind
+from framecast.config.schema import ModelConfig, Section, Width, register_model_kind
 from framecast.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ class DiscriminatorConfig(Section):
     """Optional PatchGAN discriminator trained against the decoder (taming-transformers style)."""
 
     enabled: bool = False
-    disc_channels: PositiveInt = Field(64, description="channels of the first discriminator conv")
+    disc_channels: Width = Field(64, description="channels of the first discriminator conv")
     disc_layers: PositiveInt = Field(3, description="stride-2 convs; each halves the patch grid")
     spectral_norm: bool = Field(
         False, description="spectral norm on every conv and no BatchNorm; else BatchNorm"
@@ -76,8 +76,8 @@ class AutoencoderConfig(ModelConfig):
 
     # Architecture.
     image_channels: PositiveInt = Field(3, description="channels of the frames (RGB: 3)")
-    latent_channels: PositiveInt = Field(8, description="channels of the latent grid")
-    base_channels: PositiveInt = Field(64, description="channels at full resolution")
+    latent_channels: Width = Field(8, description="channels of the latent grid")
+    base_channels: Width = Field(64, description="channels at full resolution")
     channel_multipliers: list[PositiveInt] | None = Field(
         None,
         description="per resolution level, downsampling_steps + 1 entries; "

@@ -65,9 +65,16 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             f"offset {exc.start}); save it as UTF-8"
         ) from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader + duplicate check)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {_yaml_error_line(exc)}") from exc
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} is nested too deeply for a config (thousands of levels of "
+            "[ or {); a config is a few levels of mappings"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -75,6 +82,31 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             f"config file {path}: expected a mapping at the top level, got {type(raw).__name__}"
         )
     return raw
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one YAML mapping."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML's last-one-wins would
+    silently drop the first value (e.g. two ``lr:`` lines, only one of them used)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            # Only the mapping's own scalar keys: a merge (<<: *anchor) may be overridden.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(
+                    f"key {key!r} is given twice in one mapping (lines {seen[key]} and {line}); "
+                    "keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_error_line(exc: yaml.YAMLError) -> str:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from framecast.config.schema import ModelConfig, Section, register_model_kind
+from framecast.config.schema import ModelConfig, Section, Width, register_model_kind
 
 
 class MotionSyntheticConfig(Section):
@@ -57,7 +57,7 @@ class MotionConfig(ModelConfig):
     target: Literal["next", "denoise"] = Field(
         "next", description="next: the frame after the window; denoise: the clean last frame"
     )
-    hidden_size: PositiveInt = 64
+    hidden_size: Width = 64
     num_layers: PositiveInt = 2
     dropout: float = Field(0.2, ge=0, lt=1)
     attention: bool = Field(False, description="attention pooling over the sequence")

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from framecast.config.schema import ModelConfig, Section, register_model_kind
+from framecast.config.schema import ModelConfig, Section, Width, register_model_kind
 
 
 class VectorFieldRegressorConfig(Section):
@@ -20,7 +20,7 @@ class VectorFieldRegressorConfig(Section):
     state_res: tuple[PositiveInt, PositiveInt] = Field(
         (8, 8), description="latent grid [height, width]"
     )
-    inner_dim: PositiveInt = Field(256, description="token width of the transformer")
+    inner_dim: Width = Field(256, description="token width of the transformer")
     depth: PositiveInt = Field(
         2, description="input blocks; as many output blocks, joined by skips"
     )

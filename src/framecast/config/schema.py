@@ -7,7 +7,7 @@ section is validated against the schema its ``kind`` names.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -20,11 +20,24 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+MAX_IMAGE_SIZE = 4096
+"""Largest data.image_size: beyond it one frame batch alone outgrows any machine's memory."""
+MAX_BATCH_SIZE = 65536
+"""Largest data.batch_size: a larger one is a typo (it silently became one batch of all)."""
+MAX_WIDTH = 4096
+"""Largest channel width of a model (base_channels, inner_dim, hid_*): a wider one is a typo
+that would try to allocate hundreds of GB."""
+Width = Annotated[int, Field(gt=0, le=MAX_WIDTH)]
+"""A model's channel width or feature dimension: a positive integer <= :data:`MAX_WIDTH`."""
+
+
 class DataConfig(Section):
     """Where the dataset lives and how clips are drawn from it."""
 
     root: str | None = Field(None, description="dataset folder with train/ val/ test/")
-    image_size: PositiveInt = Field(64, description="square frame size the models see")
+    image_size: PositiveInt = Field(
+        64, le=MAX_IMAGE_SIZE, description=f"square frame size the models see (<= {MAX_IMAGE_SIZE})"
+    )
     channels: Literal[1, 3, "auto"] = Field(
         3,
         description="1 (greyscale: frames are read as luma), 3 (RGB) or 'auto' (the dataset's "
@@ -32,8 +45,10 @@ class DataConfig(Section):
         "a run starts and written to its config.yaml)",
     )
     frame_stride: PositiveInt = Field(1, description="take every n-th frame of a video")
-    batch_size: PositiveInt = 16
-    eval_batch_size: PositiveInt | None = Field(None, description="defaults to batch_size")
+    batch_size: PositiveInt = Field(16, le=MAX_BATCH_SIZE, description="clips (or frames) per step")
+    eval_batch_size: PositiveInt | None = Field(
+        None, le=MAX_BATCH_SIZE, description="defaults to batch_size"
+    )
     num_workers: int = Field(2, ge=0)
     clips_per_video: PositiveInt = Field(
         4, description="training clips drawn per video per epoch (random starts)"
@@ -62,10 +77,14 @@ class TrainingConfig(Section):
     max_epochs: int | None = Field(None, ge=1)
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Adam's (beta1, beta2), each in [0, 1)"
+    )
     warmup_steps: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
-    grad_clip: float | None = Field(1.0, gt=0, description="global gradient-norm clip; null = off")
+    grad_clip: float | None = Field(
+        1.0, gt=0, allow_inf_nan=False, description="global gradient-norm clip; null = off"
+    )
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
         "auto",
         description="'auto' (bf16-mixed where the device computes bf16 natively: AMX or "
@@ -74,7 +93,7 @@ class TrainingConfig(Section):
         "32, bf16-mixed, 16-mixed",
     )
     ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of weights; null = off")
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="in numpy's range [0, 2**32 - 1]")
     val_every_n_steps: PositiveInt | None = Field(
         None, description="validate every n steps; null = once per epoch"
     )
@@ -147,6 +166,13 @@ class TrainingConfig(Section):
         if not number >= 0 or number == float("inf"):  # also rejects NaN
             raise ValueError(f"expected 'auto' or a finite number >= 0, got {value!r}")
         return number
+
+    @field_validator("betas")
+    @classmethod
+    def _check_betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= beta < 1.0 for beta in value):  # also refuses NaN
+            raise ValueError(f"expected two numbers in [0, 1) (Adam's betas), got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _check_frames(self) -> TrainingConfig:

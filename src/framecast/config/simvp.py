@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from framecast.config.schema import ModelConfig, register_model_kind
+from framecast.config.schema import ModelConfig, Width, register_model_kind
 
 
 @register_model_kind("simvp")
@@ -25,10 +25,8 @@ class SimVPConfig(ModelConfig):
     image_channels: PositiveInt = Field(
         3, description="channels of the frames; follows data.channels when left out"
     )
-    hid_channels: PositiveInt = Field(
-        16, description="spatial encoder/decoder width C_s (SimVP's hid_S)"
-    )
-    hid_translator: PositiveInt = Field(
+    hid_channels: Width = Field(16, description="spatial encoder/decoder width C_s (SimVP's hid_S)")
+    hid_translator: Width = Field(
         256, description="translator width C_t of the gSTA blocks (SimVP's hid_T)"
     )
     num_encoder_layers: PositiveInt = Field(

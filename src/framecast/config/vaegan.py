@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from framecast.config.autoencoder import KLScheduleConfig
-from framecast.config.schema import ModelConfig, Section, register_model_kind
+from framecast.config.schema import ModelConfig, Section, Width, register_model_kind
 
 GaadKind = Literal["subdivide", "spiral", "hybrid"]
 FlowStat = Literal["mag_mean", "angle_mean", "mag_std", "angle_std"]
@@ -76,7 +76,7 @@ class VAEGANConfig(ModelConfig):
 
     kind: Literal["vaegan"] = "vaegan"
     image_channels: PositiveInt = 3
-    latent_dim: PositiveInt = Field(256, description="VAE latent dimension")
+    latent_dim: Width = Field(256, description="VAE latent dimension")
 
     # GAAD (appearance regions).
     gaad_num_regions: PositiveInt = 12
@@ -84,12 +84,12 @@ class VAEGANConfig(ModelConfig):
     gaad_min_size_px: PositiveFloat = 4.0
 
     # Encoder.
-    encoder_shallow_cnn_channels: PositiveInt = Field(
+    encoder_shallow_cnn_channels: Width = Field(
         32, description="channels of the shallow CNN whose map RoIAlign pools per region"
     )
     encoder_roi_align_output: tuple[PositiveInt, PositiveInt] = (4, 4)
-    encoder_initial_tangent_dim: PositiveInt = Field(128, description="input tangent dim of WuBu-S")
-    temporal_hidden_dim: PositiveInt = Field(
+    encoder_initial_tangent_dim: Width = Field(128, description="input tangent dim of WuBu-S")
+    temporal_hidden_dim: Width = Field(
         128, description="GRU width of the temporal stage that mixes the context frames"
     )
     wubu_s: WuBuStackConfig = Field(default_factory=WuBuStackConfig)
@@ -115,7 +115,7 @@ class VAEGANConfig(ModelConfig):
     )
 
     # Generator.
-    gen_base_channels: PositiveInt = 64
+    gen_base_channels: Width = 64
     gen_temporal_kernel_size: PositiveInt = 3
     gen_use_gaad_film: bool = Field(
         True,
@@ -125,8 +125,8 @@ class VAEGANConfig(ModelConfig):
     # Discriminator (real clips are the true future frames).
     # The guide (users' document 004): DISC_APPLY_SPECTRAL_NORM "Keep `true`."
     disc_apply_spectral_norm: bool = True
-    disc_base_disc_channels: PositiveInt = 64
-    disc_max_disc_channels: PositiveInt = 512
+    disc_base_disc_channels: Width = 64
+    disc_max_disc_channels: Width = 512
     disc_temporal_kernel_size: PositiveInt = 3
     disc_use_gaad_film_condition: bool = Field(
         False, description="GAAD-FiLM in the discriminator, from the judged clip's content per box"

@@ -251,10 +251,61 @@ def read_shard_header(path: str | os.PathLike) -> dict:
         raise
     except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: unreadable shard ({exc})") from exc
+    if not isinstance(header, dict):
+        raise DataError(f"{path}: shard header is {type(header).__name__}, expected an object")
     if header.get("version") != _VERSION:
         raise DataError(f"{path}: shard version {header.get('version')!r}, expected {_VERSION}")
+    _check_header(header, path)
     frame_bytes = int(np.prod(header["frame_shape"])) * np.dtype(header["dtype"]).itemsize
     expected = header["data_offset"] + header["num_frames"] * frame_bytes
     if size < expected:
         raise DataError(f"{path}: shard is truncated ({size} bytes, header promises {expected})")
     return header
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_header(header: dict, path: Path) -> None:
+    """Every key a reader uses, with the type and range it needs: DataError naming the file
+    and key otherwise (a hand-edited or corrupt header, not a KeyError or TypeError)."""
+
+    def bad(key: str, expected: str) -> DataError:
+        return DataError(
+            f"{path}: shard header key {key!r} is {header.get(key, '(missing)')!r}; "
+            f"expected {expected}"
+        )
+
+    try:
+        np.dtype(header.get("dtype"))
+    except TypeError:
+        raise bad("dtype", "a numpy dtype name such as 'uint8'") from None
+    shape = header.get("frame_shape")
+    if not (isinstance(shape, list) and shape and all(_is_count(n) and n > 0 for n in shape)):
+        raise bad("frame_shape", "a list of positive integers [H, W, C]")
+    for key in ("num_frames", "data_offset"):
+        if not _is_count(header.get(key)):
+            raise bad(key, "an integer >= 0")
+    videos = header.get("videos")
+    if not isinstance(videos, list):
+        raise bad("videos", "a list of {id, first_frame, num_frames}")
+    for i, video in enumerate(videos):
+        fields = {"id", "first_frame", "num_frames"}
+        if not isinstance(video, dict) or not fields <= set(video):
+            raise DataError(f"{path}: shard header videos[{i}] is {video!r}; expected {fields}")
+        if not (_is_count(video["first_frame"]) and _is_count(video["num_frames"])):
+            raise DataError(
+                f"{path}: shard header videos[{i}] ({video['id']!r}): first_frame and "
+                "num_frames must be integers >= 0"
+            )
+        end = video["first_frame"] + video["num_frames"]
+        if end > header["num_frames"]:
+            raise DataError(
+                f"{path}: shard header videos[{i}] ({video['id']!r}) claims frames "
+                f"{video['first_frame']}..{end - 1}, past the end of the shard's "
+                f"{header['num_frames']} frames"
+            )
+        unknown = set(video) - fields - {"meta"}
+        if unknown:
+            raise DataError(f"{path}: shard header videos[{i}] has unknown keys {sorted(unknown)}")

@@ -306,12 +306,12 @@ def test_callback_end_to_end(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, callback, logger)
     trainer.fit(module, _data())
 
-    gen_scales = logger.values("q_ctrl_gen/lr_scale")
-    disc_scales = logger.values("q_ctrl_disc/lr_scale")
+    gen_scales = logger.values("q_ctrl_gen/lrscale")
+    disc_scales = logger.values("q_ctrl_disc/lrscale")
     assert len(gen_scales) == len(disc_scales) == 3  # decisions at steps 2, 4, 6
     assert len(logger.values("q_ctrl_gen/reward")) == 2  # from the second decision on
     # Logged once per decision, at the logger steps of those batches' own metrics.
-    decision_steps = [step for step, m in logger.history if "q_ctrl_gen/lr_scale" in m]
+    decision_steps = [step for step, m in logger.history if "q_ctrl_gen/lrscale" in m]
     recon_steps = [step for step, m in logger.history if "train/loss_recon" in m]
     assert decision_steps == recon_steps[1::2] == [1, 3, 5]
     assert logger.values("q_ctrl_kl/kl_weight")[-1] == pytest.approx(module.kl_weight)
@@ -324,7 +324,7 @@ def test_callback_end_to_end(tmp_path: Path) -> None:
     assert logger.values("q_ctrl_gen/lr")[-1] == pytest.approx(expected_g)
     # Some factor other than 1 was drawn, so the check above is not vacuous.
     assert any(s != 1.0 for s in gen_scales + disc_scales)
-    momentum = 0.9 * math.prod(logger.values("q_ctrl_disc/momentum_scale"))
+    momentum = 0.9 * math.prod(logger.values("q_ctrl_disc/momentumscale"))
     assert opt_d.param_groups[0]["momentum"] == pytest.approx(momentum)
 
     # Checkpoint: the state is in it, loads with weights_only, and restores a fresh callback.

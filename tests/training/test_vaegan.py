@@ -32,7 +32,9 @@ TRAIN_KEYS = (
     "lr_gen",
     "lr_disc",
 )
-VAL_KEYS = ("avg_val_psnr", "ssim", "lpips", "recon_mse")
+# The guide's names (document 004): "`val/avg_val_psnr`, `val/avg_val_ssim`,
+# `val/avg_val_lpips`, `val/avg_val_recon_mse`".
+VAL_KEYS = ("avg_val_psnr", "avg_val_ssim", "avg_val_lpips", "avg_val_recon_mse")
 
 
 @pytest.fixture
@@ -105,7 +107,10 @@ def test_two_step_training_logs_the_users_metrics_and_panels(tiny_vaegan, tmp_pa
     assert {f"train/{k}" for k in TRAIN_KEYS} <= logged
     assert {f"val/{k}" for k in VAL_KEYS} <= logged
     samples = result.run_dir / "samples"
-    assert list(samples.glob("vaegan_step*.png")) and list(samples.glob("fixed_noise_step*.png"))
+    # The guide's image keys (document 004): samples/train_recon,
+    # samples/val_reconstruction_samples, samples/fixed_noise_generated.
+    for key in ("train_recon", "val_reconstruction_samples", "fixed_noise_generated"):
+        assert list(samples.glob(f"{key}_step*.png")), key
     ckpt = read_checkpoint(result.best_checkpoint, expected_kind="vaegan")
     assert ckpt["framecast"]["config"]["training"]["monitor"] == "val/avg_val_psnr"
     # Posterior draws are decoded with their own clip's context (the generator's FiLM

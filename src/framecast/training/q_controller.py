@@ -595,7 +595,7 @@ class QControllerCallback(pl.Callback):
     :data:`DEFAULT_METRIC_KEYS` by name) and raises :class:`TrainingError` naming a missing
     key: a misconfigured controller must not silently do nothing. Under DDP the losses of
     rank 0 are broadcast first, so every rank makes the same decision and the optimisers stay
-    identical. Logs ``q_ctrl_gen/{lr_scale,momentum_scale,reward,epsilon,lr,momentum}``, the
+    identical. Logs ``q_ctrl_gen/{lrscale,momentumscale,reward,epsilon,lr,momentum}`` (the guide's names), the
     same under ``q_ctrl_disc/``, and ``q_ctrl_kl/{kl_scale,kl_weight,reward,epsilon}``
     (rewards from the second decision on), to ``trainer.loggers`` at decision steps only.
     Do not combine ``control_kl`` with a ``KLScheduleCallback``: both set the same attribute.
@@ -679,8 +679,9 @@ class QControllerCallback(pl.Callback):
             applied = apply_to_optimizer(
                 optimizer, action, self.config, self._scheduler_of(trainer, optimizer)
             )
-            logs[f"q_ctrl_{prefix}/lr_scale"] = action.lr_scale
-            logs[f"q_ctrl_{prefix}/momentum_scale"] = action.momentum_scale
+            # The guide's keys (document 004): q_ctrl_gen/lrscale, ... and momentumscale.
+            logs[f"q_ctrl_{prefix}/lrscale"] = action.lr_scale
+            logs[f"q_ctrl_{prefix}/momentumscale"] = action.momentum_scale
             logs[f"q_ctrl_{prefix}/epsilon"] = controller.epsilon
             logs[f"q_ctrl_{prefix}/lr"] = applied.lr
             if applied.momentum is not None:

@@ -15,8 +15,8 @@ all-reduced across ranks (the users' script unwrapped ``.module`` and never sync
 
 Logged as the users' script did: ``train/loss_recon``, ``loss_kl``, ``loss_g_adv``,
 ``loss_g_total``, ``loss_d_real``, ``loss_d_fake``, ``loss_d_total``, ``lr_gen``,
-``lr_disc``; ``val/avg_val_psnr``, ``val/ssim``, ``val/lpips`` (ST-LPIPS),
-``val/recon_mse`` (and ``val/loss`` = λ_recon·recon_mse + λ_KL·KL); a sample panel (context | truth | prediction) and fixed-noise
+``lr_disc``; ``val/avg_val_psnr``, ``val/avg_val_ssim``, ``val/avg_val_lpips`` (ST-LPIPS),
+``val/avg_val_recon_mse`` (the guide's names; and ``val/loss`` = λ_recon·recon_mse + λ_KL·KL); a sample panel (context | truth | prediction) and fixed-noise
 generations at each validation.
 """
 
@@ -70,6 +70,7 @@ class VAEGANModule(FramecastModule):
         self.automatic_optimization = False
         self.kl_weight = kl_schedule(cfg).value(0)
         self._sample_batch: torch.Tensor | None = None
+        self._train_sample: torch.Tensor | None = None
         # Fixed noise: the same latents at every validation show how generation evolves.
         noise = torch.randn(
             FIXED_NOISE_SAMPLES, cfg.latent_dim, generator=torch.Generator().manual_seed(t.seed)
@@ -138,6 +139,11 @@ class VAEGANModule(FramecastModule):
         sched_g.step()
         self.untoggle_optimizer(opt_g)
 
+        if batch_idx == 0 or self._train_sample is None:  # the train_recon panel's clips
+            n = min(SAMPLE_CLIPS, real.shape[0])
+            self._train_sample = torch.cat([context[:n], real[:n], out.frames[:n]], dim=1)
+            self._train_sample = self._train_sample.detach().float()
+
         logs = {k: v.detach() for k, v in {**g_logs, **d_logs}.items()}
         logs["lr_gen"] = opt_g.param_groups[0]["lr"]
         logs["lr_disc"] = opt_d.param_groups[0]["lr"]
@@ -176,14 +182,15 @@ class VAEGANModule(FramecastModule):
             recon = F.mse_loss(pred_frames, true_frames)
             kl = kl_divergence(out.mu.float(), out.logvar.float())
             cfg: VAEGANConfig = self.config.model
+            # The guide's names (document 004: val/avg_val_psnr, _ssim, _lpips, _recon_mse).
             metrics = {
                 # The generator's objective without the adversarial term (comparable across
                 # runs whatever the discriminator does).
                 "loss": cfg.lambda_recon * recon + self.kl_weight * kl,
                 "avg_val_psnr": psnr(pred_frames, true_frames).mean(),
-                "ssim": ssim(pred_frames, true_frames).mean(),
-                "lpips": load_stlpips("alex", real.device)(pred_frames, true_frames).mean(),
-                "recon_mse": recon,
+                "avg_val_ssim": ssim(pred_frames, true_frames).mean(),
+                "avg_val_lpips": load_stlpips("alex", real.device)(pred_frames, true_frames).mean(),
+                "avg_val_recon_mse": recon,
                 "loss_kl": kl,
             }
         self.log_dict_prefixed("val", metrics, on_epoch=True, batch_size=real.shape[0])
@@ -192,20 +199,27 @@ class VAEGANModule(FramecastModule):
             self._sample_batch = torch.cat([context[:n], real[:n], fake[:n]], dim=1).float()
 
     def on_validation_epoch_end(self) -> None:
-        path = self.sample_path("vaegan")
+        # File stems are the guide's image keys (samples/val_reconstruction_samples,
+        # samples/train_recon, samples/fixed_noise_generated in W&B: SampleMediaCallback).
+        path = self.sample_path("val_reconstruction_samples")
         if self._sample_batch is None or path is None:
             return
-        rows = [to_uint8_images(clip) for clip in self._sample_batch]
         tc, f = self.context_frames, self.future_frames
-        labels = [f"clip {i}: {tc} context | {f} truth | {f} predicted" for i in range(len(rows))]
-        save_image_grid(rows, path, labels=labels)
+        for batch, where in ((self._sample_batch, path), (self._train_sample, None)):
+            if batch is None:
+                continue
+            rows = [to_uint8_images(clip) for clip in batch]
+            labels = [
+                f"clip {i}: {tc} context | {f} truth | {f} predicted" for i in range(len(rows))
+            ]
+            save_image_grid(rows, where or self.sample_path("train_recon"), labels=labels)
         # The generator's GAAD-FiLM reads context frames: every fixed latent gets the first
         # sample clip's context, so the panel still shows what the latent alone changes.
         noise = self.fixed_noise.to(self.device)
         context = self._sample_batch[:1, : self.context_frames].expand(len(noise), -1, -1, -1, -1)
         with torch.no_grad():
             generated = self.model.generate(noise, context.to(self.device)).float()
-        noise_path = path.with_name(path.name.replace("vaegan_", "fixed_noise_"))
+        noise_path = self.sample_path("fixed_noise_generated")
         save_image_grid(
             [to_uint8_images(clip) for clip in generated],
             noise_path,

@@ -56,6 +56,7 @@ from framecast.training.run import (
     prepare_run_dir,
     remove_if_unused,
     remove_stale_temporaries,
+    run_lock,
 )
 from framecast.training.tasks import get_task
 
@@ -416,6 +417,37 @@ def train(
     trains on its own shard of the data (Lightning's DistributedSampler), and only global
     rank 0 writes into the run directory.
     """
+    rank_zero = launch_rank_is_zero()
+    devices = _trainer_devices(num_gpus, num_nodes, num_processes)
+    if not resume and run_name is None and devices["devices"] * num_nodes > 1:
+        raise ConfigError("a multi-process run needs --run-name (one name for every rank)")
+    name = run_name or (default_run_name(config) if config is not None and not resume else None)
+    # Rank 0 holds the run for the whole start and fit: a second train (or --resume) of
+    # the same run stops with one line instead of writing into the same folder.
+    lock = run_lock(runs_dir, name) if rank_zero and name else contextlib.nullcontext()
+    with lock:
+        return _train(
+            config, runs_dir, name, resume, overrides, num_gpus, num_nodes, num_processes,
+            fast_dev_run, detect_anomaly, progress, overwrite, callbacks,
+        )  # fmt: skip
+
+
+def _train(
+    config: Config | None,
+    runs_dir: str | os.PathLike,
+    run_name: str | None,
+    resume: bool,
+    overrides: list[str] | None,
+    num_gpus: int,
+    num_nodes: int,
+    num_processes: int,
+    fast_dev_run: bool,
+    detect_anomaly: bool,
+    progress: bool | None,
+    overwrite: bool,
+    callbacks: list[pl.Callback] | None,
+) -> TrainResult:
+    """:func:`train` once the run is held (``run_name`` resolved where it can be)."""
     devices = _trainer_devices(num_gpus, num_nodes, num_processes)
     rank_zero = launch_rank_is_zero()
     overrides = list(overrides or [])

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
 import os
 import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +59,100 @@ class RunDir:
 
     def save_config(self, config: Config) -> Path:
         return save_config(config, self.config_path)
+
+
+LOCK_GRACE_SECONDS = 30.0
+"""An empty or unreadable lock file younger than this is a holder still writing it."""
+
+
+def lock_path(runs_dir: str | os.PathLike, run_name: str) -> Path:
+    """``runs_dir/.<run_name>.lock``: beside the run folder, so that ``overwrite`` (which
+    deletes the folder) cannot delete another process's lock with it."""
+    return Path(runs_dir) / f".{run_name}.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _lock_holder(path: Path) -> dict | None:
+    """The holder recorded in a lock file, or None when it is unreadable."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _stale_reason(path: Path, holder: dict | None) -> str | None:
+    """Why an existing lock no longer holds anything, or None when it may."""
+    if holder is None:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return "gone"
+        return f"unreadable and {age:.0f} s old" if age > LOCK_GRACE_SECONDS else None
+    pid, host = holder.get("pid"), holder.get("host")
+    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        return f"pid {pid} on {host} has exited"
+    return None  # alive here, or on another host where it cannot be checked
+
+
+@contextlib.contextmanager
+def run_lock(runs_dir: str | os.PathLike, run_name: str) -> Iterator[Path]:
+    """Hold the run ``runs_dir/run_name`` for this process: a second ``train`` (or
+    ``--resume``) of the same run stops with one line naming the holder instead of writing
+    into the same folder. The lock file records pid, host and start; one whose process has
+    exited on this host is taken over (with a notice), one held on another host is not
+    (remove it by hand once that job is gone). Released on exit, also on errors."""
+    path = lock_path(runs_dir, run_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            reason = _stale_reason(path, holder)
+            if reason is None:
+                who = (
+                    f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
+                    if holder
+                    else "a process that is still writing its lock"
+                )
+                raise ConfigError(
+                    f"run {Path(runs_dir) / run_name} is in use by {who} (lock {path}); wait "
+                    "for it to finish, or remove the lock if that process is gone"
+                ) from None
+            if reason != "gone":
+                print(
+                    f"framecast: run {run_name}: taking over a stale lock ({reason})",
+                    file=sys.stderr,
+                )
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(me, handle)
+        break
+    else:  # pragma: no cover - three processes racing for one stale lock
+        raise ConfigError(f"run {Path(runs_dir) / run_name}: could not take the lock {path}")
+    try:
+        yield path
+    finally:
+        if (_lock_holder(path) or {}).get("pid") == me["pid"]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def default_run_name(config: Config) -> str:

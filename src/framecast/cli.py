@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from framecast import __version__
-from framecast.errors import ConfigError, FramecastError
+from framecast.errors import ConfigError, FramecastError, Preempted
 from framecast.hardware import SAMPLING_PRECISIONS
 
 EXIT_OK = 0
@@ -785,6 +785,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     try:
         return args.func(args)
+    except Preempted as exc:  # a scheduler's signal: saved, resumable, not finished
+        print(f"framecast: {exc}", file=sys.stderr)
+        return exc.exit_code
     except FramecastError as exc:
         if args.debug:
             raise

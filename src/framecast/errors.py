@@ -29,3 +29,15 @@ class TrainingError(FramecastError):
 
 class ExportError(FramecastError):
     """A model cannot be exported, or the exported model disagrees with the original."""
+
+
+class Preempted(FramecastError):
+    """Training stopped on a scheduler's signal after saving a resumable checkpoint.
+
+    ``exit_code`` is 128 + the signal number (143 for SIGTERM), as a shell reports a process
+    ended by that signal, so a scheduler (or LSF's ``-Q``) sees the job did not finish."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

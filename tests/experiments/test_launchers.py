@@ -64,6 +64,12 @@ def test_lsf_scripts(tmp_path):
         '#BSUB -R "rusage[mem=64G/host]"',
         "#BSUB -M 64G",  # a per-process (or per-job) limit, never per slot
         "#BSUB -W 2:31",  # minute resolution, rounded up
+        # Pre-emption (issue 23 item 12): SIGUSR1 two minutes before the limit; framecast
+        # saves and exits 128 + signal, which LSF requeues; the script then resumes.
+        "#BSUB -wa USR1",
+        "#BSUB -wt 2",
+        '#BSUB -Q "138 140 143"',
+        "  exec framecast train",
         "#BSUB -q gpu_long",
         "#BSUB -P proj42",
         '#BSUB -R "select[a100]"',
@@ -101,7 +107,9 @@ def test_slurm_scripts(tmp_path):
         "#SBATCH --partition=a100",
         "#SBATCH --account=proj42",
         "#SBATCH --qos=high",
-        "srun framecast train",  # one task per GPU for Lightning's SLURMEnvironment
+        "exec srun framecast train",  # one task per GPU for Lightning's SLURMEnvironment
+        "#SBATCH --signal=B:USR1@120",  # to the batch shell, exec'd into srun (forwards it)
+        "#SBATCH --requeue",  # framecast asks scontrol to requeue after saving
     ]:
         assert line in text, line
     submit = (jobs / "submit.sh").read_text()

@@ -185,3 +185,68 @@ def test_killed_river_run_resumes_to_the_same_losses(
     rows, expected = _rows(resumed.run_dir), _rows(reference.run_dir)
     assert [int(row["step"]) for row in rows] == list(range(6))
     assert rows == expected
+
+
+# A scheduler's warning signal, sent for real to the training process (os.kill on its own
+# pid, during training step STEP) while it runs the framecast CLI.
+SIGNALLED_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    import lightning.pytorch as pl
+
+    import framecast.training.engine as engine
+    from framecast.cli import main
+
+    config_path, runs_dir, name, step = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+
+    class SignalAt(pl.Callback):  # arrives during training step STEP (global step STEP - 1)
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == step - 1:
+                os.kill(os.getpid(), getattr(signal, name))
+
+
+    real_train = engine.train
+    engine.train = lambda *a, **k: real_train(*a, **{**k, "callbacks": [SignalAt()]})
+    sys.exit(main(["train", "--config", config_path, "--runs-dir", runs_dir,
+                   "--run-name", "run"]))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "STEP"),
+    [("SIGTERM", 3), ("SIGUSR1", 2), ("SIGUSR2", 4)],
+    ids=["term-at-epoch-end", "usr1-before-validation", "usr2-mid-epoch-1"],
+)
+def test_a_schedulers_signal_saves_exits_nonzero_and_resumes_to_the_same_losses(
+    kill_setup, tmp_path, name, STEP
+):
+    """Issue 23 item 12: SIGTERM used to finish the step and exit 0 without saving, SIGUSR1
+    to kill the run with nothing saved. Now: save last.ckpt at the step, one line, exit
+    128 + signal, and --resume ends with the uninterrupted run's numbers."""
+    import signal
+
+    config_path, reference = kill_setup
+    runs = tmp_path / "signalled"
+    script = tmp_path / "signalled.py"
+    script.write_text(SIGNALLED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(config_path), str(runs), name, str(STEP)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 128 + getattr(signal, name), done.stderr[-2000:]
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"framecast: received {name} at step {STEP}: saved "), last_line
+    assert "last.ckpt" in last_line and "--resume" in last_line
+    from framecast.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(runs / "run" / "checkpoints" / "last.ckpt", expected_kind="autoencoder")
+    assert saved["global_step"] == STEP
+    resumed = train(None, runs_dir=runs, run_name="run", resume=True, progress=False)
+    assert resumed.global_step == reference.global_step == 6
+    assert _rows(resumed.run_dir) == _rows(reference.run_dir)

@@ -27,6 +27,7 @@ from framecast.experiments.spec import ResourceSpec, Sweep, SweepRun
 from framecast.utils import atomic_write_text
 
 LAUNCHERS = ("lsf", "slurm")
+_LSF_REQUEUE_EXIT_VALUES = "138 140 143"  # framecast stopped by SIGUSR1, SIGUSR2, SIGTERM
 SUFFIX = {"lsf": ".lsf", "slurm": ".slurm"}
 
 
@@ -92,11 +93,12 @@ def _train_command(
     resume = " ".join(shlex.quote(a) for a in [*base, "--resume"])
     last = shlex.quote(str(sweep_dir / run.name / "checkpoints" / "last.ckpt"))
     return [
-        "# A requeued job continues its run instead of starting over.",
+        "# A requeued job continues its run instead of starting over. exec: the scheduler's",
+        "# warning signal reaches framecast, which saves last.ckpt and exits 128 + signal.",
         f"if [ -f {last} ]; then",
-        f"  {head}{resume}",
+        f"  exec {head}{resume}",
         "else",
-        f"  {head}{fresh}",
+        f"  exec {head}{fresh}",
         "fi",
     ]
 
@@ -127,6 +129,10 @@ def job_script(
         lines += lsf_memory_lines(res, slots_per_host)
         if res.time:
             lines.append(f"#BSUB -W {_lsf_time(res.time)}")
+            # SIGUSR1 2 minutes before the limit; framecast saves and exits 138 (128 + 10),
+            # which LSF requeues (-Q), or 143 after a SIGTERM (bkill, preemption).
+            lines += ["#BSUB -wa USR1", "#BSUB -wt 2"]
+        lines.append(f'#BSUB -Q "{_LSF_REQUEUE_EXIT_VALUES}"')
         if res.queue:
             lines.append(f"#BSUB -q {res.queue}")
         if res.account:
@@ -148,6 +154,9 @@ def job_script(
             lines.append(f"#SBATCH --mem={res.memory}")
         if res.time:
             lines.append(f"#SBATCH --time={_slurm_time(res.time)}")
+        # SIGUSR1 to the batch shell (exec'd into framecast or srun, which forwards it) 120 s
+        # before the limit: framecast saves last.ckpt and asks scontrol to requeue the job.
+        lines += ["#SBATCH --signal=B:USR1@120", "#SBATCH --requeue"]
         if res.partition:
             lines.append(f"#SBATCH --partition={res.partition}")
         if res.account:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
+import signal
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,91 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from framecast.errors import Preempted
 from framecast.training.kl_schedule import KLSchedule
+
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+"""What schedulers send before they kill a job: Slurm (``--signal``, and SIGTERM at the
+time limit or on ``scancel``), LSF (the warning action, ``bsub -wa``), Kubernetes (SIGTERM)."""
+
+
+class PreemptionCallback(pl.Callback):
+    """On SIGTERM, SIGUSR1 or SIGUSR2: finish the current step (and its validation), save
+    ``last.ckpt`` before the next one (the
+    checkpoint callback's own atomic, guarded save), and stop with :class:`Preempted`
+    (exit 128 + signal, one line saying where to resume from).
+
+    Under Slurm, a job that got SIGUSR1 (the signal ``--signal=USR1@120`` sends) asks
+    ``scontrol requeue`` for itself, so the job starts again and its script resumes; under
+    DDP every rank saves and stops when any rank got the signal. Handlers are installed for
+    the training loop only (main thread) and the previous ones restored after it; a signal
+    during validation is acted on at the end of the next training step.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame) -> None:
+        self.received = signum
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning's signal connector (it registers between on_fit_start and
+        # on_train_start): its SIGTERM handler would stop the fit cleanly, exit 0, unsaved.
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals can only be handled in the main thread
+        for name in PREEMPTION_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                self._previous[signum] = signal.signal(signum, self._handler)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Acted on here, between two steps: the previous step is complete (its validation,
+        # epoch end, metrics row), so the checkpoint is the one a validation would write
+        # and the resumed run continues with the same numbers.
+        received = self.received is not None
+        if trainer.world_size > 1:
+            received = trainer.strategy.reduce_boolean_decision(received, all=False)
+        if not received:
+            return
+        signum = self.received if self.received is not None else signal.SIGTERM
+        name = signal.Signals(signum).name
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is None:
+            raise Preempted(f"received {name} at step {trainer.global_step}: stopped", signum)
+        for logger in trainer.loggers:
+            logger.save()
+        # The loop has counted this batch as fetched ("ready"); the checkpoint must look like
+        # one written at the end of the previous step, or the resumed run's validation
+        # schedule shifts by a step.
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        progress.total.ready -= 1
+        progress.current.ready -= 1
+        progress.is_last_batch = False  # that of the fetched batch, not started yet
+        checkpoint._save_last_checkpoint(trainer, checkpoint._monitor_candidates(trainer))
+        saved = checkpoint.last_model_path or "no checkpoint (the model was not finite)"
+        requeued = ""
+        if signum == getattr(signal, "SIGUSR1", None) and _slurm_requeue(trainer):
+            requeued = "; asked Slurm to requeue the job"
+        raise Preempted(
+            f"received {name} at step {trainer.global_step}: saved {saved}{requeued}; "
+            "continue with framecast train --run-name NAME --resume",
+            signum,
+        )
+
+
+def _slurm_requeue(trainer: pl.Trainer) -> bool:
+    """``scontrol requeue $SLURM_JOB_ID`` from global rank 0; whether it was asked."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not trainer.is_global_zero or not job or shutil.which("scontrol") is None:
+        return False
+    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    return done.returncode == 0
 
 
 class ForeachEMA(WeightAveraging):

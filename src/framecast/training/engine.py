@@ -38,6 +38,7 @@ from framecast.hardware import PrecisionChoice, resolve_training_precision
 from framecast.training.callbacks import (
     ForeachEMA,
     PatientEarlyStopping,
+    PreemptionCallback,
     RestoreRNG,
     ResumeSchedule,
     SampleMediaCallback,
@@ -339,7 +340,9 @@ def cluster_environment(environ: Mapping[str, str] | None = None):
             "bash",
             "interactive",
         ):
-            return SLURMEnvironment()
+            # Not Lightning's own requeue (an hpc_ckpt that --resume does not read):
+            # PreemptionCallback saves last.ckpt and asks for the requeue itself.
+            return SLURMEnvironment(auto_requeue=False)
     elif kind == "lsf":
         if all(name in environ for name in _LSF_JSRUN_VARIABLES):
             return LSFEnvironment()
@@ -589,6 +592,7 @@ def _fit(
         ),
         LearningRateMonitor(logging_interval="step"),
         ValidateAtEnd(),
+        PreemptionCallback(),
         RestoreRNG(),
         *task.build_callbacks(config, run),
         *(extra_callbacks or []),

@@ -159,3 +159,17 @@ def test_file_that_does_not_match_the_network_is_refused(
     monkeypatch.setattr(lpips, "weights_path", lambda net: broken)
     with pytest.raises(STLPIPSWeightsError, match="do not match"):
         STLPIPS("alex")
+
+
+def test_building_the_network_leaves_the_global_generator_alone() -> None:
+    """Its layers' random init is overwritten by the loaded weights; drawing it from torch's
+    global generator shifted a training run's noise after its first validation, so a run and
+    its resume (or the same run second in a process) differed from that step on."""
+    from framecast.eval import lpips as module
+
+    module._cached.cache_clear()
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    module.load_stlpips("alex", "cpu")
+    assert torch.equal(torch.rand(4), expected)

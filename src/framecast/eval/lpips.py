@@ -244,7 +244,11 @@ def _our_key(key: str) -> str:
 
 @functools.cache
 def _cached(net: Net, device: torch.device) -> STLPIPS:
-    return STLPIPS(net).to(device)
+    # Built with the global generators' state kept: the layers' random init (overwritten by
+    # the loaded weights) must not shift a training run's draws at its first validation,
+    # or a run would differ from a resumed one, or from itself run second in a process.
+    with torch.random.fork_rng(devices=[]):
+        return STLPIPS(net).to(device)
 
 
 def load_stlpips(net: Net = "alex", device: torch.device | str = "cpu") -> STLPIPS:

@@ -188,6 +188,7 @@ RANGE_CASES = [
     ("model.base_channels=100000", "model.base_channels", "4096"),
     (f"data.batch_size={10**12}", "data.batch_size", "65536"),
     ("training.grad_clip=.inf", "training.grad_clip", "finite"),
+    ("data.frame_stride=1000", "data.frame_stride=1000", "single frames"),  # was ignored
 ]
 
 

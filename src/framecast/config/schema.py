@@ -218,6 +218,8 @@ def register_model_kind(kind: str):
     return decorate
 
 
+SINGLE_FRAME_KINDS = ("autoencoder",)
+"""Kinds that train on single frames: ``data.frame_stride`` means nothing to them."""
 DEFAULT_MONITOR = {"river": "val/flow_matching_mse_unweighted"}
 """``training.monitor`` when a config of that kind does not set it (others: val/loss)."""
 
@@ -246,6 +248,15 @@ class Config(Section):
         if kind not in ModelConfig.registry:
             raise ValueError(f"unknown model kind {kind!r}; allowed kinds: {', '.join(known)}")
         return ModelConfig.registry[kind].model_validate(value)
+
+    @model_validator(mode="after")
+    def _frame_stride_needs_clips(self) -> Config:
+        if self.model.kind in SINGLE_FRAME_KINDS and self.data.frame_stride != 1:
+            raise ValueError(
+                f"data.frame_stride={self.data.frame_stride} has no effect: kind "
+                f"{self.model.kind} trains on single frames, not clips; leave it at 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_monitor(self) -> Config:

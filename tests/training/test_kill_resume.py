@@ -69,6 +69,14 @@ KILLED_SCRIPT = textwrap.dedent(
 )
 
 
+def _run_script(tmp_path: Path, text: str, *args: object) -> subprocess.CompletedProcess:
+    """Write ``text`` to a script in ``tmp_path`` and run it with ``args``."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    argv = [sys.executable, str(script), *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
 def _rows(run_dir: Path) -> list[dict[str, float]]:
     return read_metrics_csv(run_dir / "metrics.csv")
 
@@ -107,14 +115,7 @@ def kill_setup(tmp_path_factory, tiny_dataset, tiny_run):
 def test_killed_run_resumes_to_the_same_losses(kill_setup, tmp_path, how, step):
     config_path, reference = kill_setup
     runs = tmp_path / "killed"
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script), str(config_path), str(runs), how, str(step)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _run_script(tmp_path, KILLED_SCRIPT, config_path, runs, how, step)
     assert done.returncode == -9, done.stderr[-2000:]
     checkpoints = runs / "run" / "checkpoints"
     if how == "save":
@@ -170,15 +171,8 @@ def test_killed_river_run_resumes_to_the_same_losses(
     config = validate_config(raw)
     config_path = save_config(config, tmp_path / "config.yaml")
     reference = train(config, runs_dir=tmp_path / "ref", run_name="run", progress=False)
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED_SCRIPT)
     runs = tmp_path / "killed"
-    done = subprocess.run(
-        [sys.executable, str(script), str(config_path), str(runs), "batch", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _run_script(tmp_path, KILLED_SCRIPT, config_path, runs, "batch", "3")
     assert done.returncode == -9, done.stderr[-2000:]
     resumed = train(None, runs_dir=runs, run_name="run", resume=True, progress=False)
     assert resumed.global_step == reference.global_step == 6
@@ -231,14 +225,7 @@ def test_a_schedulers_signal_saves_exits_nonzero_and_resumes_to_the_same_losses(
 
     config_path, reference = kill_setup
     runs = tmp_path / "signalled"
-    script = tmp_path / "signalled.py"
-    script.write_text(SIGNALLED_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script), str(config_path), str(runs), name, str(STEP)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _run_script(tmp_path, SIGNALLED_SCRIPT, config_path, runs, name, STEP)
     assert done.returncode == 128 + getattr(signal, name), done.stderr[-2000:]
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"framecast: received {name} at step {STEP}: saved "), last_line

@@ -28,15 +28,14 @@ time limit or on ``scancel``), LSF (the warning action, ``bsub -wa``), Kubernete
 
 class PreemptionCallback(pl.Callback):
     """On SIGTERM, SIGUSR1 or SIGUSR2: finish the current step (and its validation), save
-    ``last.ckpt`` before the next one (the
-    checkpoint callback's own atomic, guarded save), and stop with :class:`Preempted`
-    (exit 128 + signal, one line saying where to resume from).
+    ``last.ckpt`` before the next one (the checkpoint callback's own atomic, guarded save),
+    and stop with :class:`Preempted` (exit 128 + signal, one line saying where to resume).
 
-    Under Slurm, a job that got SIGUSR1 (the signal ``--signal=USR1@120`` sends) asks
-    ``scontrol requeue`` for itself, so the job starts again and its script resumes; under
-    DDP every rank saves and stops when any rank got the signal. Handlers are installed for
-    the training loop only (main thread) and the previous ones restored after it; a signal
-    during validation is acted on at the end of the next training step.
+    Under Slurm, a job that got SIGUSR1 (what the job scripts' ``--signal=B:USR1@120``
+    sends) asks ``scontrol requeue`` for itself, so the job starts again and its script
+    resumes; under DDP every rank saves and stops when any rank got the signal. Handlers
+    are installed for the training loop only (main thread) and the previous ones restored
+    after it; a signal during validation is acted on before the next training step.
     """
 
     def __init__(self) -> None:

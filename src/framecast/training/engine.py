@@ -430,7 +430,7 @@ def train(
     lock = run_lock(runs_dir, name) if rank_zero and name else contextlib.nullcontext()
     with lock:
         return _train(
-            config, runs_dir, name, resume, overrides, num_gpus, num_nodes, num_processes,
+            config, runs_dir, name, resume, overrides, devices, rank_zero,
             fast_dev_run, detect_anomaly, progress, overwrite, callbacks,
         )  # fmt: skip
 
@@ -441,18 +441,16 @@ def _train(
     run_name: str | None,
     resume: bool,
     overrides: list[str] | None,
-    num_gpus: int,
-    num_nodes: int,
-    num_processes: int,
+    devices: dict,
+    rank_zero: bool,
     fast_dev_run: bool,
     detect_anomaly: bool,
     progress: bool | None,
     overwrite: bool,
     callbacks: list[pl.Callback] | None,
 ) -> TrainResult:
-    """:func:`train` once the run is held (``run_name`` resolved where it can be)."""
-    devices = _trainer_devices(num_gpus, num_nodes, num_processes)
-    rank_zero = launch_rank_is_zero()
+    """:func:`train` once the run is held: ``run_name`` is resolved (None only for a
+    ``resume`` without one, or a new run without a config, both refused here)."""
     overrides = list(overrides or [])
     point: ResumePoint | None = None
     if resume:
@@ -483,11 +481,8 @@ def _train(
     else:
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
-        if run_name is None and devices["devices"] * num_nodes > 1:
-            raise ConfigError("a multi-process run needs --run-name (one name for every rank)")
-        name = run_name or default_run_name(config)
-        created = not (Path(runs_dir) / name).exists() or overwrite
-        run = _run_dir(runs_dir, name, False, overwrite, rank_zero)
+        created = not (Path(runs_dir) / run_name).exists() or overwrite
+        run = _run_dir(runs_dir, run_name, False, overwrite, rank_zero)
     try:
         result = _fit(
             config,

@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         run_name=args.run_name,
         resume=args.resume,
-        overrides=overrides,
+        overrides=overrides if args.resume else None,  # a new run's config has them already
         num_gpus=args.num_gpus,
         num_nodes=args.num_nodes,
         num_processes=args.num_processes,

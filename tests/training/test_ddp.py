@@ -147,6 +147,105 @@ def test_two_process_cpu_ddp_identical_parameters_one_metrics_file(
     assert (run / "config.yaml").is_file()
 
 
+# Each rank's random state at the start of every training step (the flow-matching times,
+# noise and frame indices, dropout and the VAE-GAN's latent draws all come from these
+# generators), for a fresh run or a resume to MAX_STEPS.
+RNG_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, random, sys
+    from pathlib import Path
+
+    import lightning.pytorch as pl
+    import numpy as np
+    import torch
+
+    from framecast.config import load_config
+    from framecast.training.engine import train
+
+    config_path, runs_dir, out, mode, max_steps = sys.argv[1:6]
+
+
+    class Record(pl.Callback):
+        def __init__(self):
+            self.states = {}
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            digest = hashlib.sha256(torch.get_rng_state().numpy().tobytes())
+            digest.update(np.random.get_state()[1].tobytes())
+            digest.update(repr(random.getstate()).encode())
+            self.states[trainer.global_step] = digest.hexdigest()
+
+        def on_train_end(self, trainer, module):
+            path = Path(out) / f"{mode}_rank{trainer.global_rank}.json"
+            path.write_text(json.dumps(self.states))
+
+
+    overrides = [f"training.max_steps={max_steps}"]
+    if mode == "resume":
+        train(None, runs_dir=runs_dir, run_name="ddp", resume=True, overrides=overrides,
+              num_processes=2, progress=False, callbacks=[Record()])
+    else:
+        train(load_config(config_path), runs_dir=runs_dir, run_name="ddp", num_processes=2,
+              overrides=overrides, progress=False, callbacks=[Record()])
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shipped", [REPO / "configs" / "river_tiny.yaml", VAEGAN],
+                         ids=["river", "wubu_vaegan"])  # fmt: skip
+def test_ranks_draw_their_own_numbers_and_resume_them(shipped, tmp_path, tiny_dataset, shrink):
+    """Every rank has its own random stream (not rank 0's copied), and a resumed two-process
+    run continues each rank's stream exactly where the interrupted one left it."""
+    config = shrink(shipped, tiny_dataset, max_steps=4)
+    config.training.limit_val_batches = 0
+    config_path = save_config(config, tmp_path / "config.yaml")
+    script = tmp_path / "rng.py"
+    script.write_text(RNG_SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def launch(runs: str, mode: str, max_steps: int) -> list[dict[str, str]]:
+        argv = [sys.executable, str(script), str(config_path), str(tmp_path / runs), str(out)]
+        proc = subprocess.run([*argv, mode, str(max_steps)], capture_output=True, text=True,
+                              timeout=240, cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return [json.loads((out / f"{mode}_rank{r}.json").read_text()) for r in (0, 1)]
+
+    whole = launch("whole", "whole", 4)
+    assert list(whole[0]) == list(whole[1]) == ["0", "1", "2", "3"]
+    for step in whole[0]:  # the ranks never draw the same numbers
+        assert whole[0][step] != whole[1][step]
+    first = launch("stopped", "first", 2)
+    resumed = launch("stopped", "resume", 4)
+    assert first == [{s: states[s] for s in ("0", "1")} for states in whole]
+    assert resumed == [{s: states[s] for s in ("2", "3")} for states in whole]
+
+
+def test_rng_restore_reads_single_state_checkpoints_and_seeds_ranks_it_lacks():
+    from types import SimpleNamespace
+
+    import torch
+
+    from framecast.training.callbacks import RestoreRNG, capture_rng, rank_seed
+
+    torch.manual_seed(3)
+    old = capture_rng()  # a checkpoint written before per-rank states: rank 0's state alone
+    expected = torch.rand(3)
+    callback = RestoreRNG(seed=0)
+    callback.load_state_dict(old)
+    torch.manual_seed(99)
+    callback.on_train_start(SimpleNamespace(global_rank=0, global_step=5), None)
+    assert torch.equal(torch.rand(3), expected)
+    # A resume on more processes: rank 1 has no stored state and gets its own stream.
+    callback.load_state_dict({"ranks": [old]})
+    callback.on_train_start(SimpleNamespace(global_rank=1, global_step=5), None)
+    drawn = torch.rand(3)
+    torch.manual_seed(rank_seed(0, 1, 5))
+    assert torch.equal(torch.rand(3), drawn)
+    assert len({rank_seed(0, 1, 5), rank_seed(0, 1), rank_seed(0, 2), rank_seed(1, 1)}) == 4
+
+
 def _train_losses(config, runs: Path, name: str) -> list[float]:
     train(config, runs_dir=runs, run_name=name, progress=False)
     rows = read_metrics_csv(runs / name / "metrics.csv")

@@ -279,33 +279,67 @@ LR_SOURCE = "training.lr"
 
 
 class RestoreRNG(pl.Callback):
-    """Save every random number generator in checkpoints and restore it on resume.
+    """Give every process its own random stream, save each in checkpoints, restore on resume.
+
+    Every rank is seeded with ``training.seed`` first, so that each builds the same initial
+    weights. When training starts, ranks other than 0 reseed their global generators from
+    ``(seed, rank)``: otherwise all ranks would draw the same flow-matching times, noise and
+    frame indices at every step, and with N GPUs the noise batch would be one GPU's. Rank 0
+    keeps ``training.seed``'s stream, so a single-process run is unchanged.
 
     Python's ``random``, NumPy's global generator, torch's CPU generator and, when present,
-    the CUDA generators are captured when a checkpoint is written and put back when the
-    resumed run starts training, so model-side randomness (dropout, noise draws, the
-    flow-matching times) continues exactly where the killed run left it. The data order
+    the CUDA generators of every rank are gathered when a checkpoint is written and each rank
+    gets its own back when the resumed run starts training, so model-side randomness
+    continues exactly where the killed run left it. A rank that the checkpoint has no state
+    for (a resume on more processes) is seeded from ``(seed, rank, step)``. The data order
     has its own generator (``framecast.data.dataset.ResumableSampler``).
     """
 
-    def __init__(self) -> None:
-        self._restored: dict[str, Any] | None = None
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._restored: list[dict[str, Any]] | None = None
 
     @property
     def state_key(self) -> str:
         return "framecast_rng"
 
     def state_dict(self) -> dict[str, Any]:
-        return capture_rng()
+        # Called on every rank while a checkpoint is written (the save is collective).
+        state = capture_rng()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            states: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, state)
+            return {"ranks": states}
+        return {"ranks": [state]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._restored = state_dict
+        # Checkpoints before per-rank states held rank 0's state alone.
+        self._restored = state_dict["ranks"] if "ranks" in state_dict else [state_dict]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # Late, after everything that builds or restores (and may draw numbers) has run.
-        if self._restored:
-            restore_rng(self._restored)
-            self._restored = None
+        rank = trainer.global_rank
+        if self._restored is None:
+            if rank > 0:
+                seed_global_generators(rank_seed(self.seed, rank))
+        elif rank < len(self._restored):
+            restore_rng(self._restored[rank])
+        else:
+            seed_global_generators(rank_seed(self.seed, rank, trainer.global_step))
+        self._restored = None
+
+
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """A 32-bit seed for ``rank`` that no other rank (or step of a resume) shares."""
+    entropy = [seed, rank] if step == 0 else [seed, rank, step]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def seed_global_generators(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def capture_rng() -> dict[str, Any]:

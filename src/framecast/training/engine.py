@@ -409,8 +409,8 @@ def train(
     ``resume`` continues the run from its newest usable checkpoint (``last``, else ``best``;
     see :func:`find_resume_point`), restoring the data order and every random generator so
     that a CPU run ends as if never interrupted; a run with no usable checkpoint starts
-    over from step 0 (with a note on stderr). Overrides on resume are limited to
-    ``RESUMABLE_KEYS``.
+    over from step 0 (with a note on stderr). ``overrides`` (``KEY=VALUE``) apply to
+    ``config`` for a new run; on resume they are limited to ``RESUMABLE_KEYS``.
 
     ``overwrite`` deletes an existing run of the same name first (the demo re-runs itself).
     ``callbacks`` are added to the kind's own (tests and scripts hook in here).
@@ -481,6 +481,8 @@ def _train(
     else:
         if config is None:
             raise ConfigError("train needs --config (or --resume with --run-name)")
+        if overrides:
+            config = validate_config(apply_overrides(config.to_dict(), overrides), "overrides")
         created = not (Path(runs_dir) / run_name).exists() or overwrite
         run = _run_dir(runs_dir, run_name, False, overwrite, rank_zero)
     try:
@@ -588,7 +590,7 @@ def _fit(
         LearningRateMonitor(logging_interval="step"),
         ValidateAtEnd(),
         PreemptionCallback(),
-        RestoreRNG(),
+        RestoreRNG(t.seed),
         *task.build_callbacks(config, run),
         *(extra_callbacks or []),
     ]

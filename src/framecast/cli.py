@@ -137,6 +137,17 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from framecast.data.shard import verify_folder
+    from framecast.errors import DataError
+
+    report = verify_folder(args.folder, progress=not args.no_progress)
+    print(report.format())
+    if report.failures:
+        raise DataError(f"{args.folder}: {len(report.failures)} corrupt shard(s) or video(s)")
+    return EXIT_OK
+
+
 def train_overrides(args: argparse.Namespace) -> list[str]:
     """The shared train flags expressed as config overrides (flags win over k=v)."""
     overrides = list(args.overrides)
@@ -433,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # data
-    data = commands.add_parser("data", help="create datasets (simulate smoke, import videos)")
+    data = commands.add_parser("data", help="create and check datasets (simulate smoke, Moving MNIST, import videos, verify)")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     smoke = data_commands.add_parser(
@@ -540,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_data_import)
+
+    verify = data_commands.add_parser(
+        "verify", help="check every shard's header and checksums (frames and latent cache)"
+    )
+    verify.add_argument("folder", help="dataset folder (or any folder of .fcshard files)")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify.set_defaults(func=cmd_data_verify)
 
     # train
     tr = commands.add_parser("train", help="train a model from a YAML config (any model kind)")

@@ -1,12 +1,14 @@
-"""Small helpers shared across the package: atomic writes, seeding."""
+"""Small helpers shared across the package: atomic writes, seeding, process owners."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +68,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def owner_record() -> dict:
+    """This process as the owner of a lock or a staging folder: pid, host, start time."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def owner_exited(owner: dict) -> str | None:
+    """Why the process in an :func:`owner_record` is known to be gone (it ran on this host
+    and its pid has exited), or None when it may still run (here, or on another host)."""
+    pid, host = owner.get("pid"), owner.get("host")
+    if host == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
+        return f"pid {pid} on {host} has exited"
+    return None

@@ -15,6 +15,7 @@ from framecast.data.importer import import_dataset
 from framecast.data.shard import ShardReader
 from framecast.data.splits import assign_splits, split_counts
 from framecast.errors import DataError
+from framecast.utils import owner_record
 
 
 def _ids_by_split(out) -> dict[str, set[str]]:
@@ -313,3 +314,49 @@ def test_import_files_follow_the_umask(tmp_path, random_frames, write_frame_fold
     written = [tmp_path / "out" / "dataset.json", *(tmp_path / "out").rglob("*.fcshard")]
     assert len(written) == 2
     assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o644"}
+
+
+KILLED_IMPORT = """
+import os, signal, sys
+
+from framecast.data import importer
+
+real = importer.center_crop_resize
+calls = []
+
+
+def dying(frames, size):  # SIGKILL on the second video: staging half written
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(frames, size)
+
+
+importer.center_crop_resize = dying
+importer.import_dataset(sys.argv[1], sys.argv[2], size=8, progress=False)
+"""
+
+
+def test_staging_of_a_killed_import_is_removed_by_the_next(
+    tmp_path, random_frames, write_frame_folder
+):
+    import subprocess
+    import sys
+
+    for i in range(3):
+        write_frame_folder(tmp_path / "src" / f"v{i}", random_frames(2, seed=i))
+    out = tmp_path / "out"
+    script = tmp_path / "killed_import.py"
+    script.write_text(KILLED_IMPORT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "src"), str(out)], capture_output=True
+    )
+    assert done.returncode == -9, done.stderr[-2000:]
+    (left,) = out.glob(".framecast-import-*")  # the killed import's staging folder
+    live = out / ".framecast-import-live"  # another import, running now in this process
+    live.mkdir()
+    (live / "owner.json").write_text(json.dumps(owner_record()))
+    summary = import_dataset(tmp_path / "src", out, size=8, progress=False)
+    assert not left.exists() and live.is_dir()
+    assert any(f"removed {left.name}" in note and "has exited" in note for note in summary.notes)
+    assert sorted(p.name for p in out.iterdir()) == [live.name, "dataset.json", "test", "train", "val"]

@@ -139,3 +139,23 @@ def test_smoke_statistics_suggest_a_threshold_matching_the_frames():
     assert 1.1 <= stats["suggested_smoke_threshold"] <= 3.0
     assert stats["suggested_threshold_iou"] == 1.0
     assert stats["smoke_ratio_at_0.1"] == 1.0  # every pixel counts at 0.1: the bad default
+
+
+def test_flipped_bytes_in_frames_or_latent_cache_stop_the_read(tiny_dataset, tmp_path):
+    """A corrupt frame shard or latent cache is named (file and video) when a clip of the
+    damaged video is read, instead of being trained on."""
+    from framecast.data.dataset import ClipDataset
+    from framecast.data.latent_dataset import LatentClipDataset, latent_shard_path
+
+    data = copy_dataset(tiny_dataset, tmp_path / "data")
+    encode_dataset(MeanPoolEncoder(), data, image_size=32, autoencoder_name="pool", progress=False)
+    for path in (data / "val" / "part-00000.fcshard", latent_shard_path(data, "val")):
+        raw = bytearray(path.read_bytes())
+        raw[-1] ^= 0x01  # one bit of the last video's last frame
+        path.write_bytes(bytes(raw))
+    frames = ClipDataset(data / "val", num_frames=4, train=False)
+    latents = LatentClipDataset(latent_shard_path(data, "val"), num_frames=4, train=False)
+    frames[0], latents[0]  # the first video is intact
+    for dataset, name in ((frames, r"val/part-00000\.fcshard"), (latents, r"latents/val/")):
+        with pytest.raises(DataError, match=name + r".*video .* does not match its checksum"):
+            dataset[len(dataset) - 1]

@@ -7,7 +7,14 @@ import pickle
 import numpy as np
 import pytest
 
-from framecast.data.shard import ShardReader, ShardWriter, read_shard_header, write_shard
+from framecast.data.shard import (
+    ShardReader,
+    ShardWriter,
+    _write_shard_file,
+    read_shard_header,
+    verify_shard,
+    write_shard,
+)
 from framecast.errors import DataError
 
 
@@ -73,3 +80,67 @@ def test_damaged_shards_are_reported(tmp_path, random_frames):
     (tmp_path / "tiny.fcshard").write_bytes(data[:12])
     with pytest.raises(DataError, match=r"tiny\.fcshard: unreadable shard"):
         ShardReader(tmp_path / "tiny.fcshard")
+
+
+def _flip_byte(path, offset_from_end: int = 1) -> None:
+    """Flip every bit of one payload byte in place (the header stays valid)."""
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_payload_byte_is_reported_with_file_and_video(tmp_path, random_frames):
+    path = write_shard(
+        tmp_path / "s.fcshard", [("a", random_frames(3), None), ("b", random_frames(4), None)]
+    )
+    assert all(isinstance(v.crc32, int) for v in ShardReader(path).videos)
+    _flip_byte(path)  # the last byte: video 'b'
+    reader = ShardReader(path)
+    reader.read(0)  # video 'a' is intact
+    with pytest.raises(DataError, match=r"s\.fcshard: video 'b' .* does not match its checksum"):
+        reader.read(1, 0, 2)
+    with pytest.raises(DataError, match=r"video 'b'"):
+        verify_shard(path)
+    # Checked once per process and video, again in each process a reader is pickled to.
+    clean = write_shard(tmp_path / "c.fcshard", [("a", random_frames(3), None)])
+    reader = ShardReader(clean)
+    reader.read(0)
+    assert reader._verified == {0} and pickle.loads(pickle.dumps(reader))._verified == set()
+
+
+def test_shards_without_checksums_still_read(tmp_path, random_frames):
+    """Shards written before checksums: no ``crc32`` key, read unchecked."""
+    frames = random_frames(3)
+    path = write_shard(tmp_path / "s.fcshard", [("a", frames, None)])
+    header = read_shard_header(path)
+    payload = path.read_bytes()[header["data_offset"] :]
+    del header["videos"][0]["crc32"]
+    (tmp_path / "payload").write_bytes(payload)
+    old = tmp_path / "old.fcshard"
+    _write_shard_file(old, header, tmp_path / "payload")
+    np.testing.assert_array_equal(ShardReader(old).read(0), frames)
+    assert verify_shard(old) == (1, 1)
+    bad = dict(header, videos=[dict(header["videos"][0], crc32="oops")])
+    _write_shard_file(tmp_path / "bad.fcshard", bad, tmp_path / "payload")
+    with pytest.raises(DataError, match=r"crc32 is 'oops'; expected an unsigned 32-bit integer"):
+        ShardReader(tmp_path / "bad.fcshard")
+
+
+def test_data_verify_lists_every_corrupt_video_and_exits_2(tmp_path, random_frames, capsys):
+    from framecast.cli import main
+
+    for split in ("train", "val"):
+        write_shard(tmp_path / split / "part-00000.fcshard", [("a", random_frames(3), None)])
+    write_shard(
+        tmp_path / "latents" / "train" / "part-00000.fcshard", [("a", random_frames(2), None)]
+    )
+    assert main(["data", "verify", str(tmp_path), "--no-progress"]) == 0
+    assert "3 shards, 3 videos checked" in capsys.readouterr().out
+    _flip_byte(tmp_path / "val" / "part-00000.fcshard")
+    _flip_byte(tmp_path / "latents" / "train" / "part-00000.fcshard", 5)
+    assert main(["data", "verify", str(tmp_path), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "2 corrupt:" in captured.out
+    assert "latents/train/part-00000.fcshard: video 'a'" in captured.out
+    assert "val/part-00000.fcshard: video 'a'" in captured.out
+    assert "2 corrupt shard(s) or video(s)" in captured.err

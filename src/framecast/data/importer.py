@@ -10,7 +10,9 @@ Frames are stored RGB; dataset.json's ``"channels"`` is 1 when every frame is gr
 
 Atomicity: everything is written under a hidden staging folder inside OUT and moved
 into place only when all shards are complete; on any error the staging folder is
-removed, so no shard of a failed import is ever left behind. Memory: one source video
+removed, so no shard of a failed import is ever left behind. A staging folder left by an
+import that was killed (its ``owner.json`` names a process of this host that has exited)
+is removed by the next import into OUT, with a note. Memory: one source video
 is decoded at a time, at its own resolution; the prepared videos go to a temporary
 pool shard on disk, so split assignment can be made over the videos that actually
 imported (a bad item never leaves a split short) without holding them in memory.
@@ -23,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,9 +50,14 @@ from framecast.data.sources import (
 )
 from framecast.data.splits import assign_splits, split_fractions
 from framecast.errors import DataError
-from framecast.utils import atomic_write_text
+from framecast.utils import atomic_write_text, owner_exited, owner_record
 
 DATASET_JSON = "dataset.json"
+STAGING_PREFIX = ".framecast-import-"
+STAGING_OWNER = "owner.json"
+# A staging folder without its owner file yet, younger than this, may be a live import
+# between mkdtemp and writing the file.
+_STAGING_GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -225,9 +233,13 @@ def import_dataset(
         )
 
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".framecast-import-", dir=out))
+    notes: list[str] = [
+        f"removed {path.name}, left in {out} by an import that was killed ({why})"
+        for path, why in remove_stale_staging(out)
+    ]
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
     try:
-        notes: list[str] = []
+        atomic_write_text(staging / STAGING_OWNER, json.dumps(owner_record()))
         pool_path = staging / f"pool{SHARD_SUFFIX}"
         with ShardWriter(pool_path) as pool:
             bar = tqdm(scan.candidates, desc="import", unit="item", disable=not progress)
@@ -335,6 +347,28 @@ def import_dataset(
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_staging(out: Path) -> list[tuple[Path, str]]:
+    """Remove the staging folders in ``out`` whose import is known to be gone; return each
+    with the reason. A live import's folder (its process runs, or runs on another host)
+    is kept."""
+    removed = []
+    for path in sorted(out.glob(STAGING_PREFIX + "*")):
+        if not path.is_dir():
+            continue
+        try:
+            owner = json.loads((path / STAGING_OWNER).read_text(encoding="utf-8"))
+            why = owner_exited(owner) if isinstance(owner, dict) else "unreadable owner"
+        except FileNotFoundError:
+            age = time.time() - path.stat().st_mtime
+            why = f"no owner file, {age:.0f} s old" if age > _STAGING_GRACE_SECONDS else None
+        except (OSError, ValueError):
+            why = "unreadable owner"
+        if why is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append((path, why))
+    return removed
 
 
 def _note_colour(video_id: str, frames: np.ndarray, colour: list[str]) -> np.ndarray:

@@ -12,13 +12,17 @@ File layout (little-endian)::
                   {"version": 1, "dtype": "uint8", "frame_shape": [H, W, C],
                    "data_offset": D, "num_frames": N,
                    "videos": [{"id": str, "first_frame": int, "num_frames": int,
-                               "meta": {...}}, ...],
+                               "crc32": int, "meta": {...}}, ...],
                    "meta": {...}}
     bytes D..     N frames of frame_shape and dtype, C-contiguous, D aligned to 4096
 
 Shards are written atomically (temporary file, then rename): a crash never leaves a
 half-written shard under the final name. A file shorter than its header promises is
-reported as truncated, never read past its end.
+reported as truncated, never read past its end. Each video's bytes carry a CRC-32: a
+reader checks a video the first time it reads from it (one streamed pass, once per
+process), and :func:`verify_shard` (``framecast data verify``) checks every video, so a
+flipped byte is reported with the file and video instead of being trained on. Shards
+written before checksums (no ``crc32``) are read unchecked.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 import struct
 import tempfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +56,7 @@ class ShardVideo:
     first_frame: int
     num_frames: int
     meta: dict[str, Any] = field(default_factory=dict)
+    crc32: int | None = None  # of the video's payload bytes; None in shards without checksums
 
 
 class ShardWriter:
@@ -97,9 +103,12 @@ class ShardWriter:
             )
         if any(v.id == video_id for v in self.videos):
             raise DataError(f"{self.path}: video id {video_id!r} added twice")
-        self._payload.write(frames.tobytes(order="C"))
+        payload = memoryview(frames).cast("B")
+        self._payload.write(payload)
         self.videos.append(
-            ShardVideo(video_id, self._num_frames, frames.shape[0], dict(meta or {}))
+            ShardVideo(
+                video_id, self._num_frames, frames.shape[0], dict(meta or {}), zlib.crc32(payload)
+            )
         )
         self._num_frames += frames.shape[0]
 
@@ -182,9 +191,11 @@ class ShardReader:
 
     The memory map is opened lazily on first access and dropped when pickled, so a
     reader can be handed to DataLoader workers: each worker maps the file itself.
+    With ``verify`` (the default) a video's checksum is checked the first time this
+    process reads from it; a mismatch raises :class:`DataError` naming file and video.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, verify: bool = True):
         self.path = Path(path)
         self.header = read_shard_header(self.path)
         self.dtype = np.dtype(self.header["dtype"])
@@ -193,6 +204,8 @@ class ShardReader:
         self.meta: dict[str, Any] = self.header.get("meta", {})
         self._by_id = {v.id: i for i, v in enumerate(self.videos)}
         self._data: np.memmap | None = None
+        self.verify = verify
+        self._verified: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -225,13 +238,98 @@ class ShardReader:
                 f"{self.path}: video {entry.id!r} has {entry.num_frames} frames; "
                 f"requested frames {start}..{stop - 1}"
             )
+        if self.verify and video not in self._verified:
+            self.check(video)
         base = entry.first_frame
         return np.array(self._array()[base + start : base + stop : step])
+
+    def check(self, video: int) -> None:
+        """Compare video number ``video``'s bytes with its stored CRC-32 (DataError if not)."""
+        entry = self.videos[video]
+        if entry.crc32 is not None:
+            payload = self._array()[entry.first_frame : entry.first_frame + entry.num_frames]
+            computed = zlib.crc32(memoryview(np.ascontiguousarray(payload)).cast("B"))
+            if computed != entry.crc32:
+                raise DataError(
+                    f"{self.path}: video {entry.id!r} (frames {entry.first_frame}.."
+                    f"{entry.first_frame + entry.num_frames - 1}) does not match its checksum "
+                    f"(crc32 {computed:08x}, stored {entry.crc32:08x}): the file is corrupt; "
+                    "write it again (data import / data smoke / encode --overwrite)"
+                )
+        self._verified.add(video)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_data"] = None  # never pickle the mapped payload
+        state["_verified"] = set()  # each process checks what it reads itself
         return state
+
+
+def verify_shard(path: str | os.PathLike) -> tuple[int, int]:
+    """Check a shard's header and every video's checksum; DataError at the first mismatch.
+
+    Returns ``(videos checked, videos without a stored checksum)``.
+    """
+    reader = ShardReader(path)
+    for video in range(len(reader)):
+        reader.check(video)
+    return len(reader), sum(v.crc32 is None for v in reader.videos)
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_folder` checked: shards, videos, videos without a checksum."""
+
+    root: str
+    shards: int = 0
+    videos: int = 0
+    unchecked: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [
+            f"{self.root}: {self.shards} shards, {self.videos} videos checked"
+            + (
+                f" ({self.unchecked} written without checksums: header only)"
+                if self.unchecked
+                else ""
+            )
+        ]
+        if self.failures:
+            lines.append(f"{len(self.failures)} corrupt:")
+            lines.extend(f"  {failure}" for failure in self.failures)
+        else:
+            lines.append("all checksums match")
+        return "\n".join(lines)
+
+
+def verify_folder(root: str | os.PathLike, progress: bool = True) -> VerifyReport:
+    """Check every shard under ``root`` (frame splits and the latent cache): headers, sizes
+    and each video's checksum. Every corrupt file or video is listed, not only the first."""
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    paths = sorted(root.rglob(f"*{SHARD_SUFFIX}"))
+    if not paths:
+        raise DataError(f"{root}: no {SHARD_SUFFIX} shards found")
+    report = VerifyReport(str(root))
+    for path in tqdm(paths, desc="verify", unit="shard", disable=not progress):
+        report.shards += 1
+        try:
+            reader = ShardReader(path)
+        except DataError as exc:
+            report.failures.append(str(exc))
+            continue
+        report.unchecked += sum(v.crc32 is None for v in reader.videos)
+        for video in range(len(reader)):
+            report.videos += 1
+            try:
+                reader.check(video)
+            except DataError as exc:
+                report.failures.append(str(exc))
+    return report
 
 
 def read_shard_header(path: str | os.PathLike) -> dict:
@@ -306,6 +404,12 @@ def _check_header(header: dict, path: Path) -> None:
                 f"{video['first_frame']}..{end - 1}, past the end of the shard's "
                 f"{header['num_frames']} frames"
             )
-        unknown = set(video) - fields - {"meta"}
+        crc = video.get("crc32")
+        if crc is not None and not (_is_count(crc) and crc < 2**32):
+            raise DataError(
+                f"{path}: shard header videos[{i}] ({video['id']!r}): crc32 is {crc!r}; "
+                "expected an unsigned 32-bit integer"
+            )
+        unknown = set(video) - fields - {"meta", "crc32"}
         if unknown:
             raise DataError(f"{path}: shard header videos[{i}] has unknown keys {sorted(unknown)}")

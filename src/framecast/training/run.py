@@ -7,7 +7,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from framecast.config import Config, save_config
 from framecast.errors import ConfigError
+from framecast.utils import owner_exited, owner_record
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,6 @@ def lock_path(runs_dir: str | os.PathLike, run_name: str) -> Path:
     return Path(runs_dir) / f".{run_name}.lock"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def _lock_holder(path: Path) -> dict | None:
     """The holder recorded in a lock file, or None when it is unreadable."""
     try:
@@ -98,10 +88,7 @@ def _stale_reason(path: Path, holder: dict | None) -> str | None:
         except FileNotFoundError:
             return "gone"
         return f"unreadable and {age:.0f} s old" if age > LOCK_GRACE_SECONDS else None
-    pid, host = holder.get("pid"), holder.get("host")
-    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
-        return f"pid {pid} on {host} has exited"
-    return None  # alive here, or on another host where it cannot be checked
+    return owner_exited(holder)  # None: alive here, or on another host where it cannot be checked
 
 
 @contextlib.contextmanager
@@ -113,11 +100,7 @@ def run_lock(runs_dir: str | os.PathLike, run_name: str) -> Iterator[Path]:
     (remove it by hand once that job is gone). Released on exit, also on errors."""
     path = lock_path(runs_dir, run_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    me = owner_record()
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -444,7 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # data
-    data = commands.add_parser("data", help="create and check datasets (simulate smoke, Moving MNIST, import videos, verify)")
+    data = commands.add_parser(
+        "data",
+        help="create and check datasets (simulate smoke, Moving MNIST, import videos, verify)",
+    )
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     smoke = data_commands.add_parser(

@@ -359,4 +359,10 @@ def test_staging_of_a_killed_import_is_removed_by_the_next(
     summary = import_dataset(tmp_path / "src", out, size=8, progress=False)
     assert not left.exists() and live.is_dir()
     assert any(f"removed {left.name}" in note and "has exited" in note for note in summary.notes)
-    assert sorted(p.name for p in out.iterdir()) == [live.name, "dataset.json", "test", "train", "val"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        live.name,
+        "dataset.json",
+        "test",
+        "train",
+        "val",
+    ]

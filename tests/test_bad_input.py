@@ -113,6 +113,14 @@ def test_auto_channels_come_from_dataset_json(tmp_path):
         resolve_data_channels(config)
 
 
+@pytest.mark.parametrize("content", ["", '{"framecast_dataset": 1, "chan'], ids=["empty", "cut"])
+def test_explicit_channels_do_not_hide_a_damaged_dataset_json(tmp_path, content):
+    (tmp_path / "dataset.json").write_text(content)
+    config = validate_config(_ae_raw(channels=1, root=str(tmp_path)))
+    with pytest.raises(DataError, match=r"dataset\.json: unreadable dataset record"):
+        resolve_data_channels(config)
+
+
 def test_river_refuses_data_channels_other_than_the_autoencoders(
     tiny_autoencoder_run, tiny_dataset, tmp_path, capsys
 ):

@@ -98,6 +98,10 @@ def resolve_data_channels(config: Config, source: str = "config") -> int:
                 "dataset.json: set data.root, or set data.channels to 1 or 3"
             )
         config.data.channels = dataset_channels(config.data.root)
+    elif config.data.root:
+        # A number needs no record, but a damaged one (truncated, empty) is still refused:
+        # it means the dataset was not written completely.
+        read_dataset_json(config.data.root)
     reconcile_image_channels(config, source)
     return int(config.data.channels)
 

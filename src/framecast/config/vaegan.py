@@ -121,6 +121,11 @@ class VAEGANConfig(ModelConfig):
         True,
         description="GAAD-FiLM in the generator, from the context frames' content per GAAD box",
     )
+    gen_output_activation: Literal["tanh", "clamp"] = Field(
+        "tanh",
+        description="the generator's last layer: tanh (the guide's), or clamp to [-1, 1], "
+        "which reaches black exactly (tanh stays a few grey levels above; see the autoencoder)",
+    )
 
     # Discriminator (real clips are the true future frames).
     # The guide (users' document 004): DISC_APPLY_SPECTRAL_NORM "Keep `true`."

@@ -155,3 +155,27 @@ def test_generator_feeds_discriminator():
     logits = discriminator(generator(torch.randn(2, LATENT), boxes, _context(16, 2)), boxes)
     logits.mean().backward()
     assert generator.project.weight.grad.abs().sum() > 0
+
+
+def test_generator_clamp_output_reaches_black_and_tanh_does_not():
+    """``gen_output_activation: clamp`` (issue 23 item 7): a readout pushed far below -1
+    gives exactly -1 (black) with clamp; tanh stays above it. The guide's tanh is the default."""
+    from framecast.config import validate_config
+
+    assert validate_config({"model": {"kind": "vaegan"}}).model.gen_output_activation == "tanh"
+    outputs = {}
+    for activation in ("tanh", "clamp"):
+        torch.manual_seed(0)
+        generator = VideoGenerator(
+            latent_dim=8, num_frames=2, image_size=8, channels=1, base_channels=8,
+            use_gaad_film=False, output_activation=activation,
+        )  # fmt: skip
+        torch.nn.init.zeros_(generator.to_pixels.weight)  # a readout of -3 everywhere: black
+        torch.nn.init.constant_(generator.to_pixels.bias, -3.0)
+        generator.eval()
+        outputs[activation] = generator(torch.randn(2, 8))
+    assert outputs["clamp"].shape == (2, 2, 1, 8, 8)
+    assert (outputs["clamp"] == -1.0).all()
+    assert torch.allclose(outputs["tanh"], torch.tanh(torch.tensor(-3.0)))  # 0.0025 above black
+    with pytest.raises(ValueError, match=r"output_activation must be one of .*'sigmoid'"):
+        VideoGenerator(latent_dim=8, num_frames=2, image_size=8, output_activation="sigmoid")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from framecast.models.autoencoder.autoencoder import OUTPUT_ACTIVATIONS, bounded_frames
 from framecast.models.vaegan.film import RegionFiLM, apply_film
 
 
@@ -81,7 +82,8 @@ class VideoGenerator(nn.Module):
       (kt // 2, 1, 1))`` -> GroupNorm -> [GAAD-FiLM from the context frames' regions] -> SiLU. Spatial size doubles per block;
       width halves per block but not below ``base_channels`` (so the last block maps
       base_channels to base_channels).
-    - ``Conv3d(base_channels, channels, kernel (kt, 3, 3), 'same' padding)`` -> tanh.
+    - ``Conv3d(base_channels, channels, kernel (kt, 3, 3), 'same' padding)`` -> tanh, or
+      a clamp to [-1, 1] (``output_activation``; see ``bounded_frames``).
 
     Time: the seed volume already has ``num_frames`` frames and every layer keeps that
     count (stride 1 in time, odd temporal kernel with padding kt // 2); temporal kernels
@@ -99,6 +101,7 @@ class VideoGenerator(nn.Module):
         context_frames: context frames Tc FiLM reads (with ``use_gaad_film``).
         film_roi_output: RoIAlign bins ``(oh, ow)`` per box and context frame.
         film_hidden_dim: width of FiLM's per-box embedding.
+        output_activation: ``tanh`` or ``clamp`` (exact black; straight-through leak).
     """
 
     def __init__(
@@ -114,8 +117,14 @@ class VideoGenerator(nn.Module):
         context_frames: int = 1,
         film_roi_output: tuple[int, int] = (2, 2),
         film_hidden_dim: int = 64,
+        output_activation: str = "tanh",
     ) -> None:
         super().__init__()
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}"
+            )
+        self.output_activation = output_activation
         num_blocks = size_doublings(image_size)
         check_temporal_kernel_size(temporal_kernel_size)
         if num_frames < 1:
@@ -189,7 +198,7 @@ class VideoGenerator(nn.Module):
         x = self.seed_activation(self.seed_norm(x))
         for block, film in zip(self.blocks, film_params, strict=True):
             x = block(x, film)
-        clip = self.to_pixels(x).tanh()  # (B, C, T, H, W)
+        clip = bounded_frames(self.to_pixels(x), self.output_activation, self.training)
         return clip.permute(0, 2, 1, 3, 4).contiguous()
 
 

@@ -175,6 +175,7 @@ class WuBuGAADVAEGAN(nn.Module):
             temporal_kernel_size=cfg.gen_temporal_kernel_size,
             context_frames=context_frames,
             film_roi_output=tuple(cfg.gaad_film_roi_align_output),
+            output_activation=cfg.gen_output_activation,
         )
         self.discriminator = VideoDiscriminator(
             channels=cfg.image_channels,

@@ -25,7 +25,7 @@ from framecast.training.q_controller import (
     apply_to_optimizer,
 )
 
-STEADY = {"recon": 1.0, "g_total": 1.0, "d_total": 0.7, "g_adv": 0.7, "kl": 1.0}
+STEADY = {"recon": 1.0, "g_total": 1.0, "d_total": 0.5, "g_adv": 0.7, "kl": 1.0}
 
 
 def _losses(step: int) -> dict[str, float]:
@@ -104,7 +104,7 @@ def test_nonfinite_loss_gets_the_big_penalty() -> None:
 
 def test_improving_reconstruction_beats_worsening() -> None:
     gen = QController(QControllerConfig(), "gen")
-    common = {"g_total": [1.0] * 3, "d_total": [0.7] * 3}
+    common = {"g_total": [1.0] * 3, "d_total": [0.5] * 3}
     improving = gen.reward({"recon": [1.0, 0.95, 0.9], **common})
     worsening = gen.reward({"recon": [0.9, 0.95, 1.0], **common})
     assert improving > 0 > worsening
@@ -120,12 +120,12 @@ def test_improving_reconstruction_beats_worsening() -> None:
 def test_oscillating_losses_are_penalised() -> None:
     disc = QController(QControllerConfig(oscillation_penalty=0.5), "disc")
     g_adv = {"g_adv": [0.7] * 5}
-    steady = disc.reward({"d_total": [0.7, 0.7, 0.7, 0.7, 0.7], **g_adv})
-    zigzag = disc.reward({"d_total": [0.5, 0.9, 0.5, 0.9, 0.7], **g_adv})
+    steady = disc.reward({"d_total": [0.5, 0.5, 0.5, 0.5, 0.5], **g_adv})
+    zigzag = disc.reward({"d_total": [0.35, 0.6, 0.35, 0.6, 0.5], **g_adv})
     assert steady == pytest.approx(0.5)  # in band, nothing else
     assert zigzag == pytest.approx(0.5 - 0.5)  # every pair of differences flips sign
     # Small wiggles are noise, not oscillation.
-    assert disc.reward({"d_total": [0.700, 0.701, 0.700, 0.701, 0.700], **g_adv}) == steady
+    assert disc.reward({"d_total": [0.500, 0.501, 0.500, 0.501, 0.500], **g_adv}) == steady
     # The state flags it too.
     for value in (0.5, 0.9, 0.5, 0.9):
         disc.decide({"d_total": value, "g_adv": 0.7})
@@ -134,9 +134,32 @@ def test_oscillating_losses_are_penalised() -> None:
 
 def test_disc_penalised_when_generator_collapses_or_explodes() -> None:
     disc = QController(QControllerConfig(g_adv_band=(0.1, 3.0)), "disc")
-    healthy = disc.reward({"d_total": [0.7], "g_adv": [0.7]})
-    assert disc.reward({"d_total": [0.7], "g_adv": [0.01]}) < healthy
-    assert disc.reward({"d_total": [0.7], "g_adv": [9.0]}) < healthy
+    healthy = disc.reward({"d_total": [0.5], "g_adv": [0.7]})
+    assert disc.reward({"d_total": [0.5], "g_adv": [0.01]}) < healthy
+    assert disc.reward({"d_total": [0.5], "g_adv": [9.0]}) < healthy
+
+
+def test_the_guides_healthy_band_and_its_guessing_plateau() -> None:
+    """Users' document 004: "`D_tot` should stabilize, ideally in the 0.3 - 0.65 range",
+    and "Discriminator Loss Stays at ~0.69 (Guessing)" is a problem to leave."""
+    config = QControllerConfig()
+    assert config.d_loss_band == (0.3, 0.65)
+    g_adv = {"g_adv": [0.7] * 5}
+    for role in ("gen", "disc"):
+        controller = QController(config, role)
+        recon = {"recon": [1.0] * 5, "g_total": [1.0] * 5}
+
+        def reward(d_total, c=controller, recon=recon):
+            return c.reward({"d_total": d_total, **recon, **g_adv})
+
+        healthy, guessing = reward([0.5] * 5), reward([0.69, 0.69, 0.70, 0.70, 0.70])
+        above = reward([0.8] * 5)  # out of band, not the guessing level
+        passing = reward([0.5, 0.5, 0.5, 0.5, 0.69])  # one visit is not a plateau
+        assert healthy > above == passing > guessing, role
+        assert healthy - guessing == pytest.approx(2 * config.band_weight + config.guessing_penalty)
+    hinge = config.for_hinge()  # guessing is 1.0 for the hinge loss
+    assert hinge.guessing_level == pytest.approx(1.0)
+    assert hinge.d_loss_band == pytest.approx((0.3 / math.log(2), 0.65 / math.log(2)))
 
 
 # -- bounds -----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -80,9 +80,14 @@ DEFAULT_METRIC_KEYS: dict[str, str] = {
 class QControllerConfig:
     """Hyperparameters of the controllers (one config for the gen, disc and λ_KL ones).
 
-    ``d_loss_band`` suits the discriminator losses in ``framecast.losses.adversarial``,
-    which halve the real + fake sum: hinge is 1.0 and non-saturating 0.69 when the
-    discriminator cannot tell real from fake, and 0 when it wins outright.
+    ``d_loss_band`` is the guide's healthy ``D_tot`` (users' document 004: "ideally in the
+    0.3 - 0.65 range") for the non-saturating discriminator loss of
+    ``framecast.losses.adversarial``, which halves the real + fake sum: 0.69 (ln 2) when the
+    discriminator cannot tell real from fake, 0 when it wins outright. A ``d_total`` that
+    sits at ``guessing_level`` ± ``guessing_tolerance`` for ``trend_window`` decisions is the
+    guide's "Discriminator Loss Stays at ~0.69 (Guessing)" and costs ``guessing_penalty``
+    on top of being out of band. With the hinge loss (1.0 when guessing) the VAE-GAN scales
+    both by 1 / ln 2 (:meth:`for_hinge`).
     ``g_adv_band``: the non-saturating generator loss is 0.69 at balance, ~0.1 when the
     generator fools the discriminator easily, ~3 when it is crushed (hinge is similar above
     0 and goes negative when the generator wins).
@@ -105,7 +110,10 @@ class QControllerConfig:
     trend_window: int = 5  # decisions
     flat_tolerance: float = 0.01  # relative change per decision counted as flat
     fast_change: float = 0.05  # relative change per decision counted as fast
-    d_loss_band: tuple[float, float] = (0.3, 1.2)
+    d_loss_band: tuple[float, float] = (0.3, 0.65)
+    guessing_level: float = math.log(2.0)
+    guessing_tolerance: float = 0.03
+    guessing_penalty: float = 0.5
     g_adv_band: tuple[float, float] = (0.1, 3.0)
     improvement_weight: float = 1.0
     band_weight: float = 0.5
@@ -113,6 +121,16 @@ class QControllerConfig:
     oscillation_min_fraction: float = 0.66
     nonfinite_penalty: float = 5.0
     seed: int = 0
+
+    def for_hinge(self) -> QControllerConfig:
+        """The same controller for the hinge loss, whose guessing level is 1.0, not ln 2."""
+        scale = 1.0 / math.log(2.0)
+        return replace(
+            self,
+            d_loss_band=(self.d_loss_band[0] * scale, self.d_loss_band[1] * scale),
+            guessing_level=self.guessing_level * scale,
+            guessing_tolerance=self.guessing_tolerance * scale,
+        )
 
     def __post_init__(self) -> None:
         for name in ("lr_scale_options", "momentum_scale_options", "kl_scale_options"):
@@ -497,6 +515,8 @@ class QController(_TabularQ):
         d_total = history["d_total"][-1]
         in_band = band_bin(d_total, cfg.d_loss_band) == 1
         reward = cfg.band_weight if in_band else -cfg.band_weight
+        if self._guessing(history["d_total"]):
+            reward -= cfg.guessing_penalty
         if self.role == "gen":
             change = relative_change(history["recon"])
             reward += cfg.improvement_weight * math.tanh(-change / cfg.fast_change)
@@ -505,6 +525,15 @@ class QController(_TabularQ):
             if not cfg.g_adv_band[0] <= g_adv <= cfg.g_adv_band[1]:
                 reward -= cfg.band_weight
         return reward - self._oscillation_penalty(history[self.primary])
+
+    def _guessing(self, d_total: Sequence[float]) -> bool:
+        """The discriminator has sat at its guessing level for the last ``trend_window``
+        decisions (a single visit on the way elsewhere is not a plateau)."""
+        cfg = self.config
+        recent = list(d_total)[-cfg.trend_window :]
+        return len(recent) == cfg.trend_window and all(
+            abs(value - cfg.guessing_level) <= cfg.guessing_tolerance for value in recent
+        )
 
     def decide(self, losses: Mapping[str, float]) -> QAction:
         """Record ``losses`` (names in ``required``), learn from the last decision's outcome

@@ -241,9 +241,10 @@ def _callbacks(config: Config, run) -> list:
 
         # The section holds QControllerConfig's keys plus when and whether to decide.
         settings = q.model_dump(exclude={"enabled", "every_n_steps", "control_kl"})
+        controller = QControllerConfig(**settings)  # the guide's band: non-saturating loss
         callbacks.append(
             QControllerCallback(
-                QControllerConfig(**settings),
+                controller if config.model.gan_loss != "hinge" else controller.for_hinge(),
                 every_n_steps=q.every_n_steps,
                 gen_optimizer_index=0,
                 disc_optimizer_index=1,

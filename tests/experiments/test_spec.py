@@ -28,6 +28,7 @@ EXPECTED = {
     "smoke_weighting_claims": [f"{a}_s{s}" for a in ("control", "weighted") for s in (0, 1, 2)],
     "ae_output_activation": [f"{a}_s{s}" for a in ("tanh", "clamp") for s in (0, 1, 2)],
     "vaegan_output_activation": [f"{a}_s{s}" for a in ("tanh", "clamp") for s in (0, 1, 2)],
+    "wubu_q_controller": [f"{a}_s{s}" for a in ("q_off", "q_on") for s in (0, 1, 2)],
     "wubu_kl_annealing": ["kl1e-4", "kl1e-3", "kl1e-2", "kl1e-1"],
     "wubu_film": [
         f"{arm}_s{seed}"

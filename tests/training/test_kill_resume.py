@@ -81,6 +81,22 @@ def _rows(run_dir: Path) -> list[dict[str, float]]:
     return read_metrics_csv(run_dir / "metrics.csv")
 
 
+def _assert_same_rows(rows: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
+    """The same logged rows: the same steps and keys, every number equal to within one unit
+    in the last of the CSV's 6 significant digits. Two processes computing the same step
+    were seen to differ there (train/mse 0.514296 vs 0.514295; val/ssim 0.0600809 vs
+    0.0600812), about one run in three, also between two uninterrupted runs' first steps:
+    oneDNN's float32 kernels may sum in another order depending on where a buffer lands in
+    memory. A resume that drew other noise, clips or weights differs by far more (percent)."""
+    assert [set(r) for r in rows] == [set(r) for r in expected]
+    for row, want in zip(rows, expected, strict=True):
+        assert (row["step"], row.get("epoch")) == (want["step"], want.get("epoch"))
+        for key, value in want.items():
+            assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (
+                row["step"], key, row[key], value,
+            )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def kill_setup(tmp_path_factory, tiny_dataset, tiny_run):
     """A 6-step autoencoder config (validation every 2 steps, 3 batches per epoch, two
@@ -128,7 +144,7 @@ def test_killed_run_resumes_to_the_same_losses(kill_setup, tmp_path, how, step):
     steps = [int(row["step"]) for row in rows]
     assert steps == [int(row["step"]) for row in expected] == list(range(6))
     # The same numbers as the uninterrupted run, step for step (CPU, seeded).
-    assert rows == expected
+    _assert_same_rows(rows, expected)
 
 
 @pytest.mark.slow
@@ -178,7 +194,7 @@ def test_killed_river_run_resumes_to_the_same_losses(
     assert resumed.global_step == reference.global_step == 6
     rows, expected = _rows(resumed.run_dir), _rows(reference.run_dir)
     assert [int(row["step"]) for row in rows] == list(range(6))
-    assert rows == expected
+    _assert_same_rows(rows, expected)
 
 
 # A scheduler's warning signal, sent for real to the training process (os.kill on its own
@@ -236,4 +252,4 @@ def test_a_schedulers_signal_saves_exits_nonzero_and_resumes_to_the_same_losses(
     assert saved["global_step"] == STEP
     resumed = train(None, runs_dir=runs, run_name="run", resume=True, progress=False)
     assert resumed.global_step == reference.global_step == 6
-    assert _rows(resumed.run_dir) == _rows(reference.run_dir)
+    _assert_same_rows(_rows(resumed.run_dir), _rows(reference.run_dir))

@@ -32,7 +32,7 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,9 +271,19 @@ def verify_shard(path: str | os.PathLike) -> tuple[int, int]:
     Returns ``(videos checked, videos without a stored checksum)``.
     """
     reader = ShardReader(path)
-    for video in range(len(reader)):
-        reader.check(video)
+    failure = next(_corrupt_videos(reader), None)
+    if failure is not None:
+        raise DataError(failure)
     return len(reader), sum(v.crc32 is None for v in reader.videos)
+
+
+def _corrupt_videos(reader: ShardReader) -> Iterator[str]:
+    """The message for each video of ``reader`` whose bytes fail their checksum."""
+    for video in range(len(reader)):
+        try:
+            reader.check(video)
+        except DataError as exc:
+            yield str(exc)
 
 
 @dataclass
@@ -322,13 +332,9 @@ def verify_folder(root: str | os.PathLike, progress: bool = True) -> VerifyRepor
         except DataError as exc:
             report.failures.append(str(exc))
             continue
+        report.videos += len(reader)
         report.unchecked += sum(v.crc32 is None for v in reader.videos)
-        for video in range(len(reader)):
-            report.videos += 1
-            try:
-                reader.check(video)
-            except DataError as exc:
-                report.failures.append(str(exc))
+        report.failures.extend(_corrupt_videos(reader))
     return report
 
 

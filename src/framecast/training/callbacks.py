@@ -20,6 +20,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from framecast.errors import Preempted
 from framecast.training.kl_schedule import KLSchedule
+from framecast.utils import seed_everything
 
 PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 """What schedulers send before they kill a job: Slurm (``--signal``, and SIGTERM at the
@@ -321,25 +322,17 @@ class RestoreRNG(pl.Callback):
         rank = trainer.global_rank
         if self._restored is None:
             if rank > 0:
-                seed_global_generators(rank_seed(self.seed, rank))
+                seed_everything(rank_seed(self.seed, rank))
         elif rank < len(self._restored):
             restore_rng(self._restored[rank])
         else:
-            seed_global_generators(rank_seed(self.seed, rank, trainer.global_step))
+            seed_everything(rank_seed(self.seed, rank, trainer.global_step))
         self._restored = None
 
 
 def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     """A 32-bit seed for ``rank`` that no other rank (or step of a resume) shares."""
-    entropy = [seed, rank] if step == 0 else [seed, rank, step]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
-def seed_global_generators(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
 
 
 def capture_rng() -> dict[str, Any]:

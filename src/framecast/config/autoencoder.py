@@ -68,6 +68,37 @@ class DiscriminatorConfig(Section):
     disc_lr: float = Field(2e-4, gt=0, description="discriminator learning rate")
 
 
+class AutoencoderAugmentConfig(Section):
+    """Training-only frame augmentation (:class:`framecast.data.augment.FrameAugment`).
+
+    Every transform is off by default. Input and target are the transformed frame, except
+    ``input_noise_std``, which noises the encoder's input only. Black stays black.
+    """
+
+    hflip: float = Field(0.0, ge=0, le=1, description="probability of a left-right mirror")
+    rotate_degrees: float = Field(
+        0.0, ge=0, le=180, description="largest rotation (uniform in +-this), black corners"
+    )
+    intensity_scale: tuple[float, float] = Field(
+        (1.0, 1.0), description="(low, high): smoke intensity factor, log-uniform, clipped at white"
+    )
+    blur_prob: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    blur_sigma: tuple[float, float] = Field(
+        (0.5, 1.5), description="(low, high): blur standard deviation in pixels"
+    )
+    input_noise_std: float = Field(
+        0.0, ge=0, description="Gaussian noise on the encoder input only (denoising)"
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> AutoencoderAugmentConfig:
+        for name in ("intensity_scale", "blur_sigma"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} {[low, high]}: need 0 < low <= high")
+        return self
+
+
 @register_model_kind("autoencoder")
 class AutoencoderConfig(ModelConfig):
     """Stage-1 autoencoder: (B, C, H, W) frames in [-1, 1] <-> (B, latent_channels, h, w)."""
@@ -122,6 +153,7 @@ class AutoencoderConfig(ModelConfig):
 
     kl_schedule: KLScheduleConfig = Field(default_factory=KLScheduleConfig)
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    augment: AutoencoderAugmentConfig = Field(default_factory=AutoencoderAugmentConfig)
 
     @property
     def resolved_channel_multipliers(self) -> tuple[int, ...]:

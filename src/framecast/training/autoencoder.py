@@ -16,6 +16,7 @@ import torch
 
 from framecast.config import Config
 from framecast.config.autoencoder import AutoencoderConfig
+from framecast.data.augment import FrameAugment
 from framecast.data.dataset import resolve_data_channels
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
@@ -61,6 +62,7 @@ class AutoencoderModule(FramecastModule):
         # Two optimisers (generator, then discriminator) need a hand-written step.
         self.automatic_optimization = self.adversarial is None
         self.kl_weight = KLSchedule.from_config(cfg).value(0)
+        self.augment = FrameAugment(**cfg.augment.model_dump())
         self._latent_moments = ChannelMoments()
         self._sample_batch: torch.Tensor | None = None
 
@@ -75,9 +77,11 @@ class AutoencoderModule(FramecastModule):
         frames: torch.Tensor,
         labels: torch.Tensor | None,
         sample_posterior: bool | None = None,
+        inputs: torch.Tensor | None = None,
     ):
+        """Loss of reconstructing ``frames`` (B, C, H, W) from ``inputs`` (default: frames)."""
         cfg: AutoencoderConfig = self.config.model
-        output = self.model(frames, sample_posterior=sample_posterior)
+        output = self.model(frames if inputs is None else inputs, sample_posterior=sample_posterior)
         total, parts = autoencoder_loss(
             output,
             frames,
@@ -96,7 +100,10 @@ class AutoencoderModule(FramecastModule):
     # -- training ---------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         frames, labels = flatten_frames(batch)
-        output, loss, parts = self.compute_loss(frames, labels)
+        inputs = None
+        if self.augment.enabled:  # training only: validation sees the data as it is
+            inputs, frames = self.augment(frames)
+        output, loss, parts = self.compute_loss(frames, labels, inputs=inputs)
         if self.adversarial is None:
             self.check_finite(loss, parts)
             self.log_dict_prefixed("train", parts)

@@ -11,11 +11,7 @@ next 2 with a clearly lower MSE than repeating the last frame. A loss that teach
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from framecast.config import validate_config
-from framecast.data.shard import write_shard
 from framecast.models.simvp_loading import load_simvp
 from framecast.training.engine import train
 
@@ -28,42 +24,6 @@ STEPS = 150
 # loss's gradient cut (loss * 0 + loss.detach()) the ratio is 19.4; a model that learned only
 # to copy the last frame scores 1. The ceiling leaves a margin of 1.7 over the worst seed.
 RATIO_CEILING = 0.3
-
-
-def moving_blobs(count: int, seed: int) -> np.ndarray:
-    """(count, VIDEO_FRAMES, SIZE, SIZE, 3) uint8: a blob (sigma 2.5-4 px) moving straight at
-    1.5-2.5 px per frame in a random direction, starting where it stays inside the frame."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
-    t = np.arange(VIDEO_FRAMES, dtype=np.float32)
-    videos = []
-    for _ in range(count):
-        angle = rng.uniform(0, 2 * np.pi)
-        velocity = rng.uniform(1.5, 2.5) * np.array([np.cos(angle), np.sin(angle)])
-        travel = velocity * (VIDEO_FRAMES - 1)
-        margin = 5.0
-        low = margin - np.minimum(travel, 0)
-        high = SIZE - margin - np.maximum(travel, 0)
-        start = rng.uniform(low, high)
-        sigma = rng.uniform(2.5, 4.0)
-        centre = start[None] + velocity[None] * t[:, None]  # (T, 2): x, y
-        dx = xx[None] - centre[:, 0, None, None]
-        dy = yy[None] - centre[:, 1, None, None]
-        density = np.exp(-(dx**2 + dy**2) / (2 * sigma**2))  # (T, H, W)
-        videos.append(np.repeat((density * 230)[..., None], 3, axis=-1))
-    return np.round(np.asarray(videos)).astype(np.uint8)
-
-
-def write_dataset(root, seed: int) -> np.ndarray:
-    """train/val/test shards of 48/4/16 videos under ``root``; returns the test videos."""
-    splits = {"train": 48, "val": 4, "test": 16}
-    out = {}
-    for offset, (split, count) in enumerate(splits.items()):
-        videos = moving_blobs(count, seed=1000 * seed + offset)
-        entries = [(f"{split}-{i:03d}", video, {}) for i, video in enumerate(videos)]
-        write_shard(root / split / "part-00000.fcshard", entries)
-        out[split] = videos
-    return out["test"]
 
 
 def config(root, seed: int):
@@ -108,16 +68,9 @@ def config(root, seed: int):
     )
 
 
-def held_out_clips(videos: np.ndarray) -> torch.Tensor:
-    """Test videos -> every clip of CONTEXT + FUTURE frames, (N, T, 1, H, W) in [-1, 1]."""
-    frames = torch.from_numpy(videos[..., :1]).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
-    span = CONTEXT + FUTURE
-    return torch.cat([frames[:, s : s + span] for s in range(VIDEO_FRAMES - span + 1)])
-
-
-def train_and_compare(tmp_path, seed: int) -> tuple[float, float]:
+def train_and_compare(tmp_path, blob_dataset, windows, seed: int) -> tuple[float, float]:
     """Train ``STEPS`` steps with the engine; (model MSE, copy-last MSE) on the test videos."""
-    test_videos = write_dataset(tmp_path / "data", seed)
+    test_videos = blob_dataset(seed, frames=VIDEO_FRAMES, size=SIZE)["test"]
     result = train(
         config(tmp_path / "data", seed),
         runs_dir=tmp_path / "runs",
@@ -125,7 +78,7 @@ def train_and_compare(tmp_path, seed: int) -> tuple[float, float]:
         progress=False,
     )
     run = load_simvp(result.run_dir, which="last")
-    clips = held_out_clips(test_videos)
+    clips = windows(test_videos, CONTEXT + FUTURE)
     context, future = clips[:, :CONTEXT], clips[:, CONTEXT:]
     predicted = run.predict(context, FUTURE)
     model_mse = float((predicted - future).square().mean())
@@ -133,6 +86,6 @@ def train_and_compare(tmp_path, seed: int) -> tuple[float, float]:
     return model_mse, copy_mse
 
 
-def test_simvp_beats_copy_last_on_moving_blobs(tmp_path) -> None:
-    model_mse, copy_mse = train_and_compare(tmp_path, seed=0)
+def test_simvp_beats_copy_last_on_moving_blobs(tmp_path, blob_dataset, windows) -> None:
+    model_mse, copy_mse = train_and_compare(tmp_path, blob_dataset, windows, seed=0)
     assert model_mse < RATIO_CEILING * copy_mse, (model_mse, copy_mse, model_mse / copy_mse)

@@ -20,9 +20,15 @@ from framecast.flow.pipeline import load_river
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
 from framecast.models.autoencoder.loading import load_autoencoder
+from framecast.training import resolve_run_config
 from framecast.training.engine import train
 from framecast.training.loggers import read_metrics_csv
-from framecast.training.river import RiverDataModule, RiverModule, SmokeRatioWarning
+from framecast.training.river import (
+    RiverDataModule,
+    RiverModule,
+    SmokeRatioWarning,
+    SmokeThresholdChoice,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "river_tiny.yaml"
@@ -82,15 +88,51 @@ def _tiny_config(data_root, autoencoder, *extra):
     return validate_config(apply_overrides(read_yaml(TINY), overrides), str(TINY))
 
 
+def _module(config) -> RiverModule:
+    """A river module built as the engine builds it: from the resolved config."""
+    resolved = resolve_run_config(config)
+    return RiverModule(resolved.config, **resolved.module_kwargs)
+
+
 def test_latent_shape_mismatch_names_the_fix(tiny_dataset, tiny_autoencoder_run):
     config = _tiny_config(
         tiny_dataset, tiny_autoencoder_run, "model.vector_field_regressor.state_res=[8, 8]"
     )
     with pytest.raises(ConfigError, match=r"set state_size=8 and state_res=\[4, 4\]"):
-        RiverModule(config)
+        resolve_run_config(config)  # the stage-1 checks come first, before any module
     config = _tiny_config(tiny_dataset, tiny_autoencoder_run, "model.autoencoder=null")
     with pytest.raises(ConfigError, match="model.autoencoder"):
+        resolve_run_config(config)
+
+
+def test_the_module_builds_only_from_a_resolved_config(tiny_dataset, tiny_autoencoder_run):
+    config = _tiny_config(tiny_dataset, tiny_autoencoder_run)
+    assert config.training.smoke_threshold == "auto"
+    with pytest.raises(
+        ConfigError,
+        match=r"training.smoke_threshold=auto: .* call .*\.resolve_river_config\(config\)",
+    ):
         RiverModule(config)
+    assert config.training.smoke_threshold == "auto"  # the module decided nothing
+    resolved = resolve_run_config(config)
+    assert resolved.config is config and isinstance(config.training.smoke_threshold, float)
+    module = RiverModule(resolved.config, **resolved.module_kwargs)
+    assert module.autoencoder is resolved.module_kwargs["stage1"].model  # loaded once
+    assert module.smoke_threshold_choice.source == "training frames"
+    assert module.smoke_threshold_choice.threshold == config.training.smoke_threshold
+    # Idempotent: a resolved config (a resumed run's) keeps its number, now the config's.
+    again = resolve_run_config(config)
+    assert again.config.training.smoke_threshold == config.training.smoke_threshold
+    assert again.module_kwargs["smoke_threshold_choice"].source == "config"
+    # Built by hand from numbers alone: the threshold counts as the config's.
+    plain = RiverModule(config)
+    expected = SmokeThresholdChoice(config.training.smoke_threshold, "config")
+    assert plain.smoke_threshold_choice == expected
+    unresolved = _tiny_config(
+        tiny_dataset, tiny_autoencoder_run, "training.smoke_threshold=0.1", "data.channels=auto"
+    )
+    with pytest.raises(ConfigError, match="data.channels=auto: .*resolve_river_config"):
+        RiverModule(unresolved)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +204,7 @@ def test_missing_latent_split_is_a_clear_error(tmp_path):
 
 
 def test_smoke_ratio_warning_once(tiny_dataset, tiny_autoencoder_run):
-    module = RiverModule(
+    module = _module(
         _tiny_config(tiny_dataset, tiny_autoencoder_run, "training.smoke_threshold=0.1")
     )
     with pytest.warns(SmokeRatioWarning, match="above 0.5.*smoke_threshold=0.1.*auto derives"):
@@ -172,7 +214,7 @@ def test_smoke_ratio_warning_once(tiny_dataset, tiny_autoencoder_run):
         warnings.simplefilter("error")
         for _ in range(60):
             module._check_smoke_ratio(0.9)  # warned once per run, not every step
-    quiet = RiverModule(_tiny_config(tiny_dataset, tiny_autoencoder_run))
+    quiet = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(60):
@@ -180,7 +222,7 @@ def test_smoke_ratio_warning_once(tiny_dataset, tiny_autoencoder_run):
 
 
 def test_unit_weights_give_the_plain_flow_matching_loss(tiny_dataset, tiny_autoencoder_run):
-    module = RiverModule(
+    module = _module(
         _tiny_config(
             tiny_dataset,
             tiny_autoencoder_run,

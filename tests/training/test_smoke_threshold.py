@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from framecast.checkpoint import read_checkpoint
 from framecast.cli import main
 from framecast.config import apply_overrides, validate_config
 from framecast.config.loader import read_yaml
@@ -21,9 +22,9 @@ from framecast.data.shard import ShardReader, write_shard
 from framecast.encode import encode_dataset
 from framecast.errors import DataError
 from framecast.models.autoencoder.loading import load_autoencoder
+from framecast.training import resolve_run_config
 from framecast.training.engine import train
 from framecast.training.loggers import read_metrics_csv
-from framecast.training.river import RiverModule
 
 REPO = Path(__file__).resolve().parents[2]
 RIVER = REPO / "configs" / "smoke_dataset.yaml"
@@ -83,6 +84,10 @@ def _train_and_check(config, runs: Path) -> dict:
     written = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     threshold = written["training"]["smoke_threshold"]
     assert isinstance(threshold, float) and threshold > 0  # the number this run used
+    # Resolved before the module was built, which records where the number came from.
+    provenance = read_checkpoint(result.last_checkpoint, expected_kind="river")["framecast"]
+    assert provenance["smoke_threshold"]["source"] == "training frames"  # no latent cache
+    assert provenance["smoke_threshold"]["threshold"] == threshold
     return {"ratio": ratio, "threshold": threshold, "run_dir": result.run_dir}
 
 
@@ -111,6 +116,12 @@ def test_default_threshold_on_simulated_smoke(simulated_smoke, tiny_autoencoder_
     # Resuming reads the recorded number back instead of deriving it again.
     config = read_yaml(got["run_dir"] / "config.yaml")
     assert validate_config(config, "resumed").training.smoke_threshold == got["threshold"]
+    resumed = train(
+        None, tmp_path, "river", resume=True, overrides=["training.max_steps=5"], progress=False
+    )
+    assert resumed.global_step == 5
+    written = yaml.safe_load((resumed.run_dir / "config.yaml").read_text())["training"]
+    assert written["smoke_threshold"] == got["threshold"]
 
 
 def test_default_threshold_on_an_imported_smoke_video(
@@ -135,12 +146,13 @@ def test_cache_and_frames_agree_and_scale_applies(simulated_smoke, tiny_autoenco
 
     data = tmp_path / "data"
     shutil.copytree(simulated_smoke, data)
-    from_frames = RiverModule(_config(data, tiny_autoencoder_run)).smoke_threshold_choice
+    choice = "smoke_threshold_choice"
+    from_frames = resolve_run_config(_config(data, tiny_autoencoder_run)).module_kwargs[choice]
     assert from_frames.source == "training frames"
     stage1 = load_autoencoder(tiny_autoencoder_run)
     encode_dataset(stage1.model, data, SIZE, "ae", progress=False)
     config = _config(data, tiny_autoencoder_run, "training.smoke_threshold_scale=0.5")
-    from_cache = RiverModule(config).smoke_threshold_choice
+    from_cache = resolve_run_config(config).module_kwargs[choice]
     assert from_cache.source == "latent cache"
     # Fewer than 32 training videos: both looked at the same frames.
     assert from_cache.derived == pytest.approx(from_frames.derived, rel=1e-4)
@@ -155,7 +167,7 @@ def test_auto_without_smoke_names_the_folder(tiny_autoencoder_run, tmp_path):
     for split in ("train", "val", "test"):
         write_shard(tmp_path / split / "part-00000.fcshard", [(f"{split}-0", black, {})])
     with pytest.raises(DataError, match=rf"{tmp_path}/train: .*auto found no smoke in 6 frames"):
-        RiverModule(_config(tmp_path, tiny_autoencoder_run))
+        resolve_run_config(_config(tmp_path, tiny_autoencoder_run))
 
 
 @pytest.mark.parametrize(

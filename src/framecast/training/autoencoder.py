@@ -17,7 +17,6 @@ import torch
 from framecast.config import Config
 from framecast.config.autoencoder import AutoencoderConfig
 from framecast.data.augment import FrameAugment
-from framecast.data.dataset import resolve_data_channels
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
@@ -29,7 +28,7 @@ from framecast.training.callbacks import KLScheduleCallback
 from framecast.training.datamodule import ClipDataModule
 from framecast.training.kl_schedule import KLSchedule
 from framecast.training.module import FramecastModule
-from framecast.training.task import Task
+from framecast.training.task import Task, refuse_auto
 
 SAMPLE_FRAMES = 8  # frames shown in each reconstruction grid
 
@@ -49,9 +48,9 @@ class AutoencoderModule(FramecastModule):
 
     def __init__(self, config: Config):
         super().__init__(config)
-        # data.channels: auto becomes the dataset's number here, before config.yaml is
-        # written; model.image_channels follows it unless the config set it.
-        resolve_data_channels(config)
+        # model.image_channels follows data.channels, resolved from the dataset before
+        # the module is built (Task.resolve_config).
+        refuse_auto(config, "data.channels")
         cfg: AutoencoderConfig = config.model
         self.model = Autoencoder.from_config(cfg, config.data.image_size)
         self.adversarial = (

@@ -1,7 +1,8 @@
 """``framecast train``: one entry point for every model kind, built on Lightning.
 
 Reading order: resolve the config (from the checkpoint when resuming), prepare the run
-directory, build the kind's module and data, assemble callbacks and loggers, fit, save
+directory, settle the config's ``auto`` values (precision, then the kind's own), build
+the kind's module and data, assemble callbacks and loggers, fit, save
 the last checkpoint and the loss curves, report where everything is.
 """
 
@@ -567,7 +568,11 @@ def _fit(
     if task.needs_find_unused_parameters(config) and devices["strategy"] == "ddp":
         # Each backward reaches only part of the model (a GAN's two players).
         devices["strategy"] = "ddp_find_unused_parameters_true"
-    module = task.build_module(config)
+    # Every `auto` of the kind becomes the number this run uses, before anything is built
+    # and before config.yaml records the config (a resumed run's has numbers already).
+    resolved = task.resolve_config(config)
+    config, t = resolved.config, resolved.config.training
+    module = task.build_module(config, **resolved.module_kwargs)
     if t.init_from is not None and not resume:
         init_model_weights(module, config)
     datamodule = task.build_datamodule(config)

@@ -53,7 +53,7 @@ from framecast.eval.motion import (
 )
 from framecast.models.motion_lstm import MotionLSTM
 from framecast.training.module import FramecastModule
-from framecast.training.task import Task
+from framecast.training.task import Task, keep_config
 
 BASELINE_LOGGED = ("mse", "mae", "mse_norm", "mae_norm")
 
@@ -313,4 +313,5 @@ TASK = Task(
     build_module=MotionModule,
     build_datamodule=MotionDataModule,
     build_callbacks=lambda config, run: [MotionEvalCallback(run)],
+    resolve_config=keep_config,  # reads JSON sessions, not frames: no data.channels to settle
 )

@@ -52,7 +52,7 @@ from framecast.models.autoencoder.loading import LoadedAutoencoder, load_autoenc
 from framecast.models.river import VectorFieldRegressor
 from framecast.training.datamodule import ClipDataModule, training_position
 from framecast.training.module import FramecastModule
-from framecast.training.task import Task
+from framecast.training.task import ResolvedRun, Task, refuse_auto
 
 # The smoke ratio is judged over this many recent steps, once that many have been seen.
 SMOKE_RATIO_WINDOW = 50
@@ -204,13 +204,52 @@ def resolve_smoke_threshold(
     )
 
 
+def _background_latent(stage1: LoadedAutoencoder) -> torch.Tensor:
+    """The latent of an all-black frame: what the smoke mask measures distances from."""
+    encode = stage1.model.eval().encode_latents
+    return black_frame_latent(encode, stage1.config.model.image_channels, stage1.image_size)
+
+
+def resolve_river_config(config: Config) -> ResolvedRun:
+    """River's effective config, settled before the module is built (``Task.resolve_config``).
+
+    :func:`load_stage1` checks the stage-1 run against the config (resolving
+    ``data.channels: auto``); ``training.smoke_threshold: auto`` then becomes the number
+    derived from the latent cache or the training frames (``smoke_threshold_scale``
+    folded in, the scale set to 1), written into ``config`` in place, so config.yaml and
+    the checkpoints record the number this run used and a resumed run derives nothing.
+    The module gets the choice (its provenance) and the loaded stage 1 (not loaded twice).
+    """
+    stage1 = load_stage1(config)
+    choice = resolve_smoke_threshold(
+        config, stage1.model, stage1.image_size, _background_latent(stage1)
+    )
+    if config.training.smoke_threshold == "auto":
+        config.training.smoke_threshold_scale = 1.0
+        config.training.smoke_threshold = choice.threshold
+        rank_zero_info(choice.describe())
+    return ResolvedRun(config, {"smoke_threshold_choice": choice, "stage1": stage1})
+
+
 class RiverModule(FramecastModule):
     kind = "river"
 
-    def __init__(self, config: Config):
+    def __init__(
+        self,
+        config: Config,
+        smoke_threshold_choice: SmokeThresholdChoice | None = None,
+        stage1: LoadedAutoencoder | None = None,
+    ):
+        """Build from a config :func:`resolve_river_config` has resolved (it also gives
+        ``smoke_threshold_choice``, the threshold's provenance, and the loaded ``stage1``;
+        without them the threshold counts as the config's and stage 1 is loaded here)."""
         super().__init__(config)
+        resolver = "framecast.training.river.resolve_river_config"
+        refuse_auto(config, "training.smoke_threshold", resolver)
+        refuse_auto(config, "data.channels", resolver)
         cfg: RiverConfig = config.model
-        stage1 = load_stage1(config)
+        if stage1 is None:
+            stage1 = load_stage1(config)
         self.autoencoder = stage1.model.eval().requires_grad_(False)
         self.autoencoder_config = stage1.config.to_dict()
         self.image_size = stage1.image_size
@@ -218,23 +257,12 @@ class RiverModule(FramecastModule):
             cfg.vector_field_regressor, use_compile=cfg.compile
         )
         self.path = CondOTPath(cfg.sigma)
-        channels = stage1.config.model.image_channels
         # The smoke mask is measured from the black background's latent (losses.latent_smoke);
         # not persistent: it follows from the frozen autoencoder.
-        self.register_buffer(
-            "background_latent",
-            black_frame_latent(self.autoencoder.encode_latents, channels, self.image_size),
-            persistent=False,
+        self.register_buffer("background_latent", _background_latent(stage1), persistent=False)
+        self.smoke_threshold_choice = smoke_threshold_choice or SmokeThresholdChoice(
+            float(config.training.smoke_threshold), "config"
         )
-        self.smoke_threshold_choice = resolve_smoke_threshold(
-            config, self.autoencoder, self.image_size, self.background_latent
-        )
-        if config.training.smoke_threshold == "auto":
-            # config.yaml and the checkpoints record the number this run used; a resumed
-            # run reads that number back and derives nothing.
-            config.training.smoke_threshold_scale = 1.0
-            config.training.smoke_threshold = self.smoke_threshold_choice.threshold
-            rank_zero_info(self.smoke_threshold_choice.describe())
         self._recent_smoke_ratio: deque[float] = deque(maxlen=SMOKE_RATIO_WINDOW)
         self._smoke_ratio_warned = False
         self._sample_batch: torch.Tensor | None = None
@@ -454,4 +482,8 @@ class RiverDataModule(ClipDataModule):
         )
 
 
-TASK = Task(build_module=RiverModule, build_datamodule=RiverDataModule)
+TASK = Task(
+    build_module=RiverModule,
+    build_datamodule=RiverDataModule,
+    resolve_config=resolve_river_config,
+)

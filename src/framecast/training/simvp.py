@@ -23,13 +23,12 @@ import torch.nn.functional as F
 
 from framecast.config import Config
 from framecast.config.simvp import SimVPConfig
-from framecast.data.dataset import resolve_data_channels
 from framecast.eval.metrics import mse, psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.models.simvp import SimVP
 from framecast.training.datamodule import ClipDataModule, split_context_future
 from framecast.training.module import FramecastModule
-from framecast.training.task import Task
+from framecast.training.task import Task, refuse_auto
 
 SAMPLE_CLIPS = 4  # clips in each validation panel
 
@@ -48,9 +47,9 @@ class SimVPModule(FramecastModule):
 
     def __init__(self, config: Config):
         super().__init__(config)
-        # data.channels: auto becomes the dataset's number here, before config.yaml is
-        # written; model.image_channels follows it unless the config set it.
-        resolve_data_channels(config)
+        # model.image_channels follows data.channels, resolved from the dataset before
+        # the module is built (Task.resolve_config).
+        refuse_auto(config, "data.channels")
         self.context_frames = config.training.condition_frames
         self.future_frames = config.training.frames_to_generate
         self.model = build_simvp(config)

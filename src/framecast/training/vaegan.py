@@ -29,7 +29,6 @@ import torch.nn.functional as F
 
 from framecast.config import Config
 from framecast.config.vaegan import VAEGANConfig
-from framecast.data.dataset import resolve_data_channels
 from framecast.errors import ConfigError
 from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
@@ -40,7 +39,7 @@ from framecast.training.callbacks import KLScheduleCallback
 from framecast.training.datamodule import ClipDataModule, split_context_future
 from framecast.training.kl_schedule import KLSchedule
 from framecast.training.module import FramecastModule
-from framecast.training.task import Task
+from framecast.training.task import Task, refuse_auto
 
 SAMPLE_CLIPS = 4  # clips in each validation panel
 FIXED_NOISE_SAMPLES = 4  # fixed-noise generations per validation
@@ -56,7 +55,9 @@ class VAEGANModule(FramecastModule):
 
     def __init__(self, config: Config):
         super().__init__(config)
-        resolve_data_channels(config)  # auto -> the dataset's; model.image_channels follows
+        # model.image_channels follows data.channels, resolved from the dataset before
+        # the module is built (Task.resolve_config).
+        refuse_auto(config, "data.channels")
         cfg: VAEGANConfig = config.model
         t = config.training
         self.context_frames = t.condition_frames

@@ -10,7 +10,7 @@ import pytest
 
 from framecast.data import importer
 from framecast.data.dataset import ClipDataset
-from framecast.data.extract_smoke import best_square_window, extract_smoke, smoke_mask
+from framecast.data.extract_smoke import best_square_window, extract_smoke, foreground_mask
 from framecast.data.importer import import_dataset
 from framecast.data.shard import ShardReader
 from framecast.data.splits import assign_splits, split_counts
@@ -235,7 +235,7 @@ def _blob_video() -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 def test_extract_smoke_keeps_blob_on_black():
     frames, corners = _blob_video()
-    mask = smoke_mask(frames)
+    mask = foreground_mask(frames)
     blob = np.zeros_like(mask)
     for t, (y, x) in enumerate(corners):
         blob[t, y : y + 6, x : x + 6] = True

@@ -16,6 +16,7 @@ from torchmetrics.functional.image import (
 
 from framecast.eval.metrics import (
     background_hallucination,
+    bright_smoke_mask,
     fid_from_features,
     frechet_distance,
     masked_psnr,
@@ -23,7 +24,6 @@ from framecast.eval.metrics import (
     per_frame,
     per_horizon,
     psnr,
-    smoke_mask,
     ssim,
 )
 
@@ -73,19 +73,19 @@ def test_smoke_mask_uses_mean_brightness_over_channels() -> None:
     frames = torch.full((1, 2, 3, 4, 4), -1.0)
     frames[0, 0, :, 0, 0] = 0.0  # every channel 0.5 on [0, 1]
     frames[0, 1, 0, 1, 1] = 1.0  # one channel at 1.0: mean 1/3
-    mask = smoke_mask(frames, threshold=0.4)
+    mask = bright_smoke_mask(frames, threshold=0.4)
     assert mask.shape == (1, 2, 1, 4, 4) and mask.dtype == torch.bool
     assert mask[0, 0, 0, 0, 0] and mask.sum() == 1
-    assert smoke_mask(frames, threshold=0.3)[0, 1, 0, 1, 1]
+    assert bright_smoke_mask(frames, threshold=0.3)[0, 1, 0, 1, 1]
 
 
 def test_smoke_mask_agrees_with_the_training_targets_mask() -> None:
-    from framecast.losses.autoencoder import smoke_mask as training_smoke_mask
+    from framecast.losses.autoencoder import smoke_class_labels
 
     frames = _frames(2, 3, 3, 8, 8, seed=6)
     for threshold in (0.1, 0.5):
-        ours = smoke_mask(frames, threshold).squeeze(-3)
-        assert torch.equal(ours, training_smoke_mask(frames, threshold).bool())
+        ours = bright_smoke_mask(frames, threshold).squeeze(-3)
+        assert torch.equal(ours, smoke_class_labels(frames, threshold).bool())
 
 
 def test_masked_psnr_ignores_pixels_outside_the_mask() -> None:

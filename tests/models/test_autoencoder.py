@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from framecast.config import validate_config
 from framecast.config.autoencoder import AutoencoderConfig
 from framecast.errors import ConfigError
-from framecast.losses import autoencoder_loss, kl_divergence, smoke_mask
+from framecast.losses import autoencoder_loss, kl_divergence, smoke_class_labels
 from framecast.models.autoencoder import Autoencoder
 
 IMAGE = 16
@@ -264,10 +264,10 @@ def test_smoke_mask_thresholds_channel_mean_intensity() -> None:
     frames[0, :, 0, 0] = 1.0  # white
     frames[0, :, 0, 1] = -0.7  # intensity 0.15
     frames[0, :, 1, 0] = -0.9  # intensity 0.05
-    mask = smoke_mask(frames, threshold=0.1)
+    mask = smoke_class_labels(frames, threshold=0.1)
     assert mask.dtype == torch.long
     assert mask.tolist() == [[[1, 1], [0, 0]]]
-    assert smoke_mask(frames.unsqueeze(0), 0.1).shape == (1, 1, 2, 2)  # (B, T, C, H, W) too
+    assert smoke_class_labels(frames.unsqueeze(0), 0.1).shape == (1, 1, 2, 2)  # (B, T, C, H, W) too
 
 
 def test_kl_divergence_known_values() -> None:
@@ -305,7 +305,7 @@ def test_autoencoder_loss_weighted_sum_and_components() -> None:
     assert set(parts) == {"mse", "perceptual", "seg_ce", "cls_ce", "kl", "vq"}
     assert calls == [x.shape]
     assert parts["seg_ce"] == pytest.approx(
-        F.cross_entropy(out.seg_logits, smoke_mask(x, 0.2)).item()
+        F.cross_entropy(out.seg_logits, smoke_class_labels(x, 0.2)).item()
     )
     assert parts["cls_ce"] == pytest.approx(F.cross_entropy(out.cls_logits, cls_target).item())
     expected = (

@@ -2,7 +2,7 @@
 
 The stages, each usable alone:
 
-1. :func:`smoke_mask`: a per-pixel background model of the (static-camera) video -
+1. :func:`foreground_mask`: a per-pixel background model of the (static-camera) video -
    the temporal median, or OpenCV's MOG2 - and the pixels that differ from it by more
    than ``threshold`` in some channel, cleaned by a morphological opening (drops
    speckle noise) and closing (fills pinholes in the plume), with a square kernel.
@@ -31,7 +31,7 @@ def _check_frames(frames: np.ndarray) -> None:
         )
 
 
-def smoke_mask(
+def foreground_mask(
     frames: np.ndarray,
     background: Literal["median", "mog2"] = "median",
     threshold: int = 25,
@@ -112,9 +112,11 @@ def extract_smoke(
 
     ``S`` is ``crop_size`` or, by default, ``min(H, W)``. ``colour="grey"`` keeps each
     smoke pixel's brightness (BT.601 luma) in all three channels instead of its colour.
-    See :func:`smoke_mask` for the other arguments. Resizing is left to the caller.
+    See :func:`foreground_mask` for the other arguments. Resizing is left to the caller.
     """
-    mask = smoke_mask(frames, background=background, threshold=threshold, morph_size=morph_size)
+    mask = foreground_mask(
+        frames, background=background, threshold=threshold, morph_size=morph_size
+    )
     if colour == "rgb":
         smoke = frames * mask[..., None]
     elif colour == "grey":

@@ -776,7 +776,7 @@ def _frame_metrics(
         "psnr": M.psnr,
         "ssim": M.ssim,
         "lpips": lpips,
-        "smoke_psnr": lambda p, t: M.masked_psnr(p, t, M.smoke_mask(t, threshold)),
+        "smoke_psnr": lambda p, t: M.masked_psnr(p, t, M.bright_smoke_mask(t, threshold)),
         "background_hallucination": lambda p, t: M.background_hallucination(
             p, t, threshold, threshold
         ),

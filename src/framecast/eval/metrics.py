@@ -108,13 +108,15 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     return ssim_map.mean(dim=(1, 2, 3))
 
 
-def smoke_mask(frames: Tensor, threshold: float) -> Tensor:
-    """Where the smoke is: mean brightness over channels, on [0, 1], above threshold.
+def bright_smoke_mask(frames: Tensor, threshold: float) -> Tensor:
+    """Where the smoke is in a frame: mean brightness over channels, on [0, 1], above
+    ``threshold`` (a frame brightness; stage 2's latent smoke mask is another rule, in
+    ``losses.latent_smoke``).
 
     frames (..., C, H, W) in [-1, 1] -> bool (..., 1, H, W), which broadcasts over
-    channels. The same rule as the training targets' mask in
-    ``losses.autoencoder`` (a test holds the two together), so that evaluation and
-    training agree on what smoke is; that one returns (..., H, W) integer labels.
+    channels. The autoencoder's segmentation targets are this mask as class labels
+    (``losses.autoencoder.smoke_class_labels``), so evaluation and training agree on
+    what smoke is.
     """
     return _to_unit(frames).mean(dim=-3, keepdim=True) > threshold
 
@@ -123,7 +125,7 @@ def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """PSNR (data range 1.0 on [0, 1]) over the pixels where ``mask`` is true.
 
     pred, target (B, C, H, W); mask bool, broadcastable to (B, C, H, W), typically
-    (B, 1, H, W) from :func:`smoke_mask`. Returns (B,): NaN for an image whose mask
+    (B, 1, H, W) from :func:`bright_smoke_mask`. Returns (B,): NaN for an image whose mask
     is empty, +inf where pred equals target inside the mask.
     """
     _check_images(pred, target)
@@ -140,14 +142,14 @@ def background_hallucination(
 ) -> Tensor:
     """Share of true-background pixels that the prediction lights up.
 
-    Background: pixels that are not smoke in ``target`` (:func:`smoke_mask` with
+    Background: pixels that are not smoke in ``target`` (:func:`bright_smoke_mask` with
     ``mask_threshold``). Lit: the prediction's mean brightness over channels, on [0, 1],
     exceeds ``brightness_threshold``. (B, C, H, W) x2 -> (B,) in [0, 1]; NaN for an
     image without background.
     """
     _check_images(pred, target)
-    background = ~smoke_mask(target, mask_threshold)
-    lit = smoke_mask(pred, brightness_threshold)
+    background = ~bright_smoke_mask(target, mask_threshold)
+    lit = bright_smoke_mask(pred, brightness_threshold)
     n_background = background.sum(dim=(1, 2, 3))
     n_lit = (background & lit).sum(dim=(1, 2, 3))
     return n_lit / n_background  # 0 / 0 = NaN without background

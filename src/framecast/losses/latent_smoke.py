@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Frame-space smoke: mean brightness in [0, 1] above this (eval.metrics.smoke_mask) ...
+# Frame-space smoke: mean brightness in [0, 1] above this (eval.metrics.bright_smoke_mask) ...
 FRAME_SMOKE_THRESHOLD = 0.1
 # ... and a latent cell counts as smoke when at least this share of its pixels is smoke.
 SMOKE_CELL_SHARE = 0.25

@@ -21,7 +21,7 @@ from framecast.eval.lpips import load_stlpips
 from framecast.eval.metrics import psnr, ssim
 from framecast.eval.plots import save_image_grid, to_uint8_images
 from framecast.losses.adversarial import AdversarialLoss
-from framecast.losses.autoencoder import autoencoder_loss, smoke_mask
+from framecast.losses.autoencoder import autoencoder_loss, smoke_class_labels
 from framecast.models.autoencoder import Autoencoder
 from framecast.models.autoencoder.autoencoder import ChannelMoments
 from framecast.training.callbacks import KLScheduleCallback
@@ -171,7 +171,7 @@ class AutoencoderModule(FramecastModule):
                 "lpips": self.perceptual(rgb, frames),
             }
         if output.seg_logits is not None:
-            target = smoke_mask(frames, cfg.smoke_threshold)
+            target = smoke_class_labels(frames, cfg.smoke_threshold)
             predicted = output.seg_logits.argmax(dim=1)
             metrics["seg_accuracy"] = (predicted == target).float().mean()
             union = ((predicted == 1) | (target == 1)).sum()

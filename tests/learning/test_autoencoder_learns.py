@@ -2,9 +2,9 @@
 engine, learns to reconstruct smoke.
 
 Data: 16 PhiFlow plumes of 6 frames at 32×32 (data/smoke.py, parameters drawn from the
-seed), written as a framecast dataset: 11 plumes train, 1 validation, 4 test. The model is configs/ae_smoke.yaml
-with the suite's tiny sizes (conftest ``TINY_MODEL``: 8 base channels, 32×32 → 8×4×4
-latents), trained through :func:`framecast.training.engine.train` (the kind's
+seed), written as a framecast dataset: 11 plumes train, 1 validation, 4 test. The model is
+configs/ae_smoke.yaml with the suite's tiny sizes (conftest ``TINY_MODEL``: 8 base
+channels, 32×32 → 8×4×4 latents), trained through :func:`framecast.training.engine.train` (the kind's
 LightningModule and data module of single frames, its loss, the optimiser and schedule,
 gradient clipping, checkpoints); the run is then reloaded with ``load_autoencoder`` and the
 held-out test plumes must pass a PSNR floor that an all-black output, an untrained model and

@@ -91,6 +91,8 @@ their BT.601 luma.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import os
@@ -474,17 +476,16 @@ def close_slits(params: VariedParams, size: int) -> VariedParams:
     on all five failing videos of seed 0's first 2,000.)
     """
     cell = 1.0 / size
-    discs = [list(asdict(d).values()) for d in params.obstacles]  # [x, y, radius]
-    for i in range(len(discs)):
-        for j in range(i + 1, len(discs)):
-            (xi, yi, ri), (xj, yj, rj) = discs[i], discs[j]
-            gap = math.hypot(xi - xj, yi - yj) - ri - rj
-            if 0 <= gap < cell:
-                grow = gap / 2 + cell
-                discs[i][2] += grow
-                discs[j][2] += grow
-    obstacles = tuple(Disc(*d) for d in discs)
-    return VariedParams(params.inflows, obstacles, params.buoyancy, params.wind)
+    discs = params.obstacles
+    radii = [d.radius for d in discs]
+    for i, j in itertools.combinations(range(len(discs)), 2):
+        gap = math.hypot(discs[i].x - discs[j].x, discs[i].y - discs[j].y)
+        gap -= discs[i].radius + discs[j].radius
+        if 0 <= gap < cell:
+            radii[i] += gap / 2 + cell
+            radii[j] += gap / 2 + cell
+    obstacles = tuple(dataclasses.replace(d, radius=r) for d, r in zip(discs, radii, strict=True))
+    return dataclasses.replace(params, obstacles=obstacles)
 
 
 def _simulate_densities(

@@ -37,8 +37,8 @@ from framecast.data.sources import (
     scan_tree,
 )
 from framecast.errors import ConfigError, DataError
-from framecast.eval.evaluate import load_predictor
 from framecast.eval.plots import save_image_grid, to_uint8_images
+from framecast.eval.predictors import load_predictor
 from framecast.eval.video import check_video_path, tile_videos, write_video
 from framecast.flow.sampling import SamplerConfig
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from framecast.errors import ConfigError
-from framecast.eval.evaluate import Predictor, ProgressFn
+from framecast.eval.predictors import Predictor, ProgressFn
 from framecast.models.simvp_loading import SimVPRun
 
 

@@ -101,7 +101,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -120,6 +120,7 @@ from framecast.utils import atomic_write_text, replace_folder
 SPLITS = ("train", "val", "test")
 HELDOUT = "heldout"  # the split of videos outside the training family (``holdout=``)
 DATASET_JSON = "dataset.json"
+_SHARD_NAME = f"part-00000{SHARD_SUFFIX}"  # the one shard of each split
 SOURCE = "phiflow-smoke"
 
 DOMAIN = 64.0  # domain side in simulation units; the grid has `size` cells across it
@@ -398,23 +399,8 @@ def simulate_plumes(
         ``(B, T, H, W, 3)`` uint8 with ``B = len(params)``, ``T = frames``,
         ``H = W = size``; row 0 is the top of the image.
     """
-    if len(params) == 0:
-        raise DataError("smoke: simulate_plumes needs at least one parameter set")
-    kinds = {type(q) for q in params}
-    if len(kinds) != 1 or not kinds <= {PlumeParams, VariedParams}:
-        raise DataError(
-            "smoke: simulate_plumes takes a batch of PlumeParams or of VariedParams, "
-            f"not {sorted(k.__name__ for k in kinds)}"
-        )
-    _check_int("frames", frames, 1)
-    _check_int("size", size, 8)
-    _check_int("warmup_frames", warmup_frames, 0)
+    _check_batch(params, frames, size, warmup_frames)
     if isinstance(params[0], VariedParams) and any(q.obstacles for q in params):
-        if size > MAX_OBSTACLE_SIZE:
-            raise DataError(
-                f"smoke: varied videos with obstacles need size <= {MAX_OBSTACLE_SIZE} "
-                f"(PhiFlow's obstacle pressure solve), got size {size}"
-            )
         per_batch = OBSTACLE_SOLVE_CELLS // (size * size)
         if len(params) > per_batch:
             return np.concatenate(
@@ -434,26 +420,10 @@ def simulate_plumes(
         # simulated with its slits closed, and says so.
         if "batch dims" not in str(error) or not isinstance(params[0], VariedParams):
             raise
-        if len(params) > 1:
-            return np.concatenate(
-                [simulate_plumes([q], frames, size, warmup_frames) for q in params]
-            )
-        closed = close_slits(params[0], size)
-        if closed == params[0]:
-            raise DataError(
-                f"smoke: PhiFlow's pressure solve failed ({error}) for {params[0]}"
-            ) from error
-        warnings.warn(
-            f"smoke: obstacles {params[0].obstacles} leave a slit under one cell wide; "
-            f"simulated with it closed: {closed.obstacles}",
-            stacklevel=2,
-        )
-        return simulate_plumes([closed], frames, size, warmup_frames)
+        return _simulate_slits_closed(params, frames, size, warmup_frames, error)
     except Diverged:
         if len(params) > 1:
-            return np.concatenate(
-                [simulate_plumes([q], frames, size, warmup_frames) for q in params]
-            )
+            return _simulate_one_by_one(params, frames, size, warmup_frames)
         try:
             densities = _simulate_densities(params, frames, size, warmup_frames, 64)
         except Diverged:
@@ -465,6 +435,65 @@ def simulate_plumes(
             f"smoke: simulation diverged (non-finite density) for plumes {list(params)}"
         )
     return render_density(densities)
+
+
+def _check_batch(
+    params: Sequence[PlumeParams] | Sequence[VariedParams],
+    frames: int,
+    size: int,
+    warmup_frames: int,
+) -> None:
+    """The argument checks of :func:`simulate_plumes`."""
+    if len(params) == 0:
+        raise DataError("smoke: simulate_plumes needs at least one parameter set")
+    kinds = {type(q) for q in params}
+    if len(kinds) != 1 or not kinds <= {PlumeParams, VariedParams}:
+        raise DataError(
+            "smoke: simulate_plumes takes a batch of PlumeParams or of VariedParams, "
+            f"not {sorted(k.__name__ for k in kinds)}"
+        )
+    _check_int("frames", frames, 1)
+    _check_int("size", size, 8)
+    _check_int("warmup_frames", warmup_frames, 0)
+    obstacles = isinstance(params[0], VariedParams) and any(q.obstacles for q in params)
+    if obstacles and size > MAX_OBSTACLE_SIZE:
+        raise DataError(
+            f"smoke: varied videos with obstacles need size <= {MAX_OBSTACLE_SIZE} "
+            f"(PhiFlow's obstacle pressure solve), got size {size}"
+        )
+
+
+def _simulate_one_by_one(
+    params: Sequence[PlumeParams] | Sequence[VariedParams],
+    frames: int,
+    size: int,
+    warmup_frames: int,
+) -> np.ndarray:
+    """:func:`simulate_plumes` video by video, so a failure retries only its own video."""
+    return np.concatenate([simulate_plumes([q], frames, size, warmup_frames) for q in params])
+
+
+def _simulate_slits_closed(
+    params: Sequence[VariedParams],
+    frames: int,
+    size: int,
+    warmup_frames: int,
+    error: AssertionError,
+) -> np.ndarray:
+    """After phiml's batch-dims failure: each video again, a lone one with its slits closed."""
+    if len(params) > 1:
+        return _simulate_one_by_one(params, frames, size, warmup_frames)
+    closed = close_slits(params[0], size)
+    if closed == params[0]:
+        raise DataError(
+            f"smoke: PhiFlow's pressure solve failed ({error}) for {params[0]}"
+        ) from error
+    warnings.warn(
+        f"smoke: obstacles {params[0].obstacles} leave a slit under one cell wide; "
+        f"simulated with it closed: {closed.obstacles}",
+        stacklevel=3,  # the caller of simulate_plumes, as when this was inline there
+    )
+    return simulate_plumes([closed], frames, size, warmup_frames)
 
 
 def close_slits(params: VariedParams, size: int) -> VariedParams:
@@ -488,6 +517,23 @@ def close_slits(params: VariedParams, size: int) -> VariedParams:
     return dataclasses.replace(params, obstacles=obstacles)
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """A batch's forcing as NumPy arrays, first axis the video; positions in simulation units.
+
+    ``inflow``: simple, the constant inflow rate ``(B, x, y)``; varied, one Gaussian per
+    inflow slot ``(B, MAX_INFLOWS, x, y)``, switched per step by ``on`` ``(S, B, I)``.
+    ``disc_centres`` ``(B, D, 2)`` and ``disc_radii`` ``(B, D)``: None without obstacles.
+    """
+
+    inflow: np.ndarray
+    wind: np.ndarray
+    buoyancy: np.ndarray
+    on: np.ndarray | None = None
+    disc_centres: np.ndarray | None = None
+    disc_radii: np.ndarray | None = None
+
+
 def _simulate_densities(
     params: Sequence[PlumeParams] | Sequence[VariedParams],
     frames: int,
@@ -496,67 +542,82 @@ def _simulate_densities(
     bits: int,
 ) -> np.ndarray:
     """The simulation of :func:`simulate_plumes`: densities ``(B, T, H, W)``, row 0 = top."""
+    # Cell centres in simulation units, indexed (x, y) like PhiFlow's grids (y up).
+    centres = (np.arange(size, dtype=np.float32) + 0.5) * (DOMAIN / size)
+    if isinstance(params[0], VariedParams):
+        sources = _varied_sources(params, centres, frames, warmup_frames)
+    else:
+        sources = _plume_sources(params, centres)
+    return _run_simulation(sources, frames, size, warmup_frames, bits)
+
+
+def _plume_sources(params: Sequence[PlumeParams], centres: np.ndarray) -> _Sources:
+    """Simple preset: one constant Gaussian inflow per video."""
+    p = {
+        name: np.array([getattr(q, name) for q in params], np.float32) for name in asdict(params[0])
+    }
+    dx2 = (centres[None, :, None] - p["inflow_x"][:, None, None] * DOMAIN) ** 2
+    dy2 = (centres[None, None, :] - INFLOW_Y * DOMAIN) ** 2
+    sigma = p["radius"][:, None, None] * DOMAIN
+    inflow_rate = p["strength"][:, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
+    return _Sources(inflow_rate, p["wind"], p["buoyancy"])
+
+
+def _varied_sources(
+    params: Sequence[VariedParams], centres: np.ndarray, frames: int, warmup_frames: int
+) -> _Sources:
+    """Varied preset: up to MAX_INFLOWS switched Gaussians and the discs of each video."""
+    # Per video, MAX_INFLOWS Gaussians (absent ones at rate 0): (B, I, x, y).
+    slots = [list(q.inflows) + [None] * (MAX_INFLOWS - len(q.inflows)) for q in params]
+    x, y, radius, rate = (
+        np.array([[getattr(i, k, 0.0) if i else 0.0 for i in row] for row in slots], np.float32)
+        for k in ("x", "y", "radius", "rate")
+    )
+    radius = np.where(radius > 0, radius, 1.0).astype(np.float32)
+    dx2 = (centres[None, None, :, None] - x[:, :, None, None] * DOMAIN) ** 2
+    dy2 = (centres[None, None, None, :] - y[:, :, None, None] * DOMAIN) ** 2
+    sigma = radius[:, :, None, None] * DOMAIN
+    gauss = rate[:, :, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
+    on = np.array(
+        [
+            [[i.on(f) if i else False for i in row] for row in slots]
+            for f in range(-warmup_frames, frames)
+        ],
+        np.float32,
+    )  # (S, B, I)
+    # As many discs per video as the most in the batch; absent ones far outside the
+    # domain (PhiFlow's batched geometry needs the same count in every video).
+    most = max(len(q.obstacles) for q in params)
+    disc_centres = np.full((len(params), most, 2), -10 * DOMAIN, np.float32)
+    disc_radii = np.full((len(params), most), 1.0, np.float32)
+    for b, q in enumerate(params):
+        for k, disc in enumerate(q.obstacles):
+            disc_centres[b, k] = (disc.x * DOMAIN, disc.y * DOMAIN)
+            disc_radii[b, k] = disc.radius * DOMAIN
+    wind = np.array([q.wind for q in params], np.float32)
+    buoyancy = np.array([q.buoyancy for q in params], np.float32)
+    if most == 0:
+        return _Sources(gauss, wind, buoyancy, on)
+    return _Sources(gauss, wind, buoyancy, on, disc_centres, disc_radii)
+
+
+def _run_simulation(
+    sources: _Sources, frames: int, size: int, warmup_frames: int, bits: int
+) -> np.ndarray:
+    """Step PhiFlow through warm-up and output frames; densities ``(B, T, H, W)``."""
     # Imported here: PhiFlow is only needed when simulating, not to import framecast.data.
     from phi.field import CenteredGrid, StaggeredGrid, resample
-    from phi.geom import Box, Sphere
-    from phi.math import (
-        NotConverged,
-        Solve,
-        batch,
-        channel,
-        extrapolation,
-        instance,
-        precision,
-        spatial,
-        tensor,
-        vec,
-    )
+    from phi.geom import Box
+    from phi.math import NotConverged, Solve, batch, extrapolation, precision, spatial, tensor, vec
     from phi.math.backend import NUMPY
     from phi.physics import advect, fluid
 
     bounds = Box(x=DOMAIN, y=DOMAIN)
-    # Cell centres in simulation units, indexed (x, y) like PhiFlow's grids (y up).
-    centres = (np.arange(size, dtype=np.float32) + 0.5) * (DOMAIN / size)
-    varied = isinstance(params[0], VariedParams)
-    if not varied:
-        p = {
-            name: np.array([getattr(q, name) for q in params], np.float32)
-            for name in asdict(params[0])
-        }
-        dx2 = (centres[None, :, None] - p["inflow_x"][:, None, None] * DOMAIN) ** 2
-        dy2 = (centres[None, None, :] - INFLOW_Y * DOMAIN) ** 2
-        sigma = p["radius"][:, None, None] * DOMAIN
-        inflow_rate = p["strength"][:, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
-        wind, buoyancy = p["wind"], p["buoyancy"]
-    else:
-        # Per video, MAX_INFLOWS Gaussians (absent ones at rate 0): (B, I, x, y).
-        slots = [list(q.inflows) + [None] * (MAX_INFLOWS - len(q.inflows)) for q in params]
-        x, y, radius, rate = (
-            np.array([[getattr(i, k, 0.0) if i else 0.0 for i in row] for row in slots], np.float32)
-            for k in ("x", "y", "radius", "rate")
-        )
-        radius = np.where(radius > 0, radius, 1.0).astype(np.float32)
-        dx2 = (centres[None, None, :, None] - x[:, :, None, None] * DOMAIN) ** 2
-        dy2 = (centres[None, None, None, :] - y[:, :, None, None] * DOMAIN) ** 2
-        sigma = radius[:, :, None, None] * DOMAIN
-        gauss = rate[:, :, None, None] * np.exp(-(dx2 + dy2) / (2 * sigma**2))
-        wind = np.array([q.wind for q in params], np.float32)
-        buoyancy = np.array([q.buoyancy for q in params], np.float32)
-        # As many discs per video as the most in the batch; absent ones far outside the
-        # domain (PhiFlow's batched geometry needs the same count in every video).
-        most = max(len(q.obstacles) for q in params)
-        disc_centres = np.full((len(params), most, 2), -10 * DOMAIN, np.float32)
-        disc_radii = np.full((len(params), most), 1.0, np.float32)
-        for b, q in enumerate(params):
-            for k, disc in enumerate(q.obstacles):
-                disc_centres[b, k] = (disc.x * DOMAIN, disc.y * DOMAIN)
-                disc_radii[b, k] = disc.radius * DOMAIN
-
     velocity_bc = extrapolation.combine_sides(
         x=extrapolation.ZERO, y=(extrapolation.ZERO, extrapolation.ZERO_GRADIENT)
     )
     solve = Solve("scipy-CG", PRESSURE_TOLERANCE, PRESSURE_TOLERANCE, suppress=[NotConverged])
-    densities = np.empty((len(params), frames, size, size), np.float32)
+    densities = np.empty((len(sources.wind), frames, size, size), np.float32)
     dtype = np.float32 if bits == 32 else np.float64
 
     def grid(values: np.ndarray) -> Any:
@@ -568,32 +629,18 @@ def _simulate_densities(
 
     # Pin backend and precision: another module may have switched PhiFlow's defaults.
     with NUMPY, precision(bits):
-        obstacles: tuple = ()
-        if varied and most > 0:
-            discs = Sphere(
-                center=tensor(
-                    disc_centres, batch("plume"), instance("obstacle"), channel(vector="x,y")
-                ),
-                radius=tensor(disc_radii, batch("plume"), instance("obstacle")),
-            )
-            obstacles = (fluid.Obstacle(discs),)
-        if varied:
-            on = np.array(
-                [
-                    [[i.on(f) if i else False for i in row] for row in slots]
-                    for f in range(-warmup_frames, frames)
-                ],
-                np.float32,
-            )  # (S, B, I)
-        else:
-            inflow = grid(inflow_rate)
-        push = vec(x=tensor(wind, batch("plume")), y=tensor(buoyancy, batch("plume")))
+        obstacles = _obstacles(sources)
+        if sources.on is None:
+            inflow = grid(sources.inflow)
+        push = vec(
+            x=tensor(sources.wind, batch("plume")), y=tensor(sources.buoyancy, batch("plume"))
+        )
         smoke = CenteredGrid(0, extrapolation.ZERO_GRADIENT, x=size, y=size, bounds=bounds)
         velocity = StaggeredGrid(0, velocity_bc, x=size, y=size, bounds=bounds)
         for step in range(warmup_frames + frames):
-            if varied:
+            if sources.on is not None:
                 # Elementwise per video (no reduction across the batch): batch-independent.
-                rates = on[step][:, :, None, None] * gauss
+                rates = sources.on[step][:, :, None, None] * sources.inflow
                 inflow = grid(sum(rates[:, i] for i in range(MAX_INFLOWS)))
             smoke = advect.mac_cormack(smoke, velocity, DT) + inflow * DT
             force = resample(smoke * push, to=velocity)
@@ -603,6 +650,23 @@ def _simulate_densities(
                 # (plume, y, x) with y flipped: image row 0 is the top of the domain.
                 densities[:, step - warmup_frames] = smoke.values.numpy("plume,y,x")[:, ::-1]
     return densities
+
+
+def _obstacles(sources: _Sources) -> tuple:
+    """The batch's discs as PhiFlow obstacles (none without discs); call under its backend."""
+    from phi.geom import Sphere
+    from phi.math import batch, channel, instance, tensor
+    from phi.physics import fluid
+
+    if sources.disc_centres is None or sources.disc_radii is None:
+        return ()
+    discs = Sphere(
+        center=tensor(
+            sources.disc_centres, batch("plume"), instance("obstacle"), channel(vector="x,y")
+        ),
+        radius=tensor(sources.disc_radii, batch("plume"), instance("obstacle")),
+    )
+    return (fluid.Obstacle(discs),)
 
 
 # Per-video quantities a ``holdout`` condition may name, from a video's metadata.
@@ -753,6 +817,66 @@ def simulate_smoke_dataset(
         DataError: a bad argument (the message names it and its value; an unknown preset
             also names the allowed ones), or ``out`` is not empty and ``overwrite`` is false.
     """
+    wind = _check_arguments(
+        preset, videos, frames, size, plumes_per_batch, workers, warmup_frames, seed, wind
+    )
+    fractions = split_fractions(splits)
+    out = _check_output(out, overwrite)
+    params_seed, split_seed = np.random.SeedSequence(seed).spawn(2)
+    params = _draw_params(preset, params_seed, videos, frames, wind)
+    plan = _plan_splits(params, holdout, fractions, split_seed)
+
+    out.mkdir(parents=True, exist_ok=True)
+    # New splits are built in a hidden staging folder and moved in at the end, so a crash
+    # or an interrupt never leaves a half-replaced dataset.
+    staging = Path(tempfile.mkdtemp(prefix=".smoke-", dir=out))
+    try:
+        seconds = _simulate_into(
+            staging,
+            plan,
+            _shard_meta(seed, size, preset),
+            frames=frames,
+            size=size,
+            warmup_frames=warmup_frames,
+            plumes_per_batch=plumes_per_batch,
+            workers=workers,
+            progress=progress,
+        )
+        shards = _move_splits_in(staging, out, plan)
+        simulation = _simulation_record(warmup_frames, wind, preset)
+        record = _dataset_record(plan, fractions, shards, simulation, frames, size, seed, preset)
+        # Written last: its presence marks a complete dataset. No timestamp, so that the
+        # same arguments give a byte-identical dataset.
+        dataset_json = out / DATASET_JSON
+        atomic_write_text(dataset_json, json.dumps(record, indent=2) + "\n")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    return SmokeSummary(
+        out=out,
+        videos=plan.counts,
+        frames=frames,
+        size=size,
+        seconds=seconds,
+        frames_per_second=videos * frames / seconds,
+        shards=shards,
+        dataset_json=dataset_json,
+        preset=preset,
+    )
+
+
+def _check_arguments(
+    preset: str,
+    videos: int,
+    frames: int,
+    size: int,
+    plumes_per_batch: int,
+    workers: int | None,
+    warmup_frames: int,
+    seed: int,
+    wind: float | None,
+) -> float:
+    """Raise DataError for a bad argument; return ``wind``, the preset's when None."""
     if preset not in PRESETS:
         raise DataError(f"smoke: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     if preset == "varied" and isinstance(size, int) and size > MAX_OBSTACLE_SIZE:
@@ -775,7 +899,11 @@ def simulate_smoke_dataset(
         raise DataError(
             f"smoke: wind must be a finite number >= 0 (the largest wind force), got {wind!r}"
         )
-    fractions = split_fractions(splits)
+    return wind
+
+
+def _check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """``out`` as a Path; DataError if it is a file, or a non-empty folder without overwrite."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"smoke: output {out} exists and is not a folder")
@@ -783,13 +911,39 @@ def simulate_smoke_dataset(
         raise DataError(
             f"smoke: output folder {out} is not empty; choose another or pass overwrite"
         )
+    return out
 
-    params_seed, split_seed = np.random.SeedSequence(seed).spawn(2)
-    rng = np.random.default_rng(params_seed)
+
+def _draw_params(
+    preset: str, seed: np.random.SeedSequence, videos: int, frames: int, wind: float
+) -> list[Any]:
+    """Every video's parameters, drawn in order from one stream."""
+    rng = np.random.default_rng(seed)
     if preset == "simple":
-        params: list[Any] = sample_plume_params(rng, videos, float(wind))
-    else:
-        params = sample_varied_params(rng, videos, frames, float(wind))
+        return sample_plume_params(rng, videos, float(wind))
+    return sample_varied_params(rng, videos, frames, float(wind))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The videos in simulation order, and where each one goes."""
+
+    ids: list[str]
+    params: list[Any]  # PlumeParams (simple) or VariedParams (varied)
+    assignment: list[str]  # each video's split
+    conditions: list[HoldoutCondition]
+    splits: tuple[str, ...]  # the split folders written, heldout only with conditions
+    counts: dict[str, int]  # videos per split in ``splits``
+
+
+def _plan_splits(
+    params: list[Any],
+    holdout: Sequence[str],
+    fractions: Sequence[float],
+    split_seed: np.random.SeedSequence,
+) -> _Plan:
+    """Name the videos, hold out those meeting a condition, and split the others."""
+    videos = len(params)
     width = max(5, len(str(videos - 1)))
     ids = [f"smoke-{i:0{width}d}" for i in range(videos)]
     conditions = [HoldoutCondition.parse(text) for text in holdout]
@@ -807,125 +961,153 @@ def simulate_smoke_dataset(
     by_id = assign_splits(in_family, fractions, int(split_seed.generate_state(1)[0]))
     by_id.update(dict.fromkeys(held, HELDOUT))
     assignment = [by_id[video_id] for video_id in ids]
-    shard_name = f"part-00000{SHARD_SUFFIX}"
-    splits_written = (*SPLITS, HELDOUT) if conditions else SPLITS
-    counts = {split: assignment.count(split) for split in splits_written}
-    shard_meta = {"source": SOURCE, "seed": seed, "size": size, "label_names": list(LABEL_NAMES)}
+    splits = (*SPLITS, HELDOUT) if conditions else SPLITS
+    counts = {split: assignment.count(split) for split in splits}
+    return _Plan(ids, params, assignment, conditions, splits, counts)
+
+
+def _shard_meta(seed: int, size: int, preset: str) -> dict[str, Any]:
+    """Metadata shared by the shards of every split."""
+    meta = {"source": SOURCE, "seed": seed, "size": size, "label_names": list(LABEL_NAMES)}
     if preset != "simple":  # simple's files stay byte-identical to those from before presets
-        shard_meta["preset"] = preset
+        meta["preset"] = preset
+    return meta
 
-    out.mkdir(parents=True, exist_ok=True)
-    # New splits are built in a hidden staging folder and moved in at the end, so a crash
-    # or an interrupt never leaves a half-replaced dataset.
-    staging = Path(tempfile.mkdtemp(prefix=".smoke-", dir=out))
-    try:
-        start = time.perf_counter()
-        with ExitStack() as stack:
-            writers = {
-                split: stack.enter_context(
-                    ShardWriter(staging / split / shard_name, {**shard_meta, "split": split})
-                )
-                for split in splits_written
-                if counts[split] > 0
-            }
-            bar = stack.enter_context(
-                tqdm(total=videos, unit="video", desc="simulating smoke", disable=not progress)
+
+def _simulate_into(
+    staging: Path,
+    plan: _Plan,
+    shard_meta: dict[str, Any],
+    *,
+    frames: int,
+    size: int,
+    warmup_frames: int,
+    plumes_per_batch: int,
+    workers: int | None,
+    progress: bool,
+) -> float:
+    """Simulate the plan into one shard per non-empty split under ``staging``; seconds taken."""
+    params = plan.params
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        writers = {
+            split: stack.enter_context(
+                ShardWriter(staging / split / _SHARD_NAME, {**shard_meta, "split": split})
             )
-            batches = [params[i : i + plumes_per_batch] for i in range(0, videos, plumes_per_batch)]
-            processes = min(workers or os.cpu_count() or 1, len(batches))
-            if processes > 1:
-                pool = stack.enter_context(
-                    ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
-                )
-                results = pool.map(
-                    simulate_plumes,
-                    batches,
-                    *([x] * len(batches) for x in (frames, size, warmup_frames)),
-                )
-            else:
-                results = (simulate_plumes(batch, frames, size, warmup_frames) for batch in batches)
-            index = 0
-            for batch_params, clips in zip(
-                batches, results, strict=True
-            ):  # in order: ids stay stable
-                for plume, clip in zip(batch_params, clips, strict=True):
-                    writers[assignment[index]].add(ids[index], clip, plume.to_meta())
-                    index += 1
-                bar.update(len(batch_params))
-        seconds = time.perf_counter() - start
-
-        stale = out / HELDOUT  # from an earlier dataset with conditions; none now
-        if not conditions and stale.is_dir():
-            shutil.rmtree(stale)
-        for split in splits_written:
-            (staging / split).mkdir(exist_ok=True)
-            replace_folder(staging / split, out / split)
-        shards = {
-            split: [out / split / shard_name] if counts[split] else [] for split in splits_written
+            for split in plan.splits
+            if plan.counts[split] > 0
         }
-        ranges: dict[str, Any] = {**PARAM_RANGES, "wind": (-wind, wind)}
-        if preset != "simple":
-            ranges = {**VARIED_RANGES, "wind": (-wind, wind)}
-        record = {
-            "framecast_dataset": 1,
-            "source": SOURCE,
-            "videos": videos,
-            "frames": frames,
-            "size": size,
-            "seed": seed,
-            "split_ratios": dict(zip(SPLITS, fractions, strict=True)),
-            "splits": {
-                split: {
-                    "videos": counts[split],
-                    "frames": counts[split] * frames,
-                    "shards": [p.name for p in shards[split]],
-                }
-                for split in splits_written
-            },
-            "label_names": list(LABEL_NAMES),
-            "label": f"plume lean = wind / buoyancy: < -{LEAN_UPRIGHT} leans_left, > {LEAN_UPRIGHT} leans_right, else upright",
-            "simulation": {
-                "warmup_frames": warmup_frames,
-                "wind": wind,
-                "ranges": ranges,
-                "domain": DOMAIN,
-                "dt": DT,
-                "inflow_y": INFLOW_Y,
-                "density_scale": DENSITY_SCALE,
-                "smoke_tint": SMOKE_TINT,
-                "pressure_solve": f"scipy-CG rel/abs tolerance {PRESSURE_TOLERANCE}",
-            },
-        }
-        if preset != "simple":  # no key for simple: its dataset.json stays byte-identical
-            # Luminance only (the faint tint is the same at every pixel): data.channels: auto
-            # reads this (and takes a simple dataset's source, phiflow-smoke, as 1 too).
-            record = {**record, "preset": preset, "channels": 1}
-            record["simulation"] = {
-                **record["simulation"],
-                "inflow_modes": dict(zip(INFLOW_MODES, INFLOW_MODE_PROBABILITIES, strict=True)),
-                "max_obstacles": MAX_OBSTACLES,
-            }
-        if conditions:  # no key without them: earlier datasets stay byte-identical
-            record["holdout"] = {
-                "conditions": [str(c) for c in conditions],
-                "rule": f"a video meeting any condition is in {HELDOUT}/; train, val and "
-                "test are drawn from the others",
-            }
-        # Written last: its presence marks a complete dataset. No timestamp, so that the
-        # same arguments give a byte-identical dataset.
-        dataset_json = out / DATASET_JSON
-        atomic_write_text(dataset_json, json.dumps(record, indent=2) + "\n")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        bar = stack.enter_context(
+            tqdm(total=len(params), unit="video", desc="simulating smoke", disable=not progress)
+        )
+        batches = [
+            params[i : i + plumes_per_batch] for i in range(0, len(params), plumes_per_batch)
+        ]
+        # Entered last, so the pool is shut down before the bar and the writers close.
+        results = _simulate_batches(stack, batches, frames, size, warmup_frames, workers)
+        index = 0
+        for batch_params, clips in zip(batches, results, strict=True):  # in order: ids stay stable
+            for plume, clip in zip(batch_params, clips, strict=True):
+                writers[plan.assignment[index]].add(plan.ids[index], clip, plume.to_meta())
+                index += 1
+            bar.update(len(batch_params))
+    return time.perf_counter() - start
 
-    return SmokeSummary(
-        out=out,
-        videos=counts,
-        frames=frames,
-        size=size,
-        seconds=seconds,
-        frames_per_second=videos * frames / seconds,
-        shards=shards,
-        dataset_json=dataset_json,
-        preset=preset,
-    )
+
+def _simulate_batches(
+    stack: ExitStack,
+    batches: list[list[Any]],
+    frames: int,
+    size: int,
+    warmup_frames: int,
+    workers: int | None,
+) -> Iterator[np.ndarray]:
+    """Each batch's frames, in order; in a pool of processes (owned by ``stack``) if > 1."""
+    processes = min(workers or os.cpu_count() or 1, len(batches))
+    if processes > 1:
+        pool = stack.enter_context(ProcessPoolExecutor(processes, mp_context=get_context("spawn")))
+        return pool.map(
+            simulate_plumes,
+            batches,
+            *([x] * len(batches) for x in (frames, size, warmup_frames)),
+        )
+    return (simulate_plumes(batch, frames, size, warmup_frames) for batch in batches)
+
+
+def _move_splits_in(staging: Path, out: Path, plan: _Plan) -> dict[str, list[Path]]:
+    """Replace ``out``'s split folders by the staged ones; return each split's shards."""
+    stale = out / HELDOUT  # from an earlier dataset with conditions; none now
+    if not plan.conditions and stale.is_dir():
+        shutil.rmtree(stale)
+    for split in plan.splits:
+        (staging / split).mkdir(exist_ok=True)
+        replace_folder(staging / split, out / split)
+    return {
+        split: [out / split / _SHARD_NAME] if plan.counts[split] else [] for split in plan.splits
+    }
+
+
+def _simulation_record(warmup_frames: int, wind: float, preset: str) -> dict[str, Any]:
+    """dataset.json's ``simulation``: the physics and the parameter ranges."""
+    ranges: dict[str, Any] = {**PARAM_RANGES, "wind": (-wind, wind)}
+    if preset != "simple":
+        ranges = {**VARIED_RANGES, "wind": (-wind, wind)}
+    record = {
+        "warmup_frames": warmup_frames,
+        "wind": wind,
+        "ranges": ranges,
+        "domain": DOMAIN,
+        "dt": DT,
+        "inflow_y": INFLOW_Y,
+        "density_scale": DENSITY_SCALE,
+        "smoke_tint": SMOKE_TINT,
+        "pressure_solve": f"scipy-CG rel/abs tolerance {PRESSURE_TOLERANCE}",
+    }
+    if preset != "simple":  # no key for simple: its dataset.json stays byte-identical
+        record["inflow_modes"] = dict(zip(INFLOW_MODES, INFLOW_MODE_PROBABILITIES, strict=True))
+        record["max_obstacles"] = MAX_OBSTACLES
+    return record
+
+
+def _dataset_record(
+    plan: _Plan,
+    fractions: Sequence[float],
+    shards: dict[str, list[Path]],
+    simulation: dict[str, Any],
+    frames: int,
+    size: int,
+    seed: int,
+    preset: str,
+) -> dict[str, Any]:
+    """The contents of dataset.json (key order matters: the same arguments give the same bytes)."""
+    record: dict[str, Any] = {
+        "framecast_dataset": 1,
+        "source": SOURCE,
+        "videos": len(plan.ids),
+        "frames": frames,
+        "size": size,
+        "seed": seed,
+        "split_ratios": dict(zip(SPLITS, fractions, strict=True)),
+        "splits": {
+            split: {
+                "videos": plan.counts[split],
+                "frames": plan.counts[split] * frames,
+                "shards": [p.name for p in shards[split]],
+            }
+            for split in plan.splits
+        },
+        "label_names": list(LABEL_NAMES),
+        "label": f"plume lean = wind / buoyancy: < -{LEAN_UPRIGHT} leans_left, > {LEAN_UPRIGHT} leans_right, else upright",
+        "simulation": simulation,
+    }
+    if preset != "simple":  # no key for simple: its dataset.json stays byte-identical
+        # Luminance only (the faint tint is the same at every pixel): data.channels: auto
+        # reads this (and takes a simple dataset's source, phiflow-smoke, as 1 too).
+        record.update(preset=preset, channels=1)
+    if plan.conditions:  # no key without them: earlier datasets stay byte-identical
+        record["holdout"] = {
+            "conditions": [str(c) for c in plan.conditions],
+            "rule": f"a video meeting any condition is in {HELDOUT}/; train, val and "
+            "test are drawn from the others",
+        }
+    return record

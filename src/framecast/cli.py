@@ -98,358 +98,8 @@ def cmd_data_smoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_data_mmnist(args: argparse.Namespace) -> int:
-    from framecast.data.mmnist import write_moving_mnist
-
-    summary = write_moving_mnist(
-        args.out,
-        train=args.train,
-        val=args.val,
-        test=args.test,
-        frames=args.frames,
-        num_digits=args.digits,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
-    print(summary.format())
-    print(f"wrote {summary.dataset_json}")
-    return EXIT_OK
-
-
-def cmd_data_import(args: argparse.Namespace) -> int:
-    from framecast.data.importer import import_dataset
-
-    summary = import_dataset(
-        args.src,
-        args.out,
-        size=args.size,
-        splits=args.splits,
-        seed=args.seed,
-        extract_smoke=args.extract_smoke,
-        strict=args.strict,
-        overwrite=args.overwrite,
-        max_frames=args.max_frames,
-        min_frames=args.min_frames,
-        progress=not args.no_progress,
-    )
-    print(summary.format())
-    return EXIT_OK
-
-
-def cmd_data_verify(args: argparse.Namespace) -> int:
-    from framecast.data.shard import verify_folder
-    from framecast.errors import DataError
-
-    report = verify_folder(args.folder, progress=not args.no_progress)
-    print(report.format())
-    if report.failures:
-        raise DataError(f"{args.folder}: {len(report.failures)} corrupt shard(s) or video(s)")
-    return EXIT_OK
-
-
-def train_overrides(args: argparse.Namespace) -> list[str]:
-    """The shared train flags expressed as config overrides (flags win over k=v)."""
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.append(f"data.root={args.data}")
-    if args.max_steps is not None:
-        overrides.append(f"training.max_steps={args.max_steps}")
-    if args.random_seed is not None:
-        overrides.append(f"training.seed={args.random_seed}")
-    if args.wandb:
-        overrides.append("logging.wandb=true")
-    if getattr(args, "strict", False):
-        overrides.append("model.strict=true")
-    return overrides
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from framecast.config import load_config
-    from framecast.training.engine import launch_rank_is_zero, train
-
-    overrides = train_overrides(args)
-    config = None
-    if args.config is not None:
-        config = load_config(args.config, [] if args.resume else overrides)
-    result = train(
-        config,
-        runs_dir=args.runs_dir,
-        run_name=args.run_name,
-        resume=args.resume,
-        overrides=overrides if args.resume else None,  # a new run's config has them already
-        num_gpus=args.num_gpus,
-        num_nodes=args.num_nodes,
-        num_processes=args.num_processes,
-        fast_dev_run=args.fast_dev_run,
-        detect_anomaly=args.detect_anomaly,
-    )
-    if launch_rank_is_zero():  # one report for a multi-process run
-        print(result.format())
-    return EXIT_OK
-
-
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from framecast.eval.reconstruct import reconstruct
-
-    result = reconstruct(
-        args.run,
-        args.data,
-        split=args.split,
-        num_clips=args.clips,
-        frames_per_clip=args.frames,
-        out=args.out,
-    )
-    print(result.format())
-    return EXIT_OK
-
-
-def _sampler(args: argparse.Namespace):
-    from framecast.flow.sampling import SamplerConfig
-    from framecast.flow.solvers import SolverConfig
-
-    try:
-        return SamplerConfig(
-            SolverConfig(args.solver, args.steps, atol=args.tolerance, rtol=args.tolerance),
-            warm_start=args.warm_start,
-            past_horizon=args.past_horizon,
-            steps_over=args.steps_over,
-            nfe_budget=args.nfe,
-            precision=args.precision,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"sampler options: {exc}") from None
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from framecast.eval.generate import generate
-
-    result = generate(
-        args.run,
-        args.input,
-        args.out,
-        context=args.context,
-        frames=args.frames,
-        sampler=_sampler(args),
-        samples=args.samples,
-        video=args.video,
-        seed=args.seed,
-        fps=args.fps,
-        device=args.device,
-        progress=not args.no_progress,
-        which=args.which,
-    )
-    print(result.format())
-    return EXIT_OK
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from framecast.eval.evaluate import evaluate
-
-    result = evaluate(
-        args.run,
-        args.data,
-        split=args.split,
-        out=args.out,
-        context=args.context,
-        frames=args.frames,
-        sampler=_sampler(args),
-        samples=args.samples,
-        clips_per_video=args.clips_per_video,
-        batch_size=args.batch_size,
-        i3d=args.i3d,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.no_progress,
-        max_clips=args.max_clips,
-        which=args.which,
-        smoke_threshold=args.smoke_threshold,
-        baselines=args.baseline or (),
-        n_boot=args.bootstraps,
-    )
-    print(result.format())
-    return EXIT_OK
-
-
-def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by generate and evaluate: the run, the sampler (river), seeds, device."""
-    from framecast.flow.solvers import SOLVERS
-
-    parser.add_argument(
-        "--run", required=True, help="river, vaegan or simvp run directory or checkpoint"
-    )
-    parser.add_argument(
-        "--which", choices=["best", "last"], default="best", help="checkpoint of the run"
-    )
-    parser.add_argument(
-        "--context",
-        type=_positive_int,
-        help="observed frames (default training.condition_frames; vaegan: only that)",
-    )
-    parser.add_argument(
-        "--frames",
-        type=_positive_int,
-        help="frames to predict (default training.frames_to_generate; vaegan: only that)",
-    )
-    # The sampler options below drive the river rollout; vaegan runs ignore them.
-    parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver (river)")
-    parser.add_argument(
-        "--steps",
-        type=_positive_int,
-        default=10,
-        help="solver steps per frame; what they span: --steps-over (default 10)",
-    )
-    parser.add_argument(
-        "--steps-over",
-        choices=["span", "unit"],
-        default="span",
-        help="span (default): --steps steps over [s, 1], so a warm start s costs as many NFE "
-        "as s = 0; unit: RIVER's meaning, --steps counted over [0, 1], so [s, 1] takes "
-        "int((1 - s) * steps) steps (at least 1) and s = 0.5 halves the NFE",
-    )
-    parser.add_argument(
-        "--nfe",
-        type=_positive_int,
-        help="NFE budget per frame instead of --steps: steps over [s, 1] = NFE // "
-        "evaluations per step (euler 1, midpoint/heun 2, rk4 4; not dopri5)",
-    )
-    parser.add_argument(
-        "--warm-start",
-        type=float,
-        default=0.0,
-        help="s in [0, 1): start at t = s from the previous frame (NFE saving: --steps-over unit)",
-    )
-    parser.add_argument(
-        "--past-horizon",
-        type=_positive_int,
-        help="draw contexts from at most this many frames back (default: as in training)",
-    )
-    parser.add_argument("--tolerance", type=float, default=1e-5, help="atol = rtol of dopri5")
-    parser.add_argument(
-        "--precision",
-        choices=SAMPLING_PRECISIONS,
-        default="auto",
-        help="regressor arithmetic (river): bf16 autocasts each velocity evaluation, the ODE "
-        "state stays fp32 (quality equal to fp32 within noise, docs/results.md); auto "
-        "(default): bf16 where the device computes it natively (AMX or AVX512-BF16 CPUs, "
-        "sm80+ GPUs), else fp32; metrics.json records what ran",
-    )
-    parser.add_argument("--samples", type=_positive_int, default=1, help="K stochastic futures")
-    parser.add_argument("--seed", type=int, default=0, help="seed of noise and context draws")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def cmd_encode(args: argparse.Namespace) -> int:
-    from framecast.encode import encode_dataset
-    from framecast.models.autoencoder.loading import load_autoencoder
-
-    loaded = load_autoencoder(args.autoencoder, which=args.which)
-    summary = encode_dataset(
-        loaded.model,
-        args.data,
-        image_size=loaded.image_size,
-        autoencoder_name=str(loaded.checkpoint),
-        overwrite=args.overwrite,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-        trained_on=loaded.config.data.root,
-    )
-    print(summary.format())
-    return EXIT_OK
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from framecast.experiments.sweep import run_sweep
-
-    extra = list(args.overrides)
-    if args.data is not None:
-        extra.append(f"data.root={args.data}")
-    if args.max_steps is not None:
-        extra.append(f"training.max_steps={args.max_steps}")
-    result = run_sweep(
-        args.spec,
-        runs_dir=args.runs_dir,
-        launcher=args.launcher,
-        submit=args.submit,
-        dry_run=args.dry_run,
-        extra_overrides=extra,
-        echo=print,
-    )
-    print(result.format())
-    return EXIT_OK if not result.failed else 1
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from framecast.experiments.compare import compare
-
-    comparison = compare(
-        args.path,
-        out_dir=args.out,
-        spec=args.spec,
-        primary_metric=args.primary_metric,
-        mode=args.mode,
-        plots=not args.no_plots,
-        best_of_curve=args.best_of_curve,
-        seeded=args.seeded,
-        evaluation=args.evaluation,
-    )
-    print(comparison.format())
-    return EXIT_OK
-
-
-def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from framecast.export.onnx import export_onnx
-
-    result = export_onnx(
-        args.run,
-        args.out,
-        which=args.which,
-        opset=args.opset,
-        check=not args.no_check,
-        tolerance=args.tolerance,
-        input_name=args.input_name,
-        output_name=args.output_name,
-    )
-    print(result.format())
-    return EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from framecast.demo import run_demo
-
-    report = run_demo(out_dir=args.out, quick=args.quick)
-    print(f"demo finished: {report}")
-    return EXIT_OK
-
-
-# -- parser -------------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (exit 2), like every other framecast error;
-    the full usage stays one ``--help`` away."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="framecast",
-        description="Train generative models of image sequences: smoke datasets, autoencoders, flow matching.",
-    )
-    parser.add_argument("--version", action="version", version=f"framecast {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    # data
-    data = commands.add_parser(
-        "data",
-        help="create and check datasets (simulate smoke, Moving MNIST, import videos, verify)",
-    )
-    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-
+def _add_data_smoke_parser(data_commands: argparse._SubParsersAction) -> None:
+    """Add ``data smoke``: simulate smoke plumes into a dataset."""
     smoke = data_commands.add_parser(
         "smoke",
         help="simulate 2-D smoke plumes (PhiFlow) into a dataset",
@@ -503,6 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--no-progress", action="store_true", help="no progress bar")
     smoke.set_defaults(func=cmd_data_smoke)
 
+
+def cmd_data_mmnist(args: argparse.Namespace) -> int:
+    from framecast.data.mmnist import write_moving_mnist
+
+    summary = write_moving_mnist(
+        args.out,
+        train=args.train,
+        val=args.val,
+        test=args.test,
+        frames=args.frames,
+        num_digits=args.digits,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    print(f"wrote {summary.dataset_json}")
+    return EXIT_OK
+
+
+def _add_data_mmnist_parser(data_commands: argparse._SubParsersAction) -> None:
+    """Add ``data mmnist``: Moving MNIST into a dataset."""
     mmnist = data_commands.add_parser(
         "mmnist",
         help="Moving MNIST (two digits bouncing in 64x64, 10 -> 10 frames) into a dataset",
@@ -522,6 +194,29 @@ def build_parser() -> argparse.ArgumentParser:
     mmnist.add_argument("--no-progress", action="store_true", help="no progress bar")
     mmnist.set_defaults(func=cmd_data_mmnist)
 
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from framecast.data.importer import import_dataset
+
+    summary = import_dataset(
+        args.src,
+        args.out,
+        size=args.size,
+        splits=args.splits,
+        seed=args.seed,
+        extract_smoke=args.extract_smoke,
+        strict=args.strict,
+        overwrite=args.overwrite,
+        max_frames=args.max_frames,
+        min_frames=args.min_frames,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    return EXIT_OK
+
+
+def _add_data_import_parser(data_commands: argparse._SubParsersAction) -> None:
+    """Add ``data import``: frame folders and videos into a dataset."""
     imp = data_commands.add_parser(
         "import", help="frame folders / video files → dataset of packed shards"
     )
@@ -555,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_data_import)
 
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from framecast.data.shard import verify_folder
+    from framecast.errors import DataError
+
+    report = verify_folder(args.folder, progress=not args.no_progress)
+    print(report.format())
+    if report.failures:
+        raise DataError(f"{args.folder}: {len(report.failures)} corrupt shard(s) or video(s)")
+    return EXIT_OK
+
+
+def _add_data_verify_parser(data_commands: argparse._SubParsersAction) -> None:
+    """Add ``data verify``: check a dataset's shards."""
     verify = data_commands.add_parser(
         "verify", help="check every shard's header and checksums (frames and latent cache)"
     )
@@ -562,7 +271,63 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.set_defaults(func=cmd_data_verify)
 
-    # train
+
+def _add_data_parsers(commands: argparse._SubParsersAction) -> None:
+    """Add ``data`` and its subcommands (smoke, mmnist, import, verify)."""
+    data = commands.add_parser(
+        "data",
+        help="create and check datasets (simulate smoke, Moving MNIST, import videos, verify)",
+    )
+    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    _add_data_smoke_parser(data_commands)
+    _add_data_mmnist_parser(data_commands)
+    _add_data_import_parser(data_commands)
+    _add_data_verify_parser(data_commands)
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """The shared train flags expressed as config overrides (flags win over k=v)."""
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    if args.max_steps is not None:
+        overrides.append(f"training.max_steps={args.max_steps}")
+    if args.random_seed is not None:
+        overrides.append(f"training.seed={args.random_seed}")
+    if args.wandb:
+        overrides.append("logging.wandb=true")
+    if getattr(args, "strict", False):
+        overrides.append("model.strict=true")
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from framecast.config import load_config
+    from framecast.training.engine import launch_rank_is_zero, train
+
+    overrides = train_overrides(args)
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, [] if args.resume else overrides)
+    result = train(
+        config,
+        runs_dir=args.runs_dir,
+        run_name=args.run_name,
+        resume=args.resume,
+        overrides=overrides if args.resume else None,  # a new run's config has them already
+        num_gpus=args.num_gpus,
+        num_nodes=args.num_nodes,
+        num_processes=args.num_processes,
+        fast_dev_run=args.fast_dev_run,
+        detect_anomaly=args.detect_anomaly,
+    )
+    if launch_rank_is_zero():  # one report for a multi-process run
+        print(result.format())
+    return EXIT_OK
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``train``: train any model kind from a YAML config."""
     tr = commands.add_parser("train", help="train a model from a YAML config (any model kind)")
     tr.add_argument(
         "--config", "-c", help="YAML config (optional with --resume: taken from the checkpoint)"
@@ -609,6 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=cmd_train)
 
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from framecast.eval.reconstruct import reconstruct
+
+    result = reconstruct(
+        args.run,
+        args.data,
+        split=args.split,
+        num_clips=args.clips,
+        frames_per_clip=args.frames,
+        out=args.out,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def _add_reconstruct_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``reconstruct``: autoencoder reconstructions of held-out clips."""
     rec = commands.add_parser(
         "reconstruct", help="autoencoder reconstructions of held-out clips: PNG grid + metrics"
     )
@@ -622,23 +405,48 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", help="PNG path (default RUN/samples/reconstruct_<split>.png)")
     rec.set_defaults(func=cmd_reconstruct)
 
-    enc = commands.add_parser("encode", help="latent cache: encode every frame of a dataset once")
-    enc.add_argument("--autoencoder", required=True, help="autoencoder run directory or checkpoint")
-    enc.add_argument(
-        "--data", required=True, help="dataset folder; the cache goes to DATA/latents/"
-    )
-    enc.add_argument(
-        "--which", default="best", choices=["best", "last"], help="checkpoint of a run directory"
-    )
-    enc.add_argument(
-        "--batch-size", type=_positive_int, default=256, help="frames per encoder call"
-    )
-    enc.add_argument(
-        "--overwrite", action="store_true", help="replace a cache written by another autoencoder"
-    )
-    enc.add_argument("--no-progress", action="store_true", help="no progress bar")
-    enc.set_defaults(func=cmd_encode)
 
+def _sampler(args: argparse.Namespace):
+    from framecast.flow.sampling import SamplerConfig
+    from framecast.flow.solvers import SolverConfig
+
+    try:
+        return SamplerConfig(
+            SolverConfig(args.solver, args.steps, atol=args.tolerance, rtol=args.tolerance),
+            warm_start=args.warm_start,
+            past_horizon=args.past_horizon,
+            steps_over=args.steps_over,
+            nfe_budget=args.nfe,
+            precision=args.precision,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sampler options: {exc}") from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from framecast.eval.generate import generate
+
+    result = generate(
+        args.run,
+        args.input,
+        args.out,
+        context=args.context,
+        frames=args.frames,
+        sampler=_sampler(args),
+        samples=args.samples,
+        video=args.video,
+        seed=args.seed,
+        fps=args.fps,
+        device=args.device,
+        progress=not args.no_progress,
+        which=args.which,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def _add_generate_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``generate``: predict future frames of one video."""
     gen = commands.add_parser(
         "generate",
         help="predict future frames of a video with a river, vaegan or simvp run (GIF/MP4 + PNG strip)",
@@ -652,6 +460,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(gen)
     gen.set_defaults(func=cmd_generate)
 
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from framecast.eval.evaluate import evaluate
+
+    result = evaluate(
+        args.run,
+        args.data,
+        split=args.split,
+        out=args.out,
+        context=args.context,
+        frames=args.frames,
+        sampler=_sampler(args),
+        samples=args.samples,
+        clips_per_video=args.clips_per_video,
+        batch_size=args.batch_size,
+        i3d=args.i3d,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+        max_clips=args.max_clips,
+        which=args.which,
+        smoke_threshold=args.smoke_threshold,
+        baselines=args.baseline or (),
+        n_boot=args.bootstraps,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``evaluate``: per-horizon metrics of a run on a split."""
     ev = commands.add_parser(
         "evaluate",
         help="per-horizon metrics of a river, vaegan or simvp run against baselines on a split",
@@ -689,6 +528,142 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(ev)
     ev.set_defaults(func=cmd_evaluate)
 
+
+def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by generate and evaluate: the run, the sampler (river), seeds, device."""
+    parser.add_argument(
+        "--run", required=True, help="river, vaegan or simvp run directory or checkpoint"
+    )
+    parser.add_argument(
+        "--which", choices=["best", "last"], default="best", help="checkpoint of the run"
+    )
+    parser.add_argument(
+        "--context",
+        type=_positive_int,
+        help="observed frames (default training.condition_frames; vaegan: only that)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=_positive_int,
+        help="frames to predict (default training.frames_to_generate; vaegan: only that)",
+    )
+    _add_sampler_args(parser)
+    parser.add_argument("--samples", type=_positive_int, default=1, help="K stochastic futures")
+    parser.add_argument("--seed", type=int, default=0, help="seed of noise and context draws")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_sampler_args(parser: argparse.ArgumentParser) -> None:
+    """Options of the river rollout, read back by ``_sampler``; vaegan runs ignore them."""
+    from framecast.flow.solvers import SOLVERS
+
+    parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver (river)")
+    parser.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=10,
+        help="solver steps per frame; what they span: --steps-over (default 10)",
+    )
+    parser.add_argument(
+        "--steps-over",
+        choices=["span", "unit"],
+        default="span",
+        help="span (default): --steps steps over [s, 1], so a warm start s costs as many NFE "
+        "as s = 0; unit: RIVER's meaning, --steps counted over [0, 1], so [s, 1] takes "
+        "int((1 - s) * steps) steps (at least 1) and s = 0.5 halves the NFE",
+    )
+    parser.add_argument(
+        "--nfe",
+        type=_positive_int,
+        help="NFE budget per frame instead of --steps: steps over [s, 1] = NFE // "
+        "evaluations per step (euler 1, midpoint/heun 2, rk4 4; not dopri5)",
+    )
+    parser.add_argument(
+        "--warm-start",
+        type=float,
+        default=0.0,
+        help="s in [0, 1): start at t = s from the previous frame (NFE saving: --steps-over unit)",
+    )
+    parser.add_argument(
+        "--past-horizon",
+        type=_positive_int,
+        help="draw contexts from at most this many frames back (default: as in training)",
+    )
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="atol = rtol of dopri5")
+    parser.add_argument(
+        "--precision",
+        choices=SAMPLING_PRECISIONS,
+        default="auto",
+        help="regressor arithmetic (river): bf16 autocasts each velocity evaluation, the ODE "
+        "state stays fp32 (quality equal to fp32 within noise, docs/results.md); auto "
+        "(default): bf16 where the device computes it natively (AMX or AVX512-BF16 CPUs, "
+        "sm80+ GPUs), else fp32; metrics.json records what ran",
+    )
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from framecast.encode import encode_dataset
+    from framecast.models.autoencoder.loading import load_autoencoder
+
+    loaded = load_autoencoder(args.autoencoder, which=args.which)
+    summary = encode_dataset(
+        loaded.model,
+        args.data,
+        image_size=loaded.image_size,
+        autoencoder_name=str(loaded.checkpoint),
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        trained_on=loaded.config.data.root,
+    )
+    print(summary.format())
+    return EXIT_OK
+
+
+def _add_encode_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``encode``: the latent cache of a dataset."""
+    enc = commands.add_parser("encode", help="latent cache: encode every frame of a dataset once")
+    enc.add_argument("--autoencoder", required=True, help="autoencoder run directory or checkpoint")
+    enc.add_argument(
+        "--data", required=True, help="dataset folder; the cache goes to DATA/latents/"
+    )
+    enc.add_argument(
+        "--which", default="best", choices=["best", "last"], help="checkpoint of a run directory"
+    )
+    enc.add_argument(
+        "--batch-size", type=_positive_int, default=256, help="frames per encoder call"
+    )
+    enc.add_argument(
+        "--overwrite", action="store_true", help="replace a cache written by another autoencoder"
+    )
+    enc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    enc.set_defaults(func=cmd_encode)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from framecast.experiments.sweep import run_sweep
+
+    extra = list(args.overrides)
+    if args.data is not None:
+        extra.append(f"data.root={args.data}")
+    if args.max_steps is not None:
+        extra.append(f"training.max_steps={args.max_steps}")
+    result = run_sweep(
+        args.spec,
+        runs_dir=args.runs_dir,
+        launcher=args.launcher,
+        submit=args.submit,
+        dry_run=args.dry_run,
+        extra_overrides=extra,
+        echo=print,
+    )
+    print(result.format())
+    return EXIT_OK if not result.failed else 1
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``sweep``: run a sweep spec or write/submit cluster jobs."""
     sw = commands.add_parser(
         "sweep", help="run a sweep spec locally in order, or write/submit LSF or Slurm jobs"
     )
@@ -708,6 +683,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.set_defaults(func=cmd_sweep)
 
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from framecast.experiments.compare import compare
+
+    comparison = compare(
+        args.path,
+        out_dir=args.out,
+        spec=args.spec,
+        primary_metric=args.primary_metric,
+        mode=args.mode,
+        plots=not args.no_plots,
+        best_of_curve=args.best_of_curve,
+        seeded=args.seeded,
+        evaluation=args.evaluation,
+    )
+    print(comparison.format())
+    return EXIT_OK
+
+
+def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``compare``: rank runs, apply decision rules, plot."""
     cmp = commands.add_parser(
         "compare", help="rank runs by a metric, apply decision rules, plot curves and samples"
     )
@@ -739,8 +735,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.set_defaults(func=cmd_compare)
 
-    ex = commands.add_parser("export", help="export a trained model (ONNX for motion runs)")
-    ex_commands = ex.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from framecast.export.onnx import export_onnx
+
+    result = export_onnx(
+        args.run,
+        args.out,
+        which=args.which,
+        opset=args.opset,
+        check=not args.no_check,
+        tolerance=args.tolerance,
+        input_name=args.input_name,
+        output_name=args.output_name,
+    )
+    print(result.format())
+    return EXIT_OK
+
+
+def _add_export_onnx_parser(ex_commands: argparse._SubParsersAction) -> None:
+    """Add ``export onnx``: a motion run as one parity-checked ONNX file."""
     onnx = ex_commands.add_parser(
         "onnx",
         help="motion run -> one ONNX file (dynamic batch and sequence) + JSON, parity-checked",
@@ -777,10 +791,60 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
     onnx.set_defaults(func=cmd_export_onnx)
 
+
+def _add_export_parsers(commands: argparse._SubParsersAction) -> None:
+    """Add ``export`` and its subcommands (onnx)."""
+    ex = commands.add_parser("export", help="export a trained model (ONNX for motion runs)")
+    ex_commands = ex.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
+    _add_export_onnx_parser(ex_commands)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from framecast.demo import run_demo
+
+    report = run_demo(out_dir=args.out, quick=args.quick)
+    print(f"demo finished: {report}")
+    return EXIT_OK
+
+
+def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``demo``: the pipeline on freshly simulated smoke."""
     demo = commands.add_parser("demo", help="run the pipeline on freshly simulated smoke")
     demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
     demo.add_argument("--quick", action="store_true", help="smallest settings (seconds; for tests)")
     demo.set_defaults(func=cmd_demo)
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2), like every other framecast error;
+    the full usage stays one ``--help`` away."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``framecast`` parser; ``--help`` lists the subcommands in the order added here."""
+    parser = _Parser(
+        prog="framecast",
+        description="Train generative models of image sequences: smoke datasets, autoencoders, flow matching.",
+    )
+    parser.add_argument("--version", action="version", version=f"framecast {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_parsers(commands)
+    _add_train_parser(commands)
+    _add_reconstruct_parser(commands)
+    _add_encode_parser(commands)
+    _add_generate_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_sweep_parser(commands)
+    _add_compare_parser(commands)
+    _add_export_parsers(commands)
+    _add_demo_parser(commands)
     return parser
 
 

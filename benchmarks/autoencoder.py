@@ -154,7 +154,7 @@ def train_step(
                 seg_weight=cfg.seg_weight,
                 cls_weight=cfg.cls_weight,
                 kl_weight=cfg.kl_weight,
-                smoke_threshold=cfg.smoke_threshold,
+                smoke_brightness=cfg.smoke_brightness,
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -228,3 +228,19 @@ def test_os_error_is_one_line_exit_2(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "file" in err
+
+
+def test_evaluate_smoke_brightness_keeps_its_old_option_name(capsys):
+    """``--smoke-brightness`` is a frame brightness (``training.smoke_threshold`` is river's
+    latent distance); scripts that pass the old ``--smoke-threshold`` still work, and the
+    default is the one the metrics use."""
+    from framecast.eval.metrics import SMOKE_BRIGHTNESS
+
+    parser = build_parser()
+    base = ["evaluate", "--run", "r", "--data", "d"]
+    assert parser.parse_args(base).smoke_brightness == SMOKE_BRIGHTNESS
+    assert parser.parse_args([*base, "--smoke-brightness", "0.3"]).smoke_brightness == 0.3
+    assert parser.parse_args([*base, "--smoke-threshold", "0.2"]).smoke_brightness == 0.2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--help"])
+    assert "--smoke-threshold" not in capsys.readouterr().out

@@ -153,3 +153,18 @@ def test_stage2_monitors_the_unweighted_flow_mse_by_default():
         config = load_config(path)
         if config.model.kind == "river":
             assert config.training.monitor != "val/loss", path.name
+
+
+def test_autoencoder_smoke_brightness_takes_its_old_name_with_a_warning():
+    """The autoencoder's frame brightness was ``model.smoke_threshold``, the name river uses
+    for a latent distance; old configs and checkpoints still load, with a FutureWarning."""
+    import framecast.config.autoencoder  # noqa: F401  (registers the kind)
+
+    raw = {"model": {"kind": "autoencoder", "smoke_threshold": 0.3}}
+    with pytest.warns(FutureWarning, match="now model.smoke_brightness"):
+        config = validate_config(raw)
+    assert config.model.smoke_brightness == 0.3
+    assert "smoke_threshold" not in config.model.model_dump()
+    both = {"model": {"kind": "autoencoder", "smoke_threshold": 0.3, "smoke_brightness": 0.2}}
+    with pytest.raises(ConfigError, match="old name of model.smoke_brightness"):
+        validate_config(both)

@@ -73,10 +73,10 @@ def test_smoke_mask_uses_mean_brightness_over_channels() -> None:
     frames = torch.full((1, 2, 3, 4, 4), -1.0)
     frames[0, 0, :, 0, 0] = 0.0  # every channel 0.5 on [0, 1]
     frames[0, 1, 0, 1, 1] = 1.0  # one channel at 1.0: mean 1/3
-    mask = bright_smoke_mask(frames, threshold=0.4)
+    mask = bright_smoke_mask(frames, brightness=0.4)
     assert mask.shape == (1, 2, 1, 4, 4) and mask.dtype == torch.bool
     assert mask[0, 0, 0, 0, 0] and mask.sum() == 1
-    assert bright_smoke_mask(frames, threshold=0.3)[0, 1, 0, 1, 1]
+    assert bright_smoke_mask(frames, brightness=0.3)[0, 1, 0, 1, 1]
 
 
 def test_smoke_mask_agrees_with_the_training_targets_mask() -> None:

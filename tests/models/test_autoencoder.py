@@ -264,7 +264,7 @@ def test_smoke_mask_thresholds_channel_mean_intensity() -> None:
     frames[0, :, 0, 0] = 1.0  # white
     frames[0, :, 0, 1] = -0.7  # intensity 0.15
     frames[0, :, 1, 0] = -0.9  # intensity 0.05
-    mask = smoke_class_labels(frames, threshold=0.1)
+    mask = smoke_class_labels(frames, brightness=0.1)
     assert mask.dtype == torch.long
     assert mask.tolist() == [[[1, 1], [0, 0]]]
     assert smoke_class_labels(frames.unsqueeze(0), 0.1).shape == (1, 1, 2, 2)  # (B, T, C, H, W) too
@@ -300,7 +300,7 @@ def test_autoencoder_loss_weighted_sum_and_components() -> None:
         kl_weight=0.1,
         perceptual_weight=3.0,
         perceptual=perceptual,
-        smoke_threshold=0.2,
+        smoke_brightness=0.2,
     )
     assert set(parts) == {"mse", "perceptual", "seg_ce", "cls_ce", "kl", "vq"}
     assert calls == [x.shape]

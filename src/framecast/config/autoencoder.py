@@ -7,7 +7,8 @@ features, a KL-weight schedule and an optional PatchGAN discriminator.
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
@@ -147,8 +148,12 @@ class AutoencoderConfig(ModelConfig):
     cls_weight: NonNegativeFloat = 0.0
     kl_weight: NonNegativeFloat = Field(0.0, description="variational only; see kl_schedule")
     perceptual_weight: NonNegativeFloat = 0.0
-    smoke_threshold: float = Field(
-        0.1, ge=0, le=1, description="default seg target: channel-mean intensity in [0, 1] above"
+    smoke_brightness: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="segmentation target: smoke where the channel-mean brightness on [0, 1] "
+        "is above this (eval.metrics.bright_smoke_mask)",
     )
 
     kl_schedule: KLScheduleConfig = Field(default_factory=KLScheduleConfig)
@@ -180,6 +185,29 @@ class AutoencoderConfig(ModelConfig):
                 f"{self.downsampling_steps})"
             )
         return image_size // factor
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """Configs and checkpoints written before the rename still load: ``smoke_threshold``
+        here was a frame brightness, while river's ``training.smoke_threshold`` is a latent
+        distance, so the brightness took a name of its own."""
+        if not isinstance(data, dict) or "smoke_threshold" not in data:
+            return data
+        if "smoke_brightness" in data:
+            raise ValueError(
+                "model.smoke_threshold is the old name of model.smoke_brightness; give only "
+                "smoke_brightness"
+            )
+        warnings.warn(
+            "model.smoke_threshold of an autoencoder is now model.smoke_brightness (a frame "
+            "brightness on [0, 1]); read as smoke_brightness",
+            FutureWarning,
+            stacklevel=2,
+        )
+        data = dict(data)
+        data["smoke_brightness"] = data.pop("smoke_threshold")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> AutoencoderConfig:

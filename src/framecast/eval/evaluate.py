@@ -82,6 +82,7 @@ from tqdm import tqdm
 
 from framecast.data.dataset import ClipDataset, check_frame_size, split_dir
 from framecast.errors import DataError
+from framecast.eval.metrics import SMOKE_BRIGHTNESS
 from framecast.eval.predictors import (  # noqa: F401  (re-exported: the public names)
     DEFAULT_SAMPLER,
     SUPPORTED_KINDS,
@@ -117,7 +118,6 @@ from framecast.eval.scoring import (  # noqa: F401  (below_baseline, paired_meth
     paired_methods,
 )
 from framecast.flow.sampling import SamplerConfig
-from framecast.losses.latent_smoke import FRAME_SMOKE_THRESHOLD
 
 METHODS = (RiverPredictor.kind, *RiverPredictor.baselines_reported)
 """Methods of a river run in the order they are reported: the model, then the baselines."""
@@ -142,7 +142,7 @@ def evaluate(
     progress: bool = True,
     max_clips: int | None = None,
     which: str = "best",
-    smoke_threshold: float = FRAME_SMOKE_THRESHOLD,
+    smoke_brightness: float = SMOKE_BRIGHTNESS,
     baselines: Sequence[str | os.PathLike] = (),
     n_boot: int = PAIRED_BOOTSTRAPS,
 ) -> EvaluationResult:
@@ -167,7 +167,7 @@ def evaluate(
         seed: seeds the sampling noise and context draws.
         max_clips: use only the first ``max_clips`` clips.
         progress: show a tqdm bar over batches.
-        smoke_threshold: frame-space smoke: mean brightness on [0, 1] above this, for
+        smoke_brightness: frame-space smoke: mean brightness on [0, 1] above this, for
             smoke_psnr and background_hallucination. (``training.smoke_threshold`` is a
             latent-norm threshold and means something else.)
         baselines: other trained runs (directories or checkpoints, any kind
@@ -205,7 +205,7 @@ def evaluate(
         raise DataError(f"FVD needs at least 2 clips; split {split!r} gives {len(dataset)}")
 
     loop = _EvaluationLoop(
-        predictor, extras, context, frames, samples, seed, device, smoke_threshold, detector
+        predictor, extras, context, frames, samples, seed, device, smoke_brightness, detector
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     loop.start()
@@ -265,18 +265,18 @@ class _EvaluationLoop:
         samples: int,
         seed: int,
         device: torch.device,
-        smoke_threshold: float,
+        smoke_brightness: float,
         detector: Any | None,
     ):
         from framecast.eval.lpips import load_stlpips
 
         self.predictor, self.extras = predictor, extras
         self.context, self.frames, self.samples = context, frames, samples
-        self.seed, self.device, self.smoke_threshold = seed, device, smoke_threshold
+        self.seed, self.device, self.smoke_brightness = seed, device, smoke_brightness
         self.model = predictor.kind
         self.methods = (*predictor.methods, *extras)
         lpips_net = load_stlpips("alex", device)
-        fns = frame_metrics(smoke_threshold, lambda p, t: lpips_net(p, t).float())
+        fns = frame_metrics(smoke_brightness, lambda p, t: lpips_net(p, t).float())
         self.scores = HorizonScores(self.methods, self.model, fns, frames)
         self.calibration = (
             EnsembleCalibration(frames, samples, seed, predictor.baselines_reported)
@@ -390,7 +390,7 @@ class _EvaluationLoop:
                 for method, by in metrics.items()
             },
             fvd=self.fvd.distances() if self.fvd is not None else {},
-            smoke_threshold=self.smoke_threshold,
+            smoke_brightness=self.smoke_brightness,
             kind=self.model,
             prediction=self.predictor.describe(self.samples),
             below_copy_last=below[self.model]["copy_last"],

@@ -108,17 +108,22 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     return ssim_map.mean(dim=(1, 2, 3))
 
 
-def bright_smoke_mask(frames: Tensor, threshold: float) -> Tensor:
+SMOKE_BRIGHTNESS = 0.1
+"""Frame-space smoke: mean brightness over channels, on [0, 1], above this (the default of
+``evaluate --smoke-brightness`` and the autoencoder's ``model.smoke_brightness``)."""
+
+
+def bright_smoke_mask(frames: Tensor, brightness: float = SMOKE_BRIGHTNESS) -> Tensor:
     """Where the smoke is in a frame: mean brightness over channels, on [0, 1], above
-    ``threshold`` (a frame brightness; stage 2's latent smoke mask is another rule, in
-    ``losses.latent_smoke``).
+    ``brightness`` (stage 2's latent smoke mask, ``training.smoke_threshold``, is another
+    rule, in ``losses.latent_smoke``).
 
     frames (..., C, H, W) in [-1, 1] -> bool (..., 1, H, W), which broadcasts over
     channels. The autoencoder's segmentation targets are this mask as class labels
     (``losses.autoencoder.smoke_class_labels``), so evaluation and training agree on
     what smoke is.
     """
-    return _to_unit(frames).mean(dim=-3, keepdim=True) > threshold
+    return _to_unit(frames).mean(dim=-3, keepdim=True) > brightness
 
 
 def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:

@@ -13,7 +13,6 @@ import numpy as np
 from framecast.eval import metrics as M
 from framecast.eval.stats import BOOTSTRAP_METHOD, PairedInterval
 from framecast.flow.sampling import SamplerConfig
-from framecast.losses.latent_smoke import FRAME_SMOKE_THRESHOLD
 
 METRICS = (
     "mse",
@@ -100,7 +99,7 @@ class EvaluationResult:
     means: dict[str, dict[str, float]]
     fvd: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
-    smoke_threshold: float = FRAME_SMOKE_THRESHOLD
+    smoke_brightness: float = M.SMOKE_BRIGHTNESS
     kind: str = "river"
     prediction: str = ""
     below_copy_last: dict[str, dict[str, int | str]] = field(default_factory=dict)
@@ -128,7 +127,7 @@ class EvaluationResult:
             "nfe_per_frame": json_number(self.nfe_per_frame),
             "seconds_per_frame": self.seconds_per_frame,
             "seed": self.seed,
-            "smoke_threshold": self.smoke_threshold,
+            "smoke_brightness": self.smoke_brightness,
             "horizons": list(range(1, self.frames + 1)),
             "methods": {
                 method: {

@@ -63,16 +63,16 @@ def below_baseline(
 
 
 def frame_metrics(
-    threshold: float, lpips: Callable[[Tensor, Tensor], Tensor]
+    brightness: float, lpips: Callable[[Tensor, Tensor], Tensor]
 ) -> dict[str, M.MetricFn]:
     return {
         "mse": M.mse,
         "psnr": M.psnr,
         "ssim": M.ssim,
         "lpips": lpips,
-        "smoke_psnr": lambda p, t: M.masked_psnr(p, t, M.bright_smoke_mask(t, threshold)),
+        "smoke_psnr": lambda p, t: M.masked_psnr(p, t, M.bright_smoke_mask(t, brightness)),
         "background_hallucination": lambda p, t: M.background_hallucination(
-            p, t, threshold, threshold
+            p, t, brightness, brightness
         ),
         # Summed over each frame's pixels on [0, 1]: what Moving-MNIST tables (OpenSTL) call
         # MSE and MAE, so a framecast row can stand beside a published one.

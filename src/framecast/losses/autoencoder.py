@@ -9,20 +9,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from framecast.eval.metrics import bright_smoke_mask
+from framecast.eval.metrics import SMOKE_BRIGHTNESS, bright_smoke_mask
 
 if TYPE_CHECKING:
     from framecast.models.autoencoder import AutoencoderOutput
 
 
-def smoke_class_labels(frames: Tensor, threshold: float = 0.1) -> Tensor:
+def smoke_class_labels(frames: Tensor, brightness: float = SMOKE_BRIGHTNESS) -> Tensor:
     """Segmentation targets: :func:`~framecast.eval.metrics.bright_smoke_mask` as labels.
 
     frames: (..., C, H, W) in [-1, 1] (black background = -1).
     Returns (..., H, W) long in {0, 1}: 1 where the channel-mean intensity, rescaled to
-    [0, 1], exceeds ``threshold`` (a frame brightness).
+    [0, 1], exceeds ``brightness``.
     """
-    return bright_smoke_mask(frames, threshold).squeeze(-3).long()
+    return bright_smoke_mask(frames, brightness).squeeze(-3).long()
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -46,13 +46,13 @@ def autoencoder_loss(
     kl_weight: float = 0.0,
     perceptual_weight: float = 0.0,
     perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
-    smoke_threshold: float = 0.1,
+    smoke_brightness: float = SMOKE_BRIGHTNESS,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Weighted sum of the stage-1 terms; returns ``(total, components)``.
 
     target_rgb: (B, C, H, W) in [-1, 1].
     seg_target: (B, H, W) long class indices; defaults to ``smoke_class_labels(target_rgb,
-        smoke_threshold)`` when the model has a segmentation head.
+        smoke_brightness)`` when the model has a segmentation head.
     cls_target: (B,) long class indices; needed when ``cls_weight > 0``.
     perceptual: callable (reconstruction, target) -> scalar (e.g. LPIPS); needed when
         ``perceptual_weight > 0``.
@@ -77,7 +77,7 @@ def autoencoder_loss(
 
     if output.seg_logits is not None:
         if seg_target is None:
-            seg_target = smoke_class_labels(target_rgb, smoke_threshold)
+            seg_target = smoke_class_labels(target_rgb, smoke_brightness)
         add("seg_ce", F.cross_entropy(output.seg_logits, seg_target), seg_weight)
     elif seg_weight > 0:
         raise ValueError("seg_weight > 0 but the model has no segmentation head")

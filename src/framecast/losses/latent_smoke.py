@@ -15,7 +15,7 @@ over the grid because convolutions pad at the borders). For an autoencoder whose
 background does encode to 0 this is exactly the users' rule.
 
 ``smoke_threshold: auto`` picks the threshold from the data: frame-space smoke (mean
-brightness on [0, 1] above ``FRAME_SMOKE_THRESHOLD``) is pooled onto the latent grid, a
+brightness on [0, 1] above ``eval.metrics.SMOKE_BRIGHTNESS``) is pooled onto the latent grid, a
 cell counts as smoke when at least ``SMOKE_CELL_SHARE`` of its pixels are smoke, and the
 threshold is the quantile of the distances that marks the same share of cells.
 """
@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Frame-space smoke: mean brightness in [0, 1] above this (eval.metrics.bright_smoke_mask) ...
-FRAME_SMOKE_THRESHOLD = 0.1
-# ... and a latent cell counts as smoke when at least this share of its pixels is smoke.
+from framecast.eval.metrics import SMOKE_BRIGHTNESS, bright_smoke_mask
+
+# A latent cell counts as smoke when at least this share of its pixels is frame-space smoke
+# (eval.metrics.bright_smoke_mask at its default brightness, SMOKE_BRIGHTNESS).
 SMOKE_CELL_SHARE = 0.25
 # Written with the statistics, so a cache made under another definition is not trusted.
 MASK_DEFINITION = "distance_from_black_frame"
@@ -64,8 +65,7 @@ def latent_smoke_distance(latents: Tensor, background: Tensor | None) -> Tensor:
 
 def frame_smoke_cells(frames: Tensor, latent_hw: tuple[int, int]) -> Tensor:
     """Latent cells whose frame patch is smoke: frames (N, C, H, W) in [-1, 1] -> (N, h, w) bool."""
-    brightness = (frames.float() + 1.0) / 2.0
-    pixels = (brightness.mean(dim=1, keepdim=True) > FRAME_SMOKE_THRESHOLD).float()
+    pixels = bright_smoke_mask(frames.float(), SMOKE_BRIGHTNESS).float()  # (N, 1, H, W)
     return F.adaptive_avg_pool2d(pixels, latent_hw)[:, 0] >= SMOKE_CELL_SHARE
 
 
@@ -81,7 +81,7 @@ def threshold_statistics(cell_masks: Tensor, distances: Tensor) -> dict[str, flo
     if share == 0.0:
         raise NoSmokeFoundError(
             f"no smoke in {cell_masks.shape[0]} frames: no latent cell has "
-            f"≥ {SMOKE_CELL_SHARE:.0%} of its pixels brighter than {FRAME_SMOKE_THRESHOLD} "
+            f"≥ {SMOKE_CELL_SHARE:.0%} of its pixels brighter than {SMOKE_BRIGHTNESS} "
             "on [0, 1] (smoke on a black background is expected)"
         )
     flat = distances.flatten().double()

@@ -91,7 +91,7 @@ class AutoencoderModule(FramecastModule):
             kl_weight=self.kl_weight,
             perceptual_weight=cfg.perceptual_weight,
             perceptual=self.perceptual if cfg.perceptual_weight > 0 else None,
-            smoke_threshold=cfg.smoke_threshold,
+            smoke_brightness=cfg.smoke_brightness,
         )
         parts.update(output.vq_stats)
         return output, total, parts
@@ -171,7 +171,7 @@ class AutoencoderModule(FramecastModule):
                 "lpips": self.perceptual(rgb, frames),
             }
         if output.seg_logits is not None:
-            target = smoke_class_labels(frames, cfg.smoke_threshold)
+            target = smoke_class_labels(frames, cfg.smoke_brightness)
             predicted = output.seg_logits.argmax(dim=1)
             metrics["seg_accuracy"] = (predicted == target).float().mean()
             union = ((predicted == 1) | (target == 1)).sum()

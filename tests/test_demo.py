@@ -12,7 +12,7 @@ def test_quick_demo_writes_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "| psnr |" in report and "| lpips |" in report
+    assert "| psnr |" in report and "| stlpips |" in report
     assert (out / "autoencoder" / "samples" / "reconstruct_test.png").is_file()
     assert (out / "autoencoder" / "loss_curves.png").is_file()
     assert "## Stage 2: RIVER" in report and "| copy_last |" in report and "| river |" in report

@@ -99,7 +99,7 @@ def test_evaluate_generate_reconstruct_on_grey_frames(grey_pipeline, capsys):
     assert main(["evaluate", *sampling, "--data", str(data), "--out", str(out / "eval")]) == 0
     methods = json.loads((out / "eval" / "metrics.json").read_text())["methods"]
     for method in ("river", "copy_last", "autoencoder"):  # SSIM/PSNR on 1 channel, LPIPS on 3 equal
-        for name in ("psnr", "ssim", "lpips"):
+        for name in ("psnr", "ssim", "stlpips"):
             mean = methods[method][name]["mean"]
             assert mean is not None and np.isfinite(mean), (method, name, mean)
 
@@ -118,7 +118,7 @@ def test_evaluate_generate_reconstruct_on_grey_frames(grey_pipeline, capsys):
     assert main([*recon, "--clips", "1", "--frames", "2", "--out", str(png)]) == 0
     with Image.open(png) as grid:
         assert _is_grey(np.asarray(grid.convert("RGB")))
-    assert "lpips=" in capsys.readouterr().out
+    assert "stlpips=" in capsys.readouterr().out
 
 
 def test_varied_smoke_records_one_channel(tmp_path):

@@ -114,7 +114,7 @@ def test_per_clip_values_and_paired_intervals(paired: EvaluationResult) -> None:
     overall = paired.paired["river"]["copy_last"]["psnr"]
     assert float(row["mean"]) == overall.overall_mean and row["videos"] == "2"
     text = paired.format()
-    assert "river − copy_last PSNR " in text and "vaegan − copy_last LPIPS " in text
+    assert "river − copy_last PSNR " in text and "vaegan − copy_last ST-LPIPS " in text
     assert "(95% cluster bootstrap over 2 videos)" in text
     assert "baseline run vaegan: vaegan" in text and "vaegan worse than copy_last" in text
 

@@ -166,7 +166,7 @@ def test_a_blow_up_is_counted_and_does_not_crash(
     assert river["latent_per_horizon"] == [0] * 16 + [2] * 4
     assert result.blowups["copy_last"]["per_horizon"] == [0] * FRAMES
     # The blown frames score as (bad) predictions: no NaN hides them from the means.
-    for name in ("psnr", "ssim", "lpips", "intensity_ratio"):
+    for name in ("psnr", "ssim", "stlpips", "intensity_ratio"):
         assert all(math.isfinite(v) for v in result.metrics["river"][name]), name
     assert "BLOW-UP" in result.format()
     data = json.loads((tmp_path / "metrics.json").read_text())

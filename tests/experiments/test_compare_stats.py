@@ -14,7 +14,7 @@ from framecast.experiments.compare import ARM_RULE, RunSummary, compare, summari
 
 REPO = Path(__file__).resolve().parents[2]
 F1 = REPO / "configs" / "f1_rgb_only.yaml"
-METRICS = ["eval/psnr", "eval/ssim", "eval/lpips"]  # max, max, min
+METRICS = ["eval/psnr", "eval/ssim", "eval/stlpips"]  # max, max, min
 
 
 def _synthetic_runs(rng, delta: float, arms: int = 2, seeds: int = 3) -> list[RunSummary]:
@@ -28,7 +28,7 @@ def _synthetic_runs(rng, delta: float, arms: int = 2, seeds: int = 3) -> list[Ru
             final = {
                 "eval/psnr": 20.0 + values[0],
                 "eval/ssim": 0.8 + 0.01 * values[1],
-                "eval/lpips": 0.1 - 0.001 * values[2],
+                "eval/stlpips": 0.1 - 0.001 * values[2],
             }
             runs.append(
                 RunSummary(f"a{arm}_s{seed}", Path("."), "done", final=final, arm=f"a{arm}")
@@ -156,3 +156,33 @@ def test_compare_groups_seeds_and_reads_evaluations_of_runs_made_outside_a_sweep
     args = ["compare", str(folder), "--seeded", "--evaluation", "test", "--no-plots"]
     assert main([*args, "--primary-metric", "eval/psnr", "--mode", "max"]) == 0
     assert "river (clear)" in capsys.readouterr().out
+
+
+def test_runs_and_specs_from_before_the_stlpips_rename_still_compare(tmp_path):
+    """``lpips`` was the name of the ST-LPIPS metric until 2026-12-03: a run's ``val/lpips``
+    column, an evaluation's ``lpips`` and a spec's ``eval/lpips`` read as ``stlpips``."""
+    import json
+
+    from framecast.experiments.compare import compare
+    from framecast.experiments.spec import SweepSpec
+
+    folder = tmp_path / "runs"
+    for name, value in {"a_s0": 0.05, "a_s1": 0.06}.items():
+        (folder / name / "eval" / "test").mkdir(parents=True)
+        (folder / name / "metrics.csv").write_text(f"step,val/lpips\n0,{value}\n")
+        evaluation = {"kind": "river", "methods": {"river": {"lpips": {"mean": value}}}}
+        (folder / name / "eval" / "test" / "metrics.json").write_text(json.dumps(evaluation))
+    comparison = compare(folder, primary_metric="val/lpips", plots=False, evaluation="test")
+    assert comparison.primary_metric == "val/stlpips"
+    run = {r.name: r for r in comparison.runs}["a_s0"]
+    assert run.final["val/stlpips"] == 0.05 and run.final["eval/stlpips"] == 0.05
+    assert "val/lpips" not in run.final and "eval/lpips" not in run.final
+    spec = SweepSpec.model_validate(
+        {
+            "base": "x.yaml",
+            "primary_metric": "eval/lpips",
+            "report_metrics": ["eval/psnr", "eval/lpips", "val/avg_val_lpips"],
+        }
+    )
+    assert spec.primary_metric == "eval/stlpips"
+    assert spec.report_metrics == ["eval/psnr", "eval/stlpips", "val/avg_val_lpips"]

@@ -124,8 +124,8 @@ def test_arms_winner_is_clear_only_when_its_corrected_interval_excludes_zero():
     assert winner.leads["a"].low == pytest.approx(5 - 2.776 * (2 / 3) ** 0.5, abs=1e-3)
     # Lower is better for an error: the smaller mean wins, its lead is positive.
     for r, v in zip(runs, (0.10, 0.12, 0.30, 0.31, 0.11, 0.29)):
-        r.final["eval/lpips"] = v
-    _, winners = summarise_arms(runs, ["eval/psnr", "eval/lpips"], "eval/psnr", "max")
+        r.final["eval/stlpips"] = v
+    _, winners = summarise_arms(runs, ["eval/psnr", "eval/stlpips"], "eval/psnr", "max")
     lpips = winners[1]
     assert lpips.winner == "a" and lpips.margin == pytest.approx(0.19) and lpips.clear
     assert winners[0].family == lpips.family == 2  # Bonferroni over both metrics

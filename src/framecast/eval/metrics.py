@@ -108,6 +108,18 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     return ssim_map.mean(dim=(1, 2, 3))
 
 
+RENAMED_METRICS = {"lpips": "stlpips"}
+"""Old metric name -> current name. The perceptual metric has always been ST-LPIPS (AlexNet,
+:mod:`framecast.eval.lpips`) but was named ``lpips`` until 2026-12-03; runs, evaluations
+and sweep specs written before still read (:func:`current_metric_name`)."""
+
+
+def current_metric_name(name: str) -> str:
+    """``val/lpips`` -> ``val/stlpips``: the last path part renamed where it was renamed."""
+    head, sep, leaf = name.rpartition("/")
+    return head + sep + RENAMED_METRICS.get(leaf, leaf)
+
+
 SMOKE_BRIGHTNESS = 0.1
 """Frame-space smoke: mean brightness over channels, on [0, 1], above this (the default of
 ``evaluate --smoke-brightness`` and the autoencoder's ``model.smoke_brightness``)."""

@@ -76,7 +76,7 @@ def reconstruct(
         "mse": mse(recon, frames).mean().item(),
         "psnr": psnr(recon, frames).mean().item(),
         "ssim": ssim(recon, frames).mean().item(),
-        "lpips": torch.cat(
+        "stlpips": torch.cat(
             [lpips(a, b) for a, b in zip(recon.split(batch_size), frames.split(batch_size))]
         )
         .mean()

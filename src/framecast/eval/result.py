@@ -18,7 +18,7 @@ METRICS = (
     "mse",
     "psnr",
     "ssim",
-    "lpips",
+    "stlpips",
     "smoke_psnr",
     "background_hallucination",
     "mse_sum",
@@ -31,7 +31,7 @@ HIGHER_IS_BETTER = {
     "mse": False,
     "psnr": True,
     "ssim": True,
-    "lpips": False,
+    "stlpips": False,
     "smoke_psnr": True,
     "background_hallucination": False,
     "mse_sum": False,
@@ -39,12 +39,13 @@ HIGHER_IS_BETTER = {
     "temporal_mse": False,
     "psnr_best_of_k": True,
 }
-COMPARED_WITH_COPY_LAST = ("psnr", "ssim", "lpips")
+COMPARED_WITH_COPY_LAST = ("psnr", "ssim", "stlpips")
 """Metrics for which ``below_copy_last`` reports where the model falls behind copy_last."""
-PAIRED_METRICS = ("psnr", "ssim", "lpips", "mse")
+PAIRED_METRICS = ("psnr", "ssim", "stlpips", "mse")
 """Metrics whose paired differences (model − baseline, clip by clip) get intervals."""
 PAIRED_LEVEL = 0.95
 PAIRED_BOOTSTRAPS = 2000
+DISPLAY_NAMES = {"stlpips": "ST-LPIPS"}
 UNITS = {"psnr": " dB", "smoke_psnr": " dB", "psnr_best_of_k": " dB"}
 
 
@@ -329,7 +330,7 @@ def paired_text(metric: str, interval: PairedInterval) -> str:
     its half-width), and whether the method is ahead, behind or within the interval."""
     mean, low, high = interval.overall_mean, interval.overall_low, interval.overall_high
     unit = UNITS.get(metric, "")
-    label = metric.upper() if metric in PAIRED_METRICS else metric
+    label = DISPLAY_NAMES.get(metric, metric.upper()) if metric in PAIRED_METRICS else metric
     videos = f"{interval.clusters} video{'s' if interval.clusters != 1 else ''}"
     if not math.isfinite(mean):
         return f"{label} n/a (no finite values)"

@@ -63,13 +63,13 @@ def below_baseline(
 
 
 def frame_metrics(
-    brightness: float, lpips: Callable[[Tensor, Tensor], Tensor]
+    brightness: float, stlpips: Callable[[Tensor, Tensor], Tensor]
 ) -> dict[str, M.MetricFn]:
     return {
         "mse": M.mse,
         "psnr": M.psnr,
         "ssim": M.ssim,
-        "lpips": lpips,
+        "stlpips": stlpips,
         "smoke_psnr": lambda p, t: M.masked_psnr(p, t, M.bright_smoke_mask(t, brightness)),
         "background_hallucination": lambda p, t: M.background_hallucination(
             p, t, brightness, brightness

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from framecast.errors import ConfigError
-from framecast.eval.metrics import ON_TARGET
+from framecast.eval.metrics import ON_TARGET, current_metric_name
 from framecast.eval.stats import (
     CorrectedComparison,
     WelchInterval,
@@ -612,7 +612,7 @@ class Comparison:
         return buffer.getvalue()
 
 
-_PREFERRED = ("val/loss", "train/loss", "val/psnr", "val/ssim", "val/lpips", "val/mse")
+_PREFERRED = ("val/loss", "train/loss", "val/psnr", "val/ssim", "val/stlpips", "val/mse")
 
 
 def _preferred(metrics: list[str]) -> list[str]:
@@ -664,7 +664,10 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _summarise(name: str, run_dir: Path, status: dict[str, Any], primary: str, mode: str):
-    rows = read_metrics_csv(run_dir / "metrics.csv")
+    rows = [  # runs logged before a metric's rename read under its current name
+        {current_metric_name(k): v for k, v in row.items()}
+        for row in read_metrics_csv(run_dir / "metrics.csv")
+    ]
     entry = status.get(name, {})
     state = entry.get("status") or (
         "done" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "unknown"
@@ -700,6 +703,10 @@ def _attach_evaluation(summary: RunSummary, folder: Path) -> None:
     if not path.is_file():
         return
     data = json.loads(path.read_text(encoding="utf-8"))
+    data["methods"] = {  # evaluations written before a metric's rename
+        method: {current_metric_name(k): v for k, v in by_metric.items()}
+        for method, by_metric in data["methods"].items()
+    }
     summary.evaluation = data
     for metric, values in data["methods"].get(data.get("kind", "river"), {}).items():
         if values.get("mean") is not None:
@@ -781,7 +788,9 @@ def compare(
         raise ConfigError(f"compare: {folder} is not a folder of runs or a sweep folder")
     sweep_spec = load_spec(spec) if spec is not None else _load_sweep_spec(folder)
     status = read_status(folder).get("runs", {})
-    primary = primary_metric or (sweep_spec.primary_metric if sweep_spec else "val/loss")
+    primary = current_metric_name(
+        primary_metric or (sweep_spec.primary_metric if sweep_spec else "val/loss")
+    )
     the_mode = mode or (sweep_spec.mode if sweep_spec else "min")
     if the_mode not in ("min", "max"):
         raise ConfigError(f"compare: mode {the_mode!r}; expected min or max")

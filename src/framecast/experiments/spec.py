@@ -81,6 +81,14 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
+def _current_metric(name: str) -> str:
+    """A metric's current name (``eval/lpips`` -> ``eval/stlpips``), so specs written before
+    a rename compare the same runs."""
+    from framecast.eval.metrics import current_metric_name  # torch: only when a spec names one
+
+    return current_metric_name(name)
+
+
 def _check_overrides(values: list[str]) -> list[str]:
     for text in values:
         try:
@@ -199,6 +207,11 @@ class DecisionRuleSpec(_Section):
     )
     description: str = ""
 
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        return None if value is None else _current_metric(value)
+
     @field_validator("rule")
     @classmethod
     def _parse(cls, value: str) -> str:
@@ -276,6 +289,16 @@ class SweepSpec(_Section):
     @classmethod
     def _overrides(cls, value: list[str]) -> list[str]:
         return _check_overrides(value)
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _primary_metric(cls, value: str) -> str:
+        return _current_metric(value)
+
+    @field_validator("report_metrics")
+    @classmethod
+    def _report_metrics(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_current_metric(m) for m in value]
 
     @field_validator("experiments")
     @classmethod

@@ -168,7 +168,7 @@ class AutoencoderModule(FramecastModule):
                 **parts,
                 "psnr": psnr(rgb, frames).mean(),
                 "ssim": ssim(rgb, frames).mean(),
-                "lpips": self.perceptual(rgb, frames),
+                "stlpips": self.perceptual(rgb, frames),
             }
         if output.seg_logits is not None:
             target = smoke_class_labels(frames, cfg.smoke_brightness)

@@ -375,6 +375,65 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     tr.set_defaults(func=cmd_train)
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from framecast.training.engine import launch_rank_is_zero, train
+    from framecast.training.river import distill_config
+
+    overrides = train_overrides(args)
+    config = None
+    if not args.resume:
+        if args.teacher is None:
+            raise ConfigError("distill: --teacher RUN is needed (except with --resume)")
+        config = distill_config(args.teacher, overrides, which=args.teacher_which)
+    result = train(
+        config,
+        runs_dir=args.runs_dir,
+        run_name=args.run_name,
+        resume=args.resume,
+        overrides=overrides if args.resume else None,
+        num_gpus=args.num_gpus,
+    )
+    if launch_rank_is_zero():
+        print(result.format())
+        if config is not None and result.run_dir is not None:
+            d = config.model.distill
+            print(
+                f"sample the student with --solver euler --steps {d.student_steps} "
+                f"--warm-start {d.warm_start:g} (its checkpoint records this sampler)"
+            )
+    return EXIT_OK
+
+
+def _add_distill_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``distill``: a few-step student of a trained river run."""
+    di = commands.add_parser(
+        "distill",
+        help="distil a trained river run into a 1-2 step student (few-step sampling)",
+        description="Train a student of the teacher's architecture, from its weights, to reach "
+        "in model.distill.student_steps Euler steps (default 1) the latent the teacher's "
+        "sampler (Euler 10 from warm start 0.1 by default) reaches from the same noise. The "
+        "config is the teacher's own, with model.distill set and short training defaults "
+        "(framecast.training.river.DISTILL_TRAINING); KEY=VALUE overrides win. The student "
+        "is a river run: generate and evaluate take it with --solver euler --steps 1.",
+    )
+    di.add_argument("--teacher", help="the trained river run (directory or checkpoint)")
+    di.add_argument(
+        "--teacher-which", choices=("best", "last"), default="best", help="teacher checkpoint"
+    )
+    di.add_argument("--data", help="dataset folder (default: the teacher's data.root)")
+    di.add_argument("--runs-dir", default="runs", help="parent folder of run directories")
+    di.add_argument("--run-name", help="run directory name (default: river-<timestamp>)")
+    di.add_argument("--max-steps", type=int, help="sets training.max_steps (default 1000)")
+    di.add_argument("--random-seed", type=int, help="sets training.seed")
+    di.add_argument("--resume", action="store_true", help="continue --run-name")
+    di.add_argument("--num-gpus", type=_non_negative_int, default=0, help="GPUs (0 = CPU)")
+    di.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
+    di.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.distill.student_steps=2"
+    )
+    di.set_defaults(func=cmd_distill)
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from framecast.eval.reconstruct import reconstruct
 
@@ -407,13 +466,24 @@ def _add_reconstruct_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _sampler(args: argparse.Namespace):
+    """The sampler of ``generate``/``evaluate``. Without --solver, --steps, --nfe and
+    --warm-start: the one the run's checkpoint records (a distilled student: its Euler
+    steps from its warm start), else Euler 10 from s = 0; the other options apply either way."""
     from framecast.flow.sampling import SamplerConfig
     from framecast.flow.solvers import SolverConfig
 
+    chosen = (args.solver, args.steps, args.nfe, args.warm_start)
+    recorded = _recorded_sampler(args) if chosen == (None,) * 4 else None
+    solver = recorded.solver if recorded else SolverConfig("euler", 10)
     try:
         return SamplerConfig(
-            SolverConfig(args.solver, args.steps, atol=args.tolerance, rtol=args.tolerance),
-            warm_start=args.warm_start,
+            SolverConfig(
+                args.solver or solver.method,
+                args.steps or solver.steps,
+                atol=args.tolerance,
+                rtol=args.tolerance,
+            ),
+            warm_start=recorded.warm_start if recorded else (args.warm_start or 0.0),
             past_horizon=args.past_horizon,
             steps_over=args.steps_over,
             nfe_budget=args.nfe,
@@ -421,6 +491,19 @@ def _sampler(args: argparse.Namespace):
         )
     except ValueError as exc:
         raise ConfigError(f"sampler options: {exc}") from None
+
+
+def _recorded_sampler(args: argparse.Namespace):
+    """The sampler a run's checkpoint records (``framecast distill`` writes one), or None;
+    an unreadable run is left to the command, which names the problem."""
+    from framecast.checkpoint import read_checkpoint, resolve_checkpoint
+    from framecast.flow.sampling import SamplerConfig
+
+    try:
+        meta = read_checkpoint(resolve_checkpoint(args.run, args.which), mmap=True)["framecast"]
+        return SamplerConfig.from_dict(meta["sampler"]) if meta.get("sampler") else None
+    except (FramecastError, OSError, KeyError, ValueError):
+        return None
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -563,12 +646,15 @@ def _add_sampler_args(parser: argparse.ArgumentParser) -> None:
     """Options of the river rollout, read back by ``_sampler``; vaegan runs ignore them."""
     from framecast.flow.solvers import SOLVERS
 
-    parser.add_argument("--solver", choices=SOLVERS, default="euler", help="ODE solver (river)")
+    # Solver, steps and warm start default to what the run's checkpoint records (a distilled
+    # student), else euler, 10, 0 (_sampler): no argparse defaults, to tell "not given".
+    parser.add_argument(
+        "--solver", choices=SOLVERS, help="ODE solver (river; default euler or as recorded)"
+    )
     parser.add_argument(
         "--steps",
         type=_positive_int,
-        default=10,
-        help="solver steps per frame; what they span: --steps-over (default 10)",
+        help="solver steps per frame; what they span: --steps-over (default 10 or as recorded)",
     )
     parser.add_argument(
         "--steps-over",
@@ -587,8 +673,8 @@ def _add_sampler_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warm-start",
         type=float,
-        default=0.0,
-        help="s in [0, 1): start at t = s from the previous frame (NFE saving: --steps-over unit)",
+        help="s in [0, 1): start at t = s from the previous frame (NFE saving: --steps-over "
+        "unit; default 0 or as recorded)",
     )
     parser.add_argument(
         "--past-horizon",
@@ -842,6 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_parsers(commands)
     _add_train_parser(commands)
+    _add_distill_parser(commands)
     _add_reconstruct_parser(commands)
     _add_encode_parser(commands)
     _add_generate_parser(commands)

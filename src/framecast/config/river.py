@@ -35,6 +35,33 @@ class VectorFieldRegressorConfig(Section):
         return self
 
 
+class DistillConfig(Section):
+    """Few-step distillation of a trained river run into a student of the same architecture
+    (``framecast distill``; :mod:`framecast.flow.distill`).
+
+    The student starts from the teacher's weights and learns to reach, in ``student_steps``
+    Euler steps from the warm start, the latent the teacher's sampler reaches from the same
+    noise (``teacher_solver``, ``teacher_steps``, ``warm_start``). Sample the student with
+    ``--solver euler --steps STUDENT_STEPS --warm-start WARM_START``.
+    """
+
+    teacher: str = Field(description="RUN_DIR_OR_CHECKPOINT of the trained river run to distil")
+    teacher_which: Literal["best", "last"] = Field(
+        "best", description="checkpoint of a teacher run directory"
+    )
+    student_steps: int = Field(
+        1, ge=1, le=8, description="Euler steps (NFE) of the student per frame over [s, 1]"
+    )
+    warm_start: float = Field(
+        0.1, ge=0, lt=1, description="s: both start from the warm start at t = s"
+    )
+    teacher_solver: Literal["euler", "midpoint", "heun", "rk4"] = "euler"
+    teacher_steps: PositiveInt = Field(10, description="teacher solver steps over [s, 1]")
+    teacher_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="the teacher's velocity arithmetic, as the sampler's --precision"
+    )
+
+
 @register_model_kind("river")
 class RiverConfig(ModelConfig):
     """Stage-2 RIVER model: flow matching from noise to the next frame's latent."""
@@ -53,4 +80,7 @@ class RiverConfig(ModelConfig):
         False,
         description="run the regressor through torch.compile (training and sampling); "
         "where compiling fails it warns once and runs eagerly",
+    )
+    distill: DistillConfig | None = Field(
+        None, description="train a few-step student of a trained river run instead"
     )

@@ -264,6 +264,8 @@ class Config(Section):
         # between checkpoints (or runs) of different weights; the unweighted flow-matching
         # MSE can. Only the default changes: an explicit monitor is kept.
         kind_default = DEFAULT_MONITOR.get(self.model.kind)
+        if getattr(self.model, "distill", None) is not None:  # a few-step student (river)
+            kind_default = "val/distill_mse"
         if kind_default is not None and "monitor" not in self.training.model_fields_set:
             self.training.monitor = kind_default
         return self

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from framecast.flow.path import CondOTPath
-from framecast.flow.solvers import NFE_PER_STEP, SolverConfig
+from framecast.flow.solvers import NFE_PER_STEP, ODEResult, SolverConfig
 from framecast.hardware import SAMPLING_PRECISIONS
 
 STEPS_OVER = ("span", "unit")
@@ -250,32 +250,78 @@ def rollout(
     batch, _, *latent_shape = context.shape
     total = batch * samples
     device = context.device
-    gen_device = generator.device if generator is not None else torch.device("cpu")
     # (B·K, T, C, h, w): every sample of a video starts from the same observed latents.
     frames = context.repeat_interleave(samples, dim=0)
     rows = torch.arange(total, device=device)
     if sampler.precision == "auto":
         sampler = sampler.for_device(device)
-    low_precision = sampler.precision == "bf16"
     nfe_total = 0
     for index in range(num_frames):
-        available = frames.shape[1]
-        reference = frames[:, -1]
-
-        def velocity(x: Tensor, t: Tensor, frames=frames, reference=reference, available=available):
-            ctx_index, tau = draw_context(available, total, sampler.past_horizon, generator, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision):
-                v = vector_field(x, reference, frames[rows, ctx_index], tau, t)
-            # The solver's state stays in the context's dtype (fp32): only v is rounded.
-            return v.to(x.dtype)
-
-        noise = torch.randn(total, *latent_shape, generator=generator, device=gen_device)
-        noise = noise.to(device=device, dtype=context.dtype)
-        start = path.warm_start(noise, reference, sampler.warm_start)
-        result = sampler.frame_solver.solve(velocity, start, t0=sampler.warm_start, t1=1.0)
+        result = sample_next(vector_field, frames, path, sampler, generator, rows)
         nfe_total += result.nfe
         frames = torch.cat([frames, result.x[:, None].to(frames.dtype)], dim=1)
         if progress is not None:
             progress(index)
     predicted = frames[:, context.shape[1] :].reshape(batch, samples, num_frames, *latent_shape)
     return RolloutResult(predicted, nfe_total / num_frames, nfe_total)
+
+
+def sample_next(
+    vector_field: VectorField,
+    frames: Tensor,
+    path: CondOTPath,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None = None,
+    rows: Tensor | None = None,
+) -> ODEResult:
+    """One frame of a rollout: the next latent after ``frames`` (B, T, C, h, w), newest last:
+    :func:`warm_start_state`, then :func:`solve_next` from it. The result's ``x`` is the
+    next latent (B, C, h, w); ``nfe`` its cost."""
+    start = warm_start_state(frames, path, sampler, generator)
+    return solve_next(vector_field, frames, start, sampler, generator, rows)
+
+
+def warm_start_state(
+    frames: Tensor,
+    path: CondOTPath,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """x_s (B, C, h, w): fresh noise warm-started from the newest of ``frames`` at t = s."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    noise = torch.randn(frames.shape[0], *frames.shape[2:], generator=generator, device=gen_device)
+    noise = noise.to(device=frames.device, dtype=frames.dtype)
+    return path.warm_start(noise, frames[:, -1], sampler.warm_start)
+
+
+def solve_next(
+    vector_field: VectorField,
+    frames: Tensor,
+    start: Tensor,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None = None,
+    rows: Tensor | None = None,
+) -> ODEResult:
+    """Solve the ODE over [warm_start, 1] from ``start`` (B, C, h, w), the reference the
+    newest of ``frames`` (B, T, C, h, w) and a context drawn at every velocity evaluation.
+
+    ``sampler.precision`` must be resolved (not ``auto``): ``bf16`` autocasts each velocity
+    evaluation; ``fp32`` runs it in float32 even inside an autocast region (a distillation
+    teacher under bf16 training).
+    """
+    if sampler.precision == "auto":
+        raise ValueError("solve_next needs a resolved precision; call sampler.for_device")
+    total, available = frames.shape[:2]
+    device = frames.device
+    rows = torch.arange(total, device=device) if rows is None else rows
+    reference = frames[:, -1]
+    low_precision = sampler.precision == "bf16"
+
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        ctx_index, tau = draw_context(available, total, sampler.past_horizon, generator, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision):
+            v = vector_field(x, reference, frames[rows, ctx_index], tau, t)
+        # The solver's state stays in the context's dtype (fp32): only v is rounded.
+        return v.to(x.dtype)
+
+    return sampler.frame_solver.solve(velocity, start, t0=sampler.warm_start, t1=1.0)

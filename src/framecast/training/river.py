@@ -12,6 +12,7 @@ The frozen autoencoder is part of the module, so river checkpoints carry it and
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from framecast.config import Config
+from framecast.checkpoint import read_checkpoint, resolve_checkpoint
+from framecast.config import Config, apply_overrides, validate_config
 from framecast.config.river import RiverConfig
 from framecast.data.dataset import (
     frames_to_tensor,
@@ -33,10 +35,12 @@ from framecast.data.dataset import (
 from framecast.data.latent_cache import model_fingerprint, read_cache_info
 from framecast.data.latent_dataset import make_latent_dataloader
 from framecast.data.sources import center_crop_resize, open_split
-from framecast.errors import ConfigError, DataError
+from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.eval.metrics import psnr
 from framecast.eval.plots import save_image_grid, to_uint8_images
+from framecast.flow.distill import DistillSamplers, distillation_loss
 from framecast.flow.path import CondOTPath
+from framecast.flow.pipeline import RiverPipeline, load_river
 from framecast.flow.sampling import SamplerConfig, rollout
 from framecast.flow.solvers import SolverConfig
 from framecast.losses.flow import FlowLossOutput, river_flow_loss
@@ -220,6 +224,7 @@ def resolve_river_config(config: Config) -> ResolvedRun:
     the checkpoints record the number this run used and a resumed run derives nothing.
     The module gets the choice (its provenance) and the loaded stage 1 (not loaded twice).
     """
+    teacher = adopt_teacher(config) if config.model.distill is not None else None
     stage1 = load_stage1(config)
     choice = resolve_smoke_threshold(
         config, stage1.model, stage1.image_size, _background_latent(stage1)
@@ -228,7 +233,76 @@ def resolve_river_config(config: Config) -> ResolvedRun:
         config.training.smoke_threshold_scale = 1.0
         config.training.smoke_threshold = choice.threshold
         rank_zero_info(choice.describe())
-    return ResolvedRun(config, {"smoke_threshold_choice": choice, "stage1": stage1})
+    kwargs: dict[str, Any] = {"smoke_threshold_choice": choice, "stage1": stage1}
+    if teacher is not None:
+        kwargs["teacher"] = teacher
+    return ResolvedRun(config, kwargs)
+
+
+# What a student takes from its teacher's config: the architecture, path and stage 1 (its
+# weights start from the teacher's), and the windows and smoke mask it was trained on.
+_FROM_TEACHER = (
+    ("model", "sigma"),
+    ("model", "vector_field_regressor"),
+    ("model", "autoencoder"),
+    ("data", "image_size"),
+    ("data", "channels"),
+    ("training", "num_observations"),
+    ("training", "condition_frames"),
+    ("training", "frames_to_generate"),
+    ("training", "smoke_threshold"),
+)
+
+
+DISTILL_TRAINING = (
+    "training.lr=2e-4",
+    "training.warmup_steps=50",
+    "training.lr_schedule=cosine",
+    "training.max_steps=1000",
+    "training.val_every_n_steps=250",
+    "training.ema_decay=0.995",
+    "training.monitor=val/distill_mse",
+)
+"""Training settings ``framecast distill`` starts from (the teacher's config supplies the
+rest; the command's overrides win): a short, gentle run from the teacher's weights."""
+
+
+def distill_config(
+    teacher: str | Path, overrides: list[str] | tuple[str, ...] = (), which: str = "best"
+) -> Config:
+    """The config of ``framecast distill --teacher RUN``: the teacher's own config (from its
+    checkpoint), ``model.distill.teacher`` set, :data:`DISTILL_TRAINING`, then ``overrides``."""
+    path = resolve_checkpoint(teacher, which)
+    raw = read_checkpoint(path, expected_kind="river", mmap=True)["framecast"]["config"]
+    raw = copy.deepcopy(raw)
+    raw["model"]["distill"] = {"teacher": str(teacher), "teacher_which": which}
+    raw["training"]["init_from"] = None  # the teacher's weights (adopt_teacher)
+    raw = apply_overrides(raw, [*DISTILL_TRAINING, *overrides])
+    return validate_config(raw, f"distill --teacher {teacher}")
+
+
+def adopt_teacher(config: Config) -> RiverPipeline:
+    """A distillation run's config takes from the teacher's checkpoint what the student
+    must share with it (:data:`_FROM_TEACHER`, as on resume the architecture comes from the
+    checkpoint), ``data.root`` where unset and ``training.init_from`` (the teacher's weights)
+    where unset; in place. Returns the loaded teacher. Idempotent (a resumed run)."""
+    distill = config.model.distill
+    try:
+        teacher = load_river(distill.teacher, which=distill.teacher_which)
+    except CheckpointError as exc:
+        raise ConfigError(f"model.distill.teacher: {exc}") from None
+    assert teacher.config is not None  # load_river sets it
+    if teacher.config.model.distill is not None:
+        rank_zero_info(f"distilling {distill.teacher}, itself a distilled run")
+    for section, key in _FROM_TEACHER:
+        value = getattr(getattr(teacher.config, section), key)
+        setattr(getattr(config, section), key, value)
+    config.training.smoke_threshold_scale = 1.0
+    if config.data.root is None:
+        config.data.root = teacher.config.data.root
+    if config.training.init_from is None:
+        config.training.init_from = str(teacher.checkpoint)
+    return teacher
 
 
 class RiverModule(FramecastModule):
@@ -263,6 +337,7 @@ class RiverModule(FramecastModule):
         self.smoke_threshold_choice = smoke_threshold_choice or SmokeThresholdChoice(
             float(config.training.smoke_threshold), "config"
         )
+        self.validation_sampler = VALIDATION_SAMPLER  # the validation rollout's sampler
         self._recent_smoke_ratio: deque[float] = deque(maxlen=SMOKE_RATIO_WINDOW)
         self._smoke_ratio_warned = False
         self._sample_batch: torch.Tensor | None = None
@@ -396,7 +471,7 @@ class RiverModule(FramecastModule):
                 latents[:, :observed].float(),
                 future,
                 self.path,
-                VALIDATION_SAMPLER,
+                self.validation_sampler,
                 generator=generator,
             )
             truth = self._decode(latents[:, observed : observed + future].float())
@@ -437,6 +512,88 @@ class RiverModule(FramecastModule):
                 "mask_definition": MASK_DEFINITION,
             },
         }
+
+
+class RiverDistillModule(RiverModule):
+    """A few-step student of a trained river run (``model.distill``; :mod:`framecast.flow.distill`).
+
+    Same network, checkpoint layout and kind as a river run, so ``generate`` and
+    ``evaluate`` take it like any other (sampled with the student's Euler steps from the
+    warm start). One training step: clip latents -> the teacher's next latent from a fresh
+    x_s (no gradient) -> the student's few-step latent from the same x_s -> latent MSE.
+    The teacher is held outside the module's state: checkpoints carry the student only.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        smoke_threshold_choice: SmokeThresholdChoice | None = None,
+        stage1: LoadedAutoencoder | None = None,
+        teacher: RiverPipeline | None = None,
+    ):
+        super().__init__(config, smoke_threshold_choice, stage1)
+        distill = config.model.distill
+        if teacher is None:
+            teacher = load_river(distill.teacher, which=distill.teacher_which)
+        # A list keeps the teacher out of state_dict, the optimiser and EMA.
+        self._teacher = [teacher.vector_field.eval().requires_grad_(False)]
+        self.teacher_checkpoint = str(teacher.checkpoint)
+        horizon = max(1, config.training.num_observations - 2)  # as RiverPipeline samples
+        self.samplers = DistillSamplers.from_config(distill, past_horizon=horizon)
+        self.validation_sampler = self.samplers.student
+
+    @property
+    def teacher(self) -> torch.nn.Module:
+        return self._teacher[0]
+
+    def on_fit_start(self) -> None:
+        self._teacher[0] = self.teacher.to(self.device)
+        # auto precision becomes what this device computes fast (recorded in checkpoints)
+        self.samplers = DistillSamplers(
+            self.samplers.teacher.for_device(self.device), self.samplers.student
+        )
+
+    def distill_loss(self, latents: torch.Tensor, generator: torch.Generator | None = None):
+        return distillation_loss(
+            self.model, self.teacher, self.path, latents, self.samplers, generator
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        out = self.distill_loss(self.clip_latents(batch))
+        self.check_finite(out.loss, {"distill_mse": out.loss})
+        self.log("train/loss", out.loss.detach(), prog_bar=True)
+        self.log("train/distill_mse", out.loss.detach())
+        return out.loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        latents = self.clip_latents(batch)
+        generator = torch.Generator().manual_seed(self.config.training.seed + batch_idx)
+        if self.samplers.teacher.precision == "auto":  # validation before fit (sanity)
+            self.on_fit_start()
+        out = self.distill_loss(latents, generator)
+        self.log_dict_prefixed(
+            "val",
+            {"loss": out.loss, "distill_mse": out.loss},
+            on_epoch=True,
+            batch_size=latents.shape[0],
+        )
+        if batch_idx == 0:
+            self._validation_rollout(latents[:SAMPLE_CLIPS])
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {
+            **super().checkpoint_extra(),
+            "distilled_from": self.teacher_checkpoint,
+            "sampler": self.samplers.student.to_dict(),
+        }
+
+
+def build_river_module(config: Config, **kwargs: Any) -> RiverModule:
+    """A river run's module: the flow-matching model, or a student with ``model.distill``."""
+    if config.model.distill is not None:
+        return RiverDistillModule(config, **kwargs)
+    kwargs.pop("teacher", None)
+    return RiverModule(config, **kwargs)
 
 
 class RiverDataModule(ClipDataModule):
@@ -483,7 +640,7 @@ class RiverDataModule(ClipDataModule):
 
 
 TASK = Task(
-    build_module=RiverModule,
+    build_module=build_river_module,
     build_datamodule=RiverDataModule,
     resolve_config=resolve_river_config,
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import warnings
+
 import pytest
 import yaml
 
@@ -157,7 +159,8 @@ def test_stage2_monitors_the_unweighted_flow_mse_by_default():
 
 def test_autoencoder_smoke_brightness_takes_its_old_name_with_a_warning():
     """The autoencoder's frame brightness was ``model.smoke_threshold``, the name river uses
-    for a latent distance; old configs and checkpoints still load, with a FutureWarning."""
+    for a latent distance; old configs and checkpoints still load, with a FutureWarning where
+    the value is not the default every older config.yaml holds."""
     import framecast.config.autoencoder  # noqa: F401  (registers the kind)
 
     raw = {"model": {"kind": "autoencoder", "smoke_threshold": 0.3}}
@@ -165,6 +168,10 @@ def test_autoencoder_smoke_brightness_takes_its_old_name_with_a_warning():
         config = validate_config(raw)
     assert config.model.smoke_brightness == 0.3
     assert "smoke_threshold" not in config.model.model_dump()
+    saved = {"model": {"kind": "autoencoder", "smoke_threshold": 0.1}}  # an older config.yaml
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert validate_config(saved).model.smoke_brightness == 0.1
     both = {"model": {"kind": "autoencoder", "smoke_threshold": 0.3, "smoke_brightness": 0.2}}
     with pytest.raises(ConfigError, match="old name of model.smoke_brightness"):
         validate_config(both)

@@ -199,12 +199,13 @@ class AutoencoderConfig(ModelConfig):
                 "model.smoke_threshold is the old name of model.smoke_brightness; give only "
                 "smoke_brightness"
             )
-        warnings.warn(
-            "model.smoke_threshold of an autoencoder is now model.smoke_brightness (a frame "
-            "brightness on [0, 1]); read as smoke_brightness",
-            FutureWarning,
-            stacklevel=2,
-        )
+        if data["smoke_threshold"] != 0.1:  # every older config.yaml holds the default: quiet
+            warnings.warn(
+                "model.smoke_threshold of an autoencoder is now model.smoke_brightness (a "
+                "frame brightness on [0, 1]); read as smoke_brightness",
+                FutureWarning,
+                stacklevel=2,
+            )
         data = dict(data)
         data["smoke_brightness"] = data.pop("smoke_threshold")
         return data

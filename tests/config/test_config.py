@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import warnings
+from typing import Literal
 
 import pytest
 import yaml

@@ -18,6 +18,7 @@ def test_quick_demo_writes_report(tmp_path, capsys):
     assert "## Stage 2: RIVER" in report and "| copy_last |" in report and "| river |" in report
     assert (out / "prediction.gif").is_file()
     assert (out / "river" / "eval" / "test" / "metrics.json").is_file()
+    assert "## Few-step sampling" in report and "| one-step student | 1 |" in report
     printed = capsys.readouterr()
     assert f"results: {out / 'report.md'}" in printed.out
     # The report says what each stage took, on which hardware class, in which precision.

@@ -7,7 +7,9 @@
 5. train the RIVER flow model briefly on the cached latents;
 6. generate a held-out video's future (GIF + PNG strip) and evaluate the test split per
    horizon against the copy-last-frame and autoencoder baselines;
-7. write ``report.md`` with the figures and pictures.
+7. distil the RIVER run into a one-step student (``framecast distill``) and evaluate it on
+   the same clips: time per frame and quality beside the 10-NFE model;
+8. write ``report.md`` with the figures and pictures.
 
 Every step prints progress; the last line says where the results are.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from framecast.config import apply_overrides, validate_config
@@ -48,6 +51,7 @@ SIZES = {
         "context": 3,
         "future": 7,
         "solver_steps": 10,
+        "distill_steps": 100,
     },
     "quick": {
         "videos": 4,
@@ -63,6 +67,7 @@ SIZES = {
         "context": 3,
         "future": 2,
         "solver_steps": 2,
+        "distill_steps": 2,
     },
 }
 
@@ -130,6 +135,25 @@ def demo_river_config(data_root: Path, autoencoder: Path, sizes: dict) -> dict:
     return apply_overrides(read_yaml(CONFIGS / "smoke_dataset.yaml"), overrides)
 
 
+def demo_student_config(river_run: Path, sizes: dict):
+    """``framecast distill``'s config for the demo's river run, shrunk to demo length: its
+    teacher samples as the demo does (Euler ``solver_steps`` from warm start 0.1)."""
+    from framecast.training.river import distill_config
+
+    steps = sizes["distill_steps"]
+    return distill_config(
+        river_run,
+        [
+            f"training.max_steps={steps}",
+            f"training.val_every_n_steps={steps}",
+            f"training.warmup_steps={min(10, steps)}",
+            f"training.log_every_n_steps={1 if steps < 20 else 10}",
+            f"model.distill.teacher_steps={sizes['solver_steps']}",
+            "logging.tensorboard=false",
+        ],
+    )
+
+
 def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
@@ -186,7 +210,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     )
 
     _say(
-        f"1/6 simulating {sizes['videos']} {DEMO_PRESET} smoke videos of {sizes['frames']} frames at {sizes['size']}×{sizes['size']}"
+        f"1/7 simulating {sizes['videos']} {DEMO_PRESET} smoke videos of {sizes['frames']} frames at {sizes['size']}×{sizes['size']}"
     )
     data = out / "data"
     smoke = simulate_smoke_dataset(
@@ -201,26 +225,26 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     _say(smoke.format())
     clock.lap("simulate smoke")
 
-    _say(f"2/6 training the autoencoder for {sizes['ae_steps']} steps")
+    _say(f"2/7 training the autoencoder for {sizes['ae_steps']} steps")
     config = validate_config(demo_autoencoder_config(data, sizes), "demo autoencoder config")
     ae = train(config, runs_dir=out, run_name="autoencoder", resume=False, overwrite=True)
     _say(ae.format())
     _say(f"autoencoder trained in {clock.lap('train autoencoder'):.0f} s")
 
-    _say("3/6 reconstructing held-out test clips")
+    _say("3/7 reconstructing held-out test clips")
     recon = reconstruct(
         ae.run_dir, data, split="test", num_clips=4, frames_per_clip=min(8, sizes["frames"])
     )
     _say(recon.format())
     clock.lap("reconstruct")
 
-    _say("4/6 encoding every frame once (latent cache)")
+    _say("4/7 encoding every frame once (latent cache)")
     stage1 = load_autoencoder(ae.run_dir)
     cache = encode_dataset(stage1.model, data, stage1.image_size, str(ae.run_dir), overwrite=True)
     _say(cache.format())
     clock.lap("encode (latent cache)")
 
-    _say(f"5/6 training the RIVER flow model for {sizes['river_steps']} steps")
+    _say(f"5/7 training the RIVER flow model for {sizes['river_steps']} steps")
     river_config = validate_config(demo_river_config(data, ae.run_dir, sizes), "demo river config")
     river = train(river_config, runs_dir=out, run_name="river", resume=False, overwrite=True)
     _say(river.format())
@@ -230,7 +254,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     # Three observed frames: one frame alone shows where the smoke is but not how it moves,
     # and a model that sees only one cannot know the plume's speed.
     context = sizes["context"]
-    _say(f"6/6 predicting {sizes['future']} frames from {context} and evaluating the test split")
+    _say(f"6/7 predicting {sizes['future']} frames from {context} and evaluating the test split")
     gif = generate(
         river.run_dir,
         data / "test",
@@ -246,10 +270,32 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", quick: bool = False) -> P
     _say(scores.format())
     clock.lap("generate and evaluate")
 
+    steps = sizes["distill_steps"]
+    _say(f"7/7 distilling RIVER into a one-step student ({steps} steps) and evaluating it")
+    student = train(
+        demo_student_config(river.run_dir, sizes),
+        runs_dir=out,
+        run_name="student",
+        resume=False,
+        overwrite=True,
+    )
+    _say(student.format())
+    one_step = replace(sampler, solver=replace(sampler.solver, steps=1))
+    fast = evaluate(
+        student.run_dir,
+        data,
+        split="test",
+        context=context,
+        frames=sizes["future"],
+        sampler=one_step,
+    )
+    _say(fast.format())
+    clock.lap("distil and evaluate the student")
+
     report = out / "report.md"
     atomic_write_text(
         report,
-        _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, clock, machine),
+        _report(out, smoke, ae, recon, cache, river, gif, scores, fast, sizes, clock, machine),
     )
     _say(f"finished in {clock.total:.0f} s; results: {report}")
     return report
@@ -266,7 +312,7 @@ def river_config_threshold(run_dir: Path) -> str:
     return str(read_yaml(Path(run_dir) / "config.yaml")["training"]["smoke_threshold"])
 
 
-def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, clock, machine) -> str:
+def _report(out, smoke, ae, recon, cache, river, gif, scores, fast, sizes, clock, machine) -> str:
     def rel(path) -> str:
         return os.path.relpath(path, out)
 
@@ -281,6 +327,12 @@ def _report(out, smoke, ae, recon, cache, river, gif, scores, sizes, clock, mach
     solver = scores.sampler["solver"]
     ae_precision = read_yaml(Path(ae.run_dir) / "config.yaml")["training"]["precision"]
     river_precision = read_yaml(Path(river.run_dir) / "config.yaml")["training"]["precision"]
+    few_step_rows = "\n".join(
+        f"| {label} | {r.nfe_per_frame:g} | {1000 * r.seconds_per_frame:.1f} | "
+        + " | ".join(f"{r.means['river'][m]:.4g}" for m in ("psnr", "ssim", "stlpips"))
+        + " |"
+        for label, r in (("river", scores), ("one-step student", fast))
+    )
     timing_rows = "\n".join(
         f"| {stage} | {seconds:.0f} |" for stage, seconds in clock.seconds.items()
     )
@@ -328,6 +380,16 @@ frames, the ceiling):
 ![per-horizon metrics]({rel(scores.files["plot"])})
 
 ![loss curves]({rel(river.run_dir / "loss_curves.png")})
+
+## Few-step sampling: `framecast distill`
+
+The river run distilled for {sizes["distill_steps"]} steps into a student that takes one
+Euler step per frame from the same warm start (run directory `{fast.checkpoint}`), on the
+same test clips; time per predicted frame includes encoding and decoding:
+
+| model | NFE per frame | ms per frame | PSNR | SSIM | ST-LPIPS |
+| --- | --- | --- | --- | --- | --- |
+{few_step_rows}
 
 ## Time
 

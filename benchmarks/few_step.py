@@ -59,9 +59,9 @@ ARMS = (
     Arm("teacher euler 4", "teacher", "euler", 4),
     Arm("teacher midpoint 1", "teacher", "midpoint", 1),
     Arm("teacher midpoint 2", "teacher", "midpoint", 2),
-    Arm("teacher euler 1, s=0", "teacher", "euler", 1, 0.0),
-    Arm("teacher euler 1, s=0.3", "teacher", "euler", 1, 0.3),
-    Arm("teacher euler 1, s=0.5", "teacher", "euler", 1, 0.5),
+    Arm("teacher euler 1 s=0", "teacher", "euler", 1, 0.0),
+    Arm("teacher euler 1 s=0.3", "teacher", "euler", 1, 0.3),
+    Arm("teacher euler 1 s=0.5", "teacher", "euler", 1, 0.5),
     Arm("student euler 1", "student", "euler", 1),
     Arm("student euler 2", "student", "euler", 2),
 )
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--samples", type=int, default=4, help="K samples per clip (spread)")
     parser.add_argument("--max-clips", type=int, help="first N test clips only")
-    parser.add_argument("--arms", help="comma-separated arm names (default: all)")
+    parser.add_argument("--arms", help="comma-separated arm names (default: all; the 10-NFE reference always runs)")
     args = parser.parse_args()
     out = Path(args.out)
     arms = ARMS

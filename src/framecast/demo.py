@@ -384,8 +384,8 @@ frames, the ceiling):
 ## Few-step sampling: `framecast distill`
 
 The river run distilled for {sizes["distill_steps"]} steps into a student that takes one
-Euler step per frame from the same warm start (run directory `{fast.checkpoint}`), on the
-same test clips; time per predicted frame includes encoding and decoding:
+Euler step per frame from the same warm start (checkpoint `{fast.checkpoint}`), on the same
+test clips; time per predicted frame includes encoding and decoding:
 
 | model | NFE per frame | ms per frame | PSNR | SSIM | ST-LPIPS |
 | --- | --- | --- | --- | --- | --- |

@@ -82,17 +82,18 @@ def _rows(run_dir: Path) -> list[dict[str, float]]:
 
 
 def _assert_same_rows(rows: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
-    """The same logged rows: the same steps and keys, every number equal to within one unit
-    in the last of the CSV's 6 significant digits. Two processes computing the same step
-    were seen to differ there (train/mse 0.514296 vs 0.514295; val/ssim 0.0600809 vs
-    0.0600812), about one run in three, also between two uninterrupted runs' first steps:
-    oneDNN's float32 kernels may sum in another order depending on where a buffer lands in
-    memory. A resume that drew other noise, clips or weights differs by far more (percent)."""
+    """The same logged rows: the same steps and keys, every number equal to a relative 3e-5
+    (a few units in the last of the CSV's 6 significant digits). Two processes computing the
+    same step were seen to differ there (train/mse 0.514296 vs 0.514295; val/ssim 0.0600809
+    vs 0.0600812, and 0.0471062 vs 0.0471067: relative 1.1e-5, which failed the earlier 1e-5),
+    about one run in three, also between two uninterrupted runs' first steps: oneDNN's
+    float32 kernels may sum in another order depending on where a buffer lands in memory.
+    A resume that drew other noise, clips or weights differs by far more (percent)."""
     assert [set(r) for r in rows] == [set(r) for r in expected]
     for row, want in zip(rows, expected, strict=True):
         assert (row["step"], row.get("epoch")) == (want["step"], want.get("epoch"))
         for key, value in want.items():
-            assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (
+            assert row[key] == pytest.approx(value, rel=3e-5, abs=1e-7), (
                 row["step"], key, row[key], value,
             )  # fmt: skip
 

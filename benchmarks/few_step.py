@@ -124,7 +124,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--samples", type=int, default=4, help="K samples per clip (spread)")
     parser.add_argument("--max-clips", type=int, help="first N test clips only")
-    parser.add_argument("--arms", help="comma-separated arm names (default: all; the 10-NFE reference always runs)")
+    parser.add_argument(
+        "--arms", help="comma-separated arm names (default: all; the 10-NFE reference always runs)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     arms = ARMS

@@ -73,19 +73,23 @@ smoke-weighting-experiment: install
 # The reference runs behind the README's figures (docs/results.md): varied smoke, greyscale
 # autoencoder, latent cache, RIVER, evaluation 3 -> 7 and 3 -> 20 frames on the test split
 # with 10 NFE per frame. 54 minutes start to finish on 2 CPU cores (2026-11-30: data 9,
-# autoencoder 30, cache 1, river 12, evaluations 2); each step is skipped when its result exists. GPU: the same with the GPU
+# autoencoder 30, cache 1, river 12, evaluations 2). The data is skipped when it exists; a
+# training run that exists is resumed (a finished one ends at once; one stopped by a signal,
+# whose last.ckpt is a mid-run save, trains on to max_steps); the latent cache is rewritten
+# for the autoencoder just trained. GPU: the same with the GPU
 # overrides named at the top of each config.
 REF ?= runs/reference
 reference: install
 	test -f $(REF)/data/dataset.json || $(BIN)/framecast data smoke $(REF)/data \
 	  --preset varied --videos 160 --frames 40 --size 64 --seed 0
-	test -f $(REF)/ae/checkpoints/last.ckpt || $(BIN)/framecast train \
-	  --config configs/reference_ae.yaml --data $(REF)/data --runs-dir $(REF) --run-name ae
+	if [ -d $(REF)/ae ]; then $(BIN)/framecast train --resume --runs-dir $(REF) --run-name ae; \
+	else $(BIN)/framecast train --config configs/reference_ae.yaml --data $(REF)/data \
+	  --runs-dir $(REF) --run-name ae; fi
 	$(BIN)/framecast reconstruct --run $(REF)/ae --data $(REF)/data --split test --clips 16
-	$(BIN)/framecast encode --autoencoder $(REF)/ae --data $(REF)/data
-	test -f $(REF)/river/checkpoints/last.ckpt || $(BIN)/framecast train \
-	  --config configs/reference_river.yaml --data $(REF)/data --runs-dir $(REF) \
-	  --run-name river model.autoencoder=$(REF)/ae
+	$(BIN)/framecast encode --autoencoder $(REF)/ae --data $(REF)/data --overwrite
+	if [ -d $(REF)/river ]; then $(BIN)/framecast train --resume --runs-dir $(REF) --run-name river; \
+	else $(BIN)/framecast train --config configs/reference_river.yaml --data $(REF)/data \
+	  --runs-dir $(REF) --run-name river model.autoencoder=$(REF)/ae; fi
 	$(BIN)/framecast evaluate --run $(REF)/river --data $(REF)/data --split test --context 3 \
 	  --frames 7 --solver euler --steps 10 --warm-start 0.1
 	$(BIN)/framecast evaluate --run $(REF)/river --data $(REF)/data --split test --context 3 \

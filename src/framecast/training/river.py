@@ -546,17 +546,19 @@ class RiverDistillModule(RiverModule):
     def teacher(self) -> torch.nn.Module:
         return self._teacher[0]
 
-    def on_fit_start(self) -> None:
-        self._teacher[0] = self.teacher.to(self.device)
-        # auto precision becomes what this device computes fast (recorded in checkpoints)
-        self.samplers = DistillSamplers(
-            self.samplers.teacher.for_device(self.device), self.samplers.student
-        )
+    def _ready_teacher(self) -> torch.nn.Module:
+        """The teacher on this module's device, its ``auto`` precision turned into what the
+        device computes fast; done at the first loss (validation's sanity check or training)."""
+        if self.samplers.teacher.precision == "auto":
+            self._teacher[0] = self.teacher.to(self.device)
+            self.samplers = DistillSamplers(
+                self.samplers.teacher.for_device(self.device), self.samplers.student
+            )
+        return self.teacher
 
     def distill_loss(self, latents: torch.Tensor, generator: torch.Generator | None = None):
-        return distillation_loss(
-            self.model, self.teacher, self.path, latents, self.samplers, generator
-        )
+        teacher = self._ready_teacher()
+        return distillation_loss(self.model, teacher, self.path, latents, self.samplers, generator)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         out = self.distill_loss(self.clip_latents(batch))
@@ -568,8 +570,6 @@ class RiverDistillModule(RiverModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         latents = self.clip_latents(batch)
         generator = torch.Generator().manual_seed(self.config.training.seed + batch_idx)
-        if self.samplers.teacher.precision == "auto":  # validation before fit (sanity)
-            self.on_fit_start()
         out = self.distill_loss(latents, generator)
         self.log_dict_prefixed(
             "val",

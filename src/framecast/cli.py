@@ -567,6 +567,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         smoke_brightness=args.smoke_brightness,
         baselines=args.baseline or (),
         n_boot=args.bootstraps,
+        spread_scale=args.spread_scale,
     )
     print(result.format())
     return EXIT_OK
@@ -613,8 +614,61 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
         default=2000,
         help="bootstrap draws of the paired 95%% intervals over videos (default 2000)",
     )
+    ev.add_argument(
+        "--spread-scale",
+        metavar="FILE_OR_RUN",
+        help="post-hoc spread calibration from `framecast calibrate` (a spread_scale.json or "
+        "the run holding one), fitted on another split: the calibration block (spread-skill, "
+        "CRPS) then also scores the inflated ensemble; needs --samples >= 2",
+    )
     _add_sampling_args(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from framecast.eval.calibration import calibrate, format_spread_scale
+
+    scale = calibrate(
+        args.run,
+        args.data,
+        split=args.split,
+        out=args.out,
+        context=args.context,
+        frames=args.frames,
+        sampler=_sampler(args),
+        samples=args.samples,
+        clips_per_video=args.clips_per_video,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        max_clips=args.max_clips,
+        which=args.which,
+        progress=not args.no_progress,
+    )
+    print(format_spread_scale(scale))
+    print(f"wrote {args.out or 'RUN/spread_scale.json'}; apply with evaluate --spread-scale")
+    return EXIT_OK
+
+
+def _add_calibrate_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``calibrate``: fit the post-hoc spread scale of a run's K-sample ensembles."""
+    cal = commands.add_parser(
+        "calibrate",
+        help="fit per-horizon spread factors on val so K samples are calibrated "
+        "(spread-skill 1); evaluate --spread-scale applies them",
+    )
+    cal.add_argument("--data", required=True, help="dataset folder (with train/ val/ test/)")
+    cal.add_argument("--split", default="val", help="split to fit on (default val)")
+    cal.add_argument("--out", help="output file (default RUN/spread_scale.json)")
+    cal.add_argument(
+        "--clips-per-video",
+        type=_positive_int,
+        help="clips per video (default data.eval_clips_per_video)",
+    )
+    cal.add_argument("--max-clips", type=_positive_int, help="fit on the first N clips only")
+    cal.add_argument("--batch-size", type=_positive_int, help="clips per batch")
+    _add_sampling_args(cal)
+    cal.set_defaults(func=cmd_calibrate, samples=8)
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
@@ -933,6 +987,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode_parser(commands)
     _add_generate_parser(commands)
     _add_evaluate_parser(commands)
+    _add_calibrate_parser(commands)
     _add_sweep_parser(commands)
     _add_compare_parser(commands)
     _add_export_parsers(commands)

@@ -82,6 +82,7 @@ from tqdm import tqdm
 
 from framecast.data.dataset import ClipDataset, check_frame_size, split_dir
 from framecast.errors import DataError
+from framecast.eval.calibration import SpreadScale
 from framecast.eval.metrics import SMOKE_BRIGHTNESS
 from framecast.eval.predictors import (  # noqa: F401  (re-exported: the public names)
     DEFAULT_SAMPLER,
@@ -145,6 +146,7 @@ def evaluate(
     smoke_brightness: float = SMOKE_BRIGHTNESS,
     baselines: Sequence[str | os.PathLike] = (),
     n_boot: int = PAIRED_BOOTSTRAPS,
+    spread_scale: SpreadScale | str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Evaluate the river, vaegan or simvp run ``run`` on ``split`` of the dataset at ``data_root``.
 
@@ -175,6 +177,10 @@ def evaluate(
             the same clips as extra baseline rows (``--baseline``): K samples each, with
             their own generator seeded with ``seed``.
         n_boot: bootstrap draws of the paired intervals.
+        spread_scale: a post-hoc spread calibration (:mod:`~framecast.eval.calibration`,
+            ``framecast calibrate``; a SpreadScale, its JSON file or the run holding one),
+            fitted on another split: the calibration block then also scores the inflated
+            ensemble, with paired CRPS intervals (inflated − raw). Needs K >= 2.
 
     Raises :class:`CheckpointError` for a missing checkpoint or one of another kind,
     :class:`ConfigError` for frame counts a vaegan run was not trained with or a baseline
@@ -189,15 +195,21 @@ def evaluate(
         raise ValueError(f"max_clips must be >= 1 or None, got {max_clips}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if spread_scale is not None and samples < 2:
+        raise ValueError(f"a spread scale calibrates K >= 2 samples, got samples={samples}")
     device = torch.device(device)
     predictor = load_predictor(run, which=which, device=device, sampler=sampler)
+    if spread_scale is not None and not isinstance(spread_scale, SpreadScale):
+        spread_scale = SpreadScale.load(spread_scale)
+    if spread_scale is not None:
+        spread_scale.check_matches(str(predictor.checkpoint), predictor.sampler_settings())
     config = predictor.config
     context, frames = predictor.frame_counts(context, frames)
     if context < 1 or frames < 1:
         raise ValueError(f"context and frames must be >= 1, got {context} and {frames}")
     extras = load_baseline_runs(baselines, predictor, context, frames, which, device, sampler)
     batch_size = batch_size or config.data.eval_batch_size or config.data.batch_size
-    dataset = _clip_dataset(
+    dataset = evaluation_clips(
         predictor, run, data_root, split, context + frames, clips_per_video, max_clips
     )
     detector = load_i3d(i3d, device) if i3d is not None else None
@@ -205,7 +217,16 @@ def evaluate(
         raise DataError(f"FVD needs at least 2 clips; split {split!r} gives {len(dataset)}")
 
     loop = _EvaluationLoop(
-        predictor, extras, context, frames, samples, seed, device, smoke_brightness, detector
+        predictor,
+        extras,
+        context,
+        frames,
+        samples,
+        seed,
+        device,
+        smoke_brightness,
+        detector,
+        spread_scale,
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     loop.start()
@@ -223,7 +244,7 @@ def _default_out(checkpoint: Path, run: str | os.PathLike, split: str) -> Path:
     return (Path(run) if Path(run).is_dir() else run_dir(checkpoint)) / "eval" / split
 
 
-def _clip_dataset(
+def evaluation_clips(
     predictor: Predictor,
     run: str | os.PathLike,
     data_root: str | os.PathLike,
@@ -267,6 +288,7 @@ class _EvaluationLoop:
         device: torch.device,
         smoke_brightness: float,
         detector: Any | None,
+        spread_scale: SpreadScale | None = None,
     ):
         from framecast.eval.lpips import load_stlpips
 
@@ -279,7 +301,7 @@ class _EvaluationLoop:
         fns = frame_metrics(smoke_brightness, lambda p, t: lpips_net(p, t).float())
         self.scores = HorizonScores(self.methods, self.model, fns, frames)
         self.calibration = (
-            EnsembleCalibration(frames, samples, seed, predictor.baselines_reported)
+            EnsembleCalibration(frames, samples, seed, predictor.baselines_reported, spread_scale)
             if samples > 1
             else None
         )
@@ -402,7 +424,14 @@ class _EvaluationLoop:
                 len(self.clips),
                 self.samples,
             ),
-            calibration=None if self.calibration is None else self.calibration.report(),
+            calibration=(
+                None
+                if self.calibration is None
+                else self.calibration.report(videos, n_boot, self.seed)
+            ),
+            calibration_per_clip=(
+                {} if self.calibration is None else self.calibration.clip_values()
+            ),
             baseline_runs={
                 method: {
                     "run": str(path),

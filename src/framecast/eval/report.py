@@ -29,7 +29,8 @@ def write_results(
 ) -> dict[str, Path]:
     """Write metrics.json, per_horizon.csv, per_horizon.png, per_clip.csv,
     paired_per_horizon.csv and samples.png into result.out, and with a calibration (K > 1)
-    calibration.csv, calibration_per_horizon.csv and calibration.png."""
+    calibration.csv, calibration_per_horizon.csv, calibration_per_clip.csv and
+    calibration.png."""
     out = result.out
     files = {
         "metrics": out / "metrics.json",
@@ -54,15 +55,20 @@ def write_results(
         bins, reference = result.calibration["bins"], result.calibration["reference_mae"]
         atomic_write_text(files["calibration_csv"], _table_text(bins))
         per_horizon = result.calibration["per_horizon"]
+        calibrated = (result.calibration.get("calibrated") or {}).get("per_horizon", {})
         rows = [
             {
                 "horizon": h + 1,
                 **{key: values[h] for key, values in per_horizon.items()},
                 **{f"{method}_mae": values[h] for method, values in reference.items()},
+                **{f"calibrated_{key}": values[h] for key, values in calibrated.items()},
             }
             for h in range(result.frames)
         ]
         atomic_write_text(files["calibration_per_horizon_csv"], _table_text(rows))
+        if result.calibration_per_clip:
+            files["calibration_per_clip_csv"] = out / "calibration_per_clip.csv"
+            atomic_write_text(files["calibration_per_clip_csv"], _calibration_per_clip_text(result))
         o = result.calibration["overall"]
         plot_spread_skill(
             bins,
@@ -105,6 +111,22 @@ def _csv_text(result: EvaluationResult) -> str:
         for h in range(result.frames):
             cells = [repr(float(by_metric[n][h])) if n in by_metric else "" for n in names]
             writer.writerow([method, h + 1, *cells, nfe])
+    return buffer.getvalue()
+
+
+def _calibration_per_clip_text(result: EvaluationResult) -> str:
+    """One row per clip × horizon: the ensemble's CRPS, mean squared spread and error of the
+    mean (raw, and ``_calibrated`` with a spread scale), and each baseline's MAE."""
+    values = result.calibration_per_clip
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["clip", "video_index", "horizon", *values])
+    for i, clip in enumerate(result.clips):
+        for h in range(result.frames):
+            writer.writerow(
+                [clip["clip"], clip["video_index"], h + 1]
+                + [repr(float(v[i, h])) for v in values.values()]
+            )
     return buffer.getvalue()
 
 

@@ -82,6 +82,9 @@ class EvaluationResult:
             (``below_copy_last`` is ``below[kind]["copy_last"]``).
         clips: per clip, in order: {"clip", "video_index", "video_id", "start"}.
         per_clip: method -> metric -> (N, F) values per clip (mean over K samples).
+        calibration_per_clip: with K > 1, name -> (N, F): the ensemble's CRPS, mean squared
+            spread and error of the mean per clip (``_calibrated`` with a spread scale) and
+            each baseline's MAE (``calibration_per_clip.csv``; not in metrics.json).
     """
 
     run: str
@@ -111,6 +114,7 @@ class EvaluationResult:
     below: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     clips: list[dict[str, Any]] = field(default_factory=list)
     per_clip: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    calibration_per_clip: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` content; non-finite numbers become null (strict JSON)."""
@@ -311,13 +315,33 @@ class EvaluationResult:
             f"{method} MAE {fmt_number(mean_over_horizons(values))}"
             for method, values in self.calibration["reference_mae"].items()
         )
-        return [
+        lines = [
             f"calibration of the {self.samples} samples (per pixel, [0, 1] units): spread/skill "
             f"{fmt_number(o['spread_skill'])} (1 = calibrated, < 1 over-confident, > 1 "
             f"over-dispersed; rms spread {fmt_number(o['spread'])}, RMSE of the mean "
             f"{fmt_number(o['rmse'])}); spread-error correlation Pearson {fmt_number(o['pearson'])}, "
             f"Spearman {fmt_number(o['spearman'])}; CRPS {fmt_number(o['crps'])} ({reference})"
         ]
+        calibrated = self.calibration.get("calibrated")
+        if calibrated:
+            c, fitted = calibrated["overall"], calibrated["fitted_on"]
+            ratios = calibrated["per_horizon"]["spread_skill"]
+            lines.append(
+                f"with the spread scale fitted on {fitted.get('split', '?')} (factors "
+                f"{min(calibrated['spread_scale']):.3g}-{max(calibrated['spread_scale']):.3g}): "
+                f"spread/skill {fmt_number(c['spread_skill'])} (per horizon "
+                f"{fmt_number(min(ratios))}-{fmt_number(max(ratios))}), CRPS "
+                f"{fmt_number(c['crps'])}"
+            )
+        for a, against in self.calibration.get("paired", {}).items():
+            for b, interval in against.items():
+                overall = interval["overall"]
+                lines.append(
+                    f"paired {a} - {b}: {fmt_number(overall['mean'])} "
+                    f"[{fmt_number(overall['low'])}, {fmt_number(overall['high'])}] "
+                    f"({interval['level']:.0%} cluster bootstrap over {interval['clusters']} videos)"
+                )
+        return lines
 
 
 def fmt_number(value: float) -> str:

@@ -271,20 +271,89 @@ class HorizonScores:
 
 class EnsembleCalibration:
     """Spread–skill calibration of the model's K > 1 samples (:class:`metrics.SpreadSkill`),
-    with the MAE of each baseline beside it (the CRPS of a deterministic guess)."""
+    with the MAE of each baseline beside it (the CRPS of a deterministic guess).
 
-    def __init__(self, frames: int, samples: int, seed: int, baselines: Sequence[str]):
+    With a ``spread_scale`` (:class:`~framecast.eval.calibration.SpreadScale`, fitted on
+    another split) the inflated ensemble is scored as well, on the same samples. Per clip
+    and horizon it keeps the CRPS (raw and inflated) and the mean squared spread and error
+    of the mean, for paired intervals over clips and for pooling runs (the spread–skill of
+    any set of clips is sqrt((K + 1) / K) · sqrt(mean spread_sq / mean error_sq)).
+    """
+
+    def __init__(
+        self,
+        frames: int,
+        samples: int,
+        seed: int,
+        baselines: Sequence[str],
+        spread_scale: Any | None = None,
+    ):
         self.spread_skill = M.SpreadSkill(frames, samples, seed)
+        self.spread_scale = spread_scale
+        self.calibrated = M.SpreadSkill(frames, samples, seed) if spread_scale else None
         self.reference_mae: dict[str, list[Tensor]] = {m: [] for m in baselines}
+        self.per_clip: dict[str, list[Tensor]] = {}
 
     def add_samples(self, pred: Tensor, truth: Tensor) -> None:
         """``pred`` (B, K, F, C, H, W), finite, against ``truth`` (B, F, C, H, W)."""
-        self.spread_skill.update(pred, truth.float().clamp(-1, 1))
+        truth = truth.float().clamp(-1, 1)
+        self.spread_skill.update(pred, truth)
+        self._keep_per_clip("", pred, truth)
+        if self.calibrated is not None:
+            inflated = self.spread_scale.apply(pred.float())
+            self.calibrated.update(inflated, truth)
+            self._keep_per_clip("_calibrated", inflated, truth)
+
+    def _keep_per_clip(self, suffix: str, pred: Tensor, truth: Tensor) -> None:
+        """(B, F) per-clip values, means over the pixels on the [0, 1] scale."""
+        pred, truth = pred.float().cpu(), truth.cpu()
+        pixels = tuple(range(2, truth.ndim))
+        values = {
+            "crps": M.ensemble_crps(pred, truth).mean(dim=pixels),
+            "spread_sq": M.ensemble_spread(pred).square().mean(dim=pixels),
+            "error_sq": ((pred.mean(dim=1) - truth) / 2).square().mean(dim=pixels),
+        }
+        for name, v in values.items():
+            self.per_clip.setdefault(name + suffix, []).append(v.double())
 
     def add_baseline(self, method: str, guess: Tensor, truth: Tensor) -> None:
         """``guess`` (B, F, C, H, W), finite."""
         mae = M.per_frame(M.mae, guess, truth.float().clamp(-1, 1)).cpu()
         self.reference_mae[method].append(mae)
 
-    def report(self) -> dict[str, Any]:
-        return calibration_report(self.spread_skill, self.reference_mae)
+    def clip_values(self) -> dict[str, np.ndarray]:
+        """name -> (N, F): crps, spread_sq, error_sq (and their ``_calibrated`` twins) of the
+        model's ensemble, ``<baseline>_mae`` of each baseline."""
+        values = {name: torch.cat(v).numpy() for name, v in self.per_clip.items()}
+        for method, v in self.reference_mae.items():
+            values[f"{method}_mae"] = torch.cat(v).double().numpy()
+        return values
+
+    def report(self, videos: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0):
+        """The summary; with ``videos`` (the video of each clip) also paired CRPS intervals:
+        the ensemble against each baseline's MAE and, with a spread scale, inflated
+        against raw."""
+        report = calibration_report(self.spread_skill, self.reference_mae)
+        if self.calibrated is not None:
+            per_horizon = self.calibrated.per_horizon()
+            report["calibrated"] = {
+                "spread_scale": list(self.spread_scale.factors),
+                "fitted_on": self.spread_scale.fitted_on,
+                "overall": self.calibrated.overall(),
+                "per_horizon": {key: [row[key] for row in per_horizon] for key in per_horizon[0]},
+            }
+        if videos is not None:
+            values = self.clip_values()
+            ensembles = ["crps"] + (["crps_calibrated"] if self.calibrated is not None else [])
+            against = [f"{m}_mae" for m in self.reference_mae] + ensembles[:1]
+            report["paired"] = {
+                a: {
+                    b: paired_bootstrap(
+                        values[a] - values[b], videos, n_boot=n_boot, seed=seed, level=PAIRED_LEVEL
+                    ).to_json()
+                    for b in against
+                    if b != a
+                }
+                for a in ensembles
+            }
+        return report

@@ -132,3 +132,45 @@ def test_mask_is_measured_from_the_black_frames_latent():
     assert plain.all()  # the users' rule on such latents: everything is "smoke"
     _, mask = smoke_weights(z, smoke_threshold=0.1, background_latent=background)
     assert mask.flatten().tolist() == [False, False, False, True]
+
+
+class _RecordingField(torch.nn.Module):
+    """A zero velocity field that keeps what it was conditioned on."""
+
+    def forward(self, x_t, z_reference, z_context, tau, t):
+        self.seen = (z_reference.clone(), z_context.clone())
+        return torch.zeros_like(x_t)
+
+
+def test_context_noise_perturbs_only_the_conditioning():
+    from framecast.flow.path import CondOTPath
+    from framecast.losses.flow import river_flow_loss
+
+    latents = torch.randn(256, 6, 4, 4, 4)
+    field = _RecordingField()
+
+    def run(noise: float):
+        out = river_flow_loss(
+            field,
+            CondOTPath(0.0),
+            latents,
+            1,
+            smoke_threshold=0.5,
+            generator=torch.Generator().manual_seed(0),
+            context_noise=noise,
+        )
+        return out, field.seen
+
+    clean, (ref0, ctx0) = run(0.0)
+    noisy, (ref1, ctx1) = run(0.6)
+    # The target, t and the path noise are drawn first: a zero field's loss is unchanged.
+    assert torch.equal(clean.loss, noisy.loss)
+    delta_ref, delta_ctx = (ref1 - ref0).flatten(1), (ctx1 - ctx0).flatten(1)
+    # Per clip noise of std u * 0.6, u ~ U[0, 1]: mean variance 0.36 / 3 = 0.12.
+    assert delta_ref.var(dim=1).mean() == pytest.approx(0.12, rel=0.15)
+    assert delta_ctx.var(dim=1).mean() == pytest.approx(0.12, rel=0.15)
+    assert delta_ref.std(dim=1).max() < 0.6 * 1.5  # bounded by the ceiling (sampling noise)
+    assert not torch.equal(delta_ref, delta_ctx)  # independent draws
+    # Off: no extra draws, the clean conditioning exactly.
+    again, (ref2, _) = run(0.0)
+    assert torch.equal(ref2, ref0)

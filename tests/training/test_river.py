@@ -233,3 +233,21 @@ def test_unit_weights_give_the_plain_flow_matching_loss(tiny_dataset, tiny_autoe
     latents = torch.randn(3, 4, 8, 4, 4)
     out = module.flow_loss(latents, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.loss, out.mse)
+
+
+def test_context_noise_applies_in_training_only(tiny_dataset, tiny_autoencoder_run):
+    plain = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run))
+    noisy = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run, "training.context_noise=2.0"))
+    torch.manual_seed(0)
+    for parameter in plain.model.parameters():  # the output head starts at zero: a field
+        parameter.data.normal_(0, 0.1)  # that ignores its conditioning would hide the noise
+    noisy.model.load_state_dict(plain.model.state_dict())
+    latents = torch.randn(3, 4, 8, 4, 4)
+
+    def loss(module, training: bool):
+        module.train(training)
+        return module.flow_loss(latents, torch.Generator().manual_seed(0)).loss
+
+    torch.testing.assert_close(loss(noisy, False), loss(plain, False))  # validation: clean
+    torch.testing.assert_close(loss(plain, True), loss(plain, False))
+    assert not torch.allclose(loss(noisy, True), loss(plain, True))

@@ -132,6 +132,17 @@ class TrainingConfig(Section):
         description="multiplies the derived threshold when smoke_threshold is auto "
         "(< 1: more cells count as smoke, > 1: fewer)",
     )
+    # River: noise augmentation of the conditioning (issue 24 item 2). A rollout conditions
+    # on its own imperfect frames, training only on true ones; with this on, each training
+    # clip's reference and context latents get N(0, (u * context_noise)^2) noise, u ~ U[0, 1]
+    # per clip, so the regressor learns to trust them less. Validation stays clean.
+    context_noise: float = Field(
+        0.0,
+        ge=0,
+        le=5,
+        description="river: std ceiling of the Gaussian noise on the reference and context "
+        "latents in training (per clip u * context_noise, u ~ U[0, 1]); 0 = off",
+    )
     # Warm start (sweep phases): model weights only, from another run of the same kind.
     init_from: str | None = Field(
         None, description="run directory or checkpoint whose model weights start this run"

@@ -163,6 +163,7 @@ def river_flow_loss(
     background_weight: float = 1.0,
     generator: torch.Generator | None = None,
     background_latent: Tensor | None = None,
+    context_noise: float = 0.0,
 ) -> FlowLossOutput:
     """The RIVER training objective on one random (target, reference, context) per clip.
 
@@ -172,6 +173,11 @@ def river_flow_loss(
     u = z_k - (1 - σ) ε with the smoke weighting (mask measured from ``background_latent``,
     (C, h, w), see :func:`smoke_weights`). Random draws use ``generator`` (CPU)
     and are moved to the latents' device. The loss is computed in fp32.
+
+    ``context_noise`` > 0 adds N(0, (u · context_noise)²) noise, u ~ U[0, 1] per clip, to the
+    reference and context latents (not the target): noise augmentation of the conditioning,
+    so the regressor learns to trust frames that may be its own imperfect predictions. With
+    0 no extra numbers are drawn, so the draws are those of a run without it.
     """
     batch, num_frames = latents.shape[:2]
     target, reference, context = sample_river_indices(
@@ -183,9 +189,15 @@ def river_flow_loss(
     noise = torch.randn(z_target.shape, generator=generator).to(latents.device, latents.dtype)
     sample = path.sample(z_target, times, noise)
     tau = (reference - context).to(latents.device)
-    velocity = vector_field(
-        sample.x_t, latents[rows, reference], latents[rows, context], tau, sample.t
-    )
+    z_reference, z_context = latents[rows, reference], latents[rows, context]
+    if context_noise > 0:
+        level = (context_noise * torch.rand(batch, generator=generator)).to(latents.device)
+        level = level.reshape(batch, *([1] * (z_reference.ndim - 1))).to(latents.dtype)
+        noise_shape = (2, *z_reference.shape)
+        extra = torch.randn(noise_shape, generator=generator).to(latents.device, latents.dtype)
+        z_reference = z_reference + level * extra[0]
+        z_context = z_context + level * extra[1]
+    velocity = vector_field(sample.x_t, z_reference, z_context, tau, sample.t)
     return weighted_flow_matching_loss(
         velocity.float(),
         sample.u.float(),

@@ -379,6 +379,8 @@ class RiverModule(FramecastModule):
             background_weight=t.background_weight,
             generator=generator,
             background_latent=self.background_latent,
+            # Training only: validation measures the clean task, comparable across runs.
+            context_noise=t.context_noise if self.training else 0.0,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):

@@ -174,3 +174,47 @@ def test_context_noise_perturbs_only_the_conditioning():
     # Off: no extra draws, the clean conditioning exactly.
     again, (ref2, _) = run(0.0)
     assert torch.equal(ref2, ref0)
+
+
+def test_pushforward_replaces_the_reference_with_the_models_own_frame():
+    from framecast.flow.path import CondOTPath
+    from framecast.losses.flow import predicted_reference, river_flow_loss
+
+    latents = torch.randn(64, 6, 4, 4, 4)
+    field = _RecordingField()
+
+    def run(probability: float):
+        out = river_flow_loss(
+            field,
+            CondOTPath(0.0),
+            latents,
+            1,
+            smoke_threshold=0.5,
+            generator=torch.Generator().manual_seed(0),
+            pushforward=probability,
+        )
+        return out, field.seen[0]
+
+    clean, reference = run(0.0)
+    pushed, replaced = run(1.0)
+    assert torch.equal(clean.loss, pushed.loss)  # drawn after the target, t and noise
+    # Which clips were replaced: those with k >= 3 (k = 2 has no frame before k - 1 to
+    # predict it from), found again from the same first draws.
+    target, _, _ = sample_river_indices(6, 1, 64, torch.Generator().manual_seed(0))
+    changed = (replaced != reference).flatten(1).any(dim=1)
+    assert torch.equal(changed, target >= 3)
+    assert 0 < (target == 2).sum() < 64
+    # A zero field leaves the warm start: 0.9 noise + 0.1 z_{k-2}, so the replaced reference
+    # is noise-like, not the true z_{k-1}.
+    rows = torch.arange(64)
+    gen = torch.Generator().manual_seed(1)
+    own = predicted_reference(
+        field, CondOTPath(0.0), latents, torch.full((64,), 5), 1.0, 3, 0.1, gen
+    )
+    residual = own - 0.1 * latents[rows, 3]
+    assert residual.std() == pytest.approx(0.9, rel=0.1)
+    half = predicted_reference(
+        field, CondOTPath(0.0), latents, torch.full((64,), 5), 0.5, 2, 0.1, gen
+    )
+    kept = (half == latents[rows, 4]).flatten(1).all(dim=1).float().mean()
+    assert 0.3 < kept < 0.7  # about half the clips keep the true reference

@@ -235,7 +235,7 @@ def test_unit_weights_give_the_plain_flow_matching_loss(tiny_dataset, tiny_autoe
     torch.testing.assert_close(out.loss, out.mse)
 
 
-def test_context_noise_applies_in_training_only(tiny_dataset, tiny_autoencoder_run):
+def test_context_noise_and_pushforward_apply_in_training_only(tiny_dataset, tiny_autoencoder_run):
     plain = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run))
     noisy = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run, "training.context_noise=2.0"))
     torch.manual_seed(0)

@@ -143,6 +143,17 @@ class TrainingConfig(Section):
         description="river: std ceiling of the Gaussian noise on the reference and context "
         "latents in training (per clip u * context_noise, u ~ U[0, 1]); 0 = off",
     )
+    # River: training on the model's own rollouts (pushforward; issue 24 item 2).
+    pushforward: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="river: probability per training clip that the reference frame is the "
+        "model's own prediction of it (no gradient) instead of the true latent; 0 = off",
+    )
+    pushforward_steps: PositiveInt = Field(
+        2, description="river: Euler steps of that prediction (from warm start 0.1)"
+    )
     # Warm start (sweep phases): model weights only, from another run of the same kind.
     init_from: str | None = Field(
         None, description="run directory or checkpoint whose model weights start this run"

@@ -153,6 +153,47 @@ def weighted_flow_matching_loss(
     )
 
 
+@torch.no_grad()
+def predicted_reference(
+    vector_field: nn.Module,
+    path: CondOTPath,
+    latents: Tensor,
+    target: Tensor,
+    probability: float,
+    steps: int,
+    warm_start: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Each clip's reference latent z_{k-1} (B, C, h, w), replaced with ``probability`` (for
+    clips with k >= 3) by the model's own prediction of it: ``steps`` Euler steps over
+    [warm_start, 1] from the warm start off z_{k-2}, with z_{k-2} as reference and a context
+    c' ~ U{0 .. k-3}, as one frame of a rollout (a cheaper solve than the sampler's: the
+    point is a reference with the model's kind of error, not its best frame).
+
+    latents (B, N, C, h, w); target (B,) the k of each clip.
+    """
+    batch = latents.shape[0]
+    rows = torch.arange(batch)
+    reference = target - 1
+    chosen = (torch.rand(batch, generator=generator) < probability) & (target >= 3)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    before = (reference - 1).clamp(min=0)  # k - 2
+    context = torch.minimum((u * (before).clamp(min=1).double()).floor().long(), before - 1)
+    context = context.clamp(min=0)
+    noise = torch.randn(latents[:, 0].shape, generator=generator).to(latents.device, latents.dtype)
+    z_before = latents[rows, before]
+    z_context = latents[rows, context]
+    tau = (before - context).clamp(min=1).to(latents.device)
+    x = path.warm_start(noise, z_before, warm_start)
+    dt = (1.0 - warm_start) / steps
+    for i in range(steps):
+        t = torch.full((batch,), warm_start + i * dt, device=latents.device)
+        x = x + dt * vector_field(x, z_before, z_context, tau, t).to(x.dtype)
+    true_reference = latents[rows, reference]
+    mask = chosen.to(latents.device).reshape(batch, *([1] * (x.ndim - 1)))
+    return torch.where(mask, x.to(true_reference.dtype), true_reference)
+
+
 def river_flow_loss(
     vector_field: nn.Module,
     path: CondOTPath,
@@ -164,6 +205,9 @@ def river_flow_loss(
     generator: torch.Generator | None = None,
     background_latent: Tensor | None = None,
     context_noise: float = 0.0,
+    pushforward: float = 0.0,
+    pushforward_steps: int = 2,
+    pushforward_warm_start: float = 0.1,
 ) -> FlowLossOutput:
     """The RIVER training objective on one random (target, reference, context) per clip.
 
@@ -178,6 +222,12 @@ def river_flow_loss(
     reference and context latents (not the target): noise augmentation of the conditioning,
     so the regressor learns to trust frames that may be its own imperfect predictions. With
     0 no extra numbers are drawn, so the draws are those of a run without it.
+
+    ``pushforward`` > 0 trains on the model's own rollouts (the pushforward trick of
+    Brandstetter et al., 2022): with that probability per clip (k >= 3), the reference
+    z_{k-1} is replaced by the model's own prediction of it (:func:`predicted_reference`,
+    no gradient), so the target is learned from a reference the rollout would have made.
+    Off, nothing extra is drawn.
     """
     batch, num_frames = latents.shape[:2]
     target, reference, context = sample_river_indices(
@@ -190,6 +240,17 @@ def river_flow_loss(
     sample = path.sample(z_target, times, noise)
     tau = (reference - context).to(latents.device)
     z_reference, z_context = latents[rows, reference], latents[rows, context]
+    if pushforward > 0:
+        z_reference = predicted_reference(
+            vector_field,
+            path,
+            latents,
+            target,
+            pushforward,
+            pushforward_steps,
+            pushforward_warm_start,
+            generator,
+        )
     if context_noise > 0:
         level = (context_noise * torch.rand(batch, generator=generator)).to(latents.device)
         level = level.reshape(batch, *([1] * (z_reference.ndim - 1))).to(latents.dtype)

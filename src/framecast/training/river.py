@@ -381,6 +381,8 @@ class RiverModule(FramecastModule):
             background_latent=self.background_latent,
             # Training only: validation measures the clean task, comparable across runs.
             context_noise=t.context_noise if self.training else 0.0,
+            pushforward=t.pushforward if self.training else 0.0,
+            pushforward_steps=t.pushforward_steps,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):

@@ -23,7 +23,7 @@ Written as ``OUT/long_rollout.csv``, ``OUT/long_rollout_per_horizon.csv`` and
     .venv/bin/python benchmarks/long_rollout.py --data runs/eqc/data_s0 runs/eqc/data_s1 \\
         runs/eqc/data_s2 --arm baseline runs/eqc/river_s0 runs/eqc/river_s1 runs/eqc/river_s2 \\
         --arm context_noise runs/i24/cn_s0 runs/i24/cn_s1 runs/i24/cn_s2 \\
-        --out runs/i24/long20 --frames 20
+        --out runs/i24/long20 --frames 20 [--clips-per-video 2]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warm-start", type=float, default=0.1)
     parser.add_argument("--max-clips", type=int)
+    parser.add_argument("--clips-per-video", type=int, help="default: the run's")
     args = parser.parse_args()
     from framecast.eval.evaluate import evaluate
 
@@ -104,6 +105,7 @@ def main() -> None:
                     samples=1,
                     seed=0,
                     max_clips=args.max_clips,
+                    clips_per_video=args.clips_per_video,
                     progress=False,
                 )
             arms[name].append(folder)

@@ -172,3 +172,10 @@ def test_spread_scale_needs_samples_and_warns_on_another_sampler(
     ratios = result.calibration["per_horizon"]["spread_skill"]
     inflated = result.calibration["calibrated"]["per_horizon"]["spread_skill"]
     assert all(c > r for c, r in zip(inflated, ratios, strict=True))  # factor 2 widens
+
+
+def test_identical_members_reach_the_bracket_with_a_warning() -> None:
+    samples, truth = _ensemble(0.0)  # K identical members: no factor can widen them
+    with pytest.warns(UserWarning, match="reached the bracket"):
+        scale = fit_spread_scale(samples, truth, {})
+    assert scale.factors == pytest.approx((20.0,) * 3)

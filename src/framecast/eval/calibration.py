@@ -193,6 +193,15 @@ def fit_spread_scale(samples: Tensor, truth: Tensor, fitted_on: dict[str, Any]) 
     if samples.shape[1] < 2:
         raise ValueError(f"calibration needs K >= 2 samples per clip, got {samples.shape[1]}")
     factors = tuple(fit_factor(samples[:, :, h], truth[:, h]) for h in range(samples.shape[2]))
+    at_bound = [
+        h + 1 for h, a in enumerate(factors) if any(math.isclose(a, b) for b in SCALE_BOUNDS)
+    ]
+    if at_bound:
+        warnings.warn(
+            f"spread factors at horizons {at_bound} reached the bracket {SCALE_BOUNDS}: those "
+            "horizons stay off spread-skill 1 (members nearly identical, or far too wide)",
+            stacklevel=2,
+        )
     before = spread_skill_by_horizon(samples, truth)
     after = spread_skill_by_horizon(inflate_ensemble(samples, factors), truth)
     return SpreadScale(

@@ -11,11 +11,13 @@ samples per clip, the same seed) for every arm:
 - the student with Euler 1 and 2 from its warm start (1 and 2 NFE).
 
 Each evaluation is written under ``OUT/seed<i>/<arm>/`` (metrics.json, per_clip.csv, plots)
-and skipped when it exists, so an interrupted run continues. The table: per arm, the mean
-over seeds of PSNR, SSIM and ST-LPIPS; ST-LPIPS relative to the 10-NFE teacher with a 95 %
-paired cluster-bootstrap interval over the clips of all seeds (clusters: seed × video; the
-interval is that of the mean paired difference divided by the 10-NFE mean); the rms spread
-of the K samples relative to the 10-NFE spread; seconds per predicted frame (this machine).
+and skipped when it exists, so an interrupted run continues; pairs that share a teacher and
+data (several students of one reference run) score the teacher's arms once. The table: per
+arm, the mean over seeds of PSNR, SSIM and ST-LPIPS; ST-LPIPS relative to the 10-NFE teacher
+with a 95 % paired cluster-bootstrap interval over the clips of all seeds (clusters: the test
+videos of each dataset, so pairs on one dataset share them; the interval is that of the mean
+paired difference divided by the 10-NFE mean); the rms spread of the K samples relative to
+the 10-NFE spread; seconds per predicted frame (this machine); the distinct runs behind a row.
 Written as ``OUT/few_step.csv`` and ``OUT/few_step.png``.
 
     .venv/bin/python benchmarks/few_step.py --pair runs/eqc/river_s0 runs/i24/student_s0 \\
@@ -138,18 +140,30 @@ def main() -> None:
         f"K = {args.samples}"
     )
     folders: dict[str, list[Path]] = {a.name: [] for a in arms}
+    # Pairs that share a teacher (several students distilled from one reference run) score
+    # the teacher's arms once: the same run, clips and sampling seed give the same numbers.
+    done: dict[tuple[str, str, str], Path] = {}
     for seed, (teacher, student, data) in enumerate(args.pair):
         for arm in arms:
             run = teacher if arm.model == "teacher" else student
+            key = (str(Path(run).resolve()), str(Path(data).resolve()), arm.name)
+            if key in done:
+                print(f"seed {seed}: {arm.name} ({run}): scored with seed {done[key].parent.name}")
+                folders[arm.name].append(done[key])
+                continue
             folder = out / f"seed{seed}" / arm.name.replace(" ", "_").replace(",", "")
             print(f"seed {seed}: {arm.name} ({run})", flush=True)
-            folders[arm.name].append(evaluate_arm(arm, run, data, folder, args))
+            done[key] = evaluate_arm(arm, run, data, folder, args)
+            folders[arm.name].append(done[key])
+    datasets = [str(Path(data).resolve()) for _, _, data in args.pair]
 
     def pooled(name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        # Clusters are the test videos of each dataset: a video scored by several students of
+        # one teacher is one cluster, since the teacher's (and the video's) part is shared.
         ids, values = [], []
         for seed, folder in enumerate(folders[name]):
             videos, v = per_clip_means(folder, metric)
-            ids += [f"{seed}:{video}" for video in videos]
+            ids += [f"{datasets.index(datasets[seed])}:{video}" for video in videos]
             values.append(v)
         return np.array(ids), np.concatenate(values)
 
@@ -172,7 +186,7 @@ def main() -> None:
                 "high": interval.overall_high / scale,
                 "spread_vs_10nfe": float(np.mean([s["spread"] for s in per_seed]) / ref_spread),
                 "seconds_per_frame": float(np.mean([s["seconds_per_frame"] for s in per_seed])),
-                "seeds": len(per_seed),
+                "seeds": len(set(folders[arm.name])),  # distinct runs scored
                 "clips": len(ref_ids),
             }
         )

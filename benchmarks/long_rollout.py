@@ -15,7 +15,12 @@ The table per arm:
 - SSIM minus copy-last's per horizon, paired per clip and pooled over seeds (clusters: seed ×
   video, 95 % cluster bootstrap): the horizons where the mean is below copy-last and where
   the whole interval is;
-- SSIM and intensity against the first arm at the last horizon, paired the same way.
+- SSIM minus the autoencoder ceiling's (the truth encoded and decoded: the best a latent
+  model can do) at the last horizon, paired the same way;
+- SSIM against the first arm at the last horizon, paired the same way.
+
+The per-horizon table gives, per arm and horizon, the model's, copy-last's and the ceiling's
+intensity ratio and SSIM, with the paired intervals against copy-last and the ceiling.
 
 Written as ``OUT/long_rollout.csv``, ``OUT/long_rollout_per_horizon.csv`` and
 ``OUT/long_rollout.png``.
@@ -55,9 +60,9 @@ def per_clip(folder: Path, method: str, metric: str) -> tuple[np.ndarray, np.nda
     return videos, values
 
 
-def intensity(folder: Path) -> np.ndarray:
+def intensity(folder: Path, method: str = "river") -> np.ndarray:
     data = json.loads((folder / "metrics.json").read_text())
-    return np.array(data["methods"]["river"]["intensity_ratio"]["per_horizon"], dtype=float)
+    return np.array(data["methods"][method]["intensity_ratio"]["per_horizon"], dtype=float)
 
 
 def main() -> None:
@@ -125,10 +130,16 @@ def main() -> None:
     for name, folders in arms.items():
         ids, ssim = pooled(name, "river", "ssim")
         ids_c, ssim_copy = pooled(name, "copy_last", "ssim")
-        assert (ids == ids0).all() and (ids_c == ids).all(), "arms must share clips"
+        ids_a, ssim_ceiling = pooled(name, "autoencoder", "ssim")
+        assert (ids == ids0).all() and (ids_c == ids).all() and (ids_a == ids).all(), (
+            "arms must share clips"
+        )
         vs_copy = paired_bootstrap(ssim - ssim_copy, ids, n_boot=2000, seed=0)
+        vs_ceiling = paired_bootstrap(ssim - ssim_ceiling, ids, n_boot=2000, seed=0)
         vs_first = paired_bootstrap(ssim - ssim0, ids, n_boot=2000, seed=0)
         ratios = np.stack([intensity(f) for f in folders])  # (seeds, F)
+        ratios_copy = np.stack([intensity(f, "copy_last") for f in folders])
+        ratios_ceiling = np.stack([intensity(f, "autoencoder") for f in folders])
         behind = [h + 1 for h, m in enumerate(vs_copy.mean) if m < 0]
         surely_behind = [h + 1 for h, hi in enumerate(vs_copy.high) if hi < 0]
         row = {
@@ -148,6 +159,9 @@ def main() -> None:
             "ssim_vs_copy_last_last_high": vs_copy.high[-1],
             "ssim_behind_copy_last_at": " ".join(map(str, behind)) or "never",
             "ssim_surely_behind_copy_last_at": " ".join(map(str, surely_behind)) or "never",
+            "ssim_vs_autoencoder_last": vs_ceiling.mean[-1],
+            "ssim_vs_autoencoder_last_low": vs_ceiling.low[-1],
+            "ssim_vs_autoencoder_last_high": vs_ceiling.high[-1],
             "ssim_vs_first_last": vs_first.mean[-1],
             "ssim_vs_first_last_low": vs_first.low[-1],
             "ssim_vs_first_last_high": vs_first.high[-1],
@@ -159,11 +173,17 @@ def main() -> None:
                     "arm": name,
                     "horizon": h + 1,
                     "intensity_ratio": float(ratios[:, h].mean()),
+                    "intensity_ratio_copy_last": float(ratios_copy[:, h].mean()),
+                    "intensity_ratio_autoencoder": float(ratios_ceiling[:, h].mean()),
                     "ssim": float(np.nanmean(ssim[:, h])),
                     "ssim_copy_last": float(np.nanmean(ssim_copy[:, h])),
+                    "ssim_autoencoder": float(np.nanmean(ssim_ceiling[:, h])),
                     "ssim_vs_copy_last": vs_copy.mean[h],
                     "low": vs_copy.low[h],
                     "high": vs_copy.high[h],
+                    "ssim_vs_autoencoder": vs_ceiling.mean[h],
+                    "ssim_vs_autoencoder_low": vs_ceiling.low[h],
+                    "ssim_vs_autoencoder_high": vs_ceiling.high[h],
                 }
             )
     for r in rows:
@@ -178,7 +198,9 @@ def main() -> None:
             f"copy-last {r['ssim_vs_copy_last_last']:+.4f} [{r['ssim_vs_copy_last_last_low']:+.4f}, "
             f"{r['ssim_vs_copy_last_last_high']:+.4f}], behind copy-last at "
             f"{r['ssim_behind_copy_last_at']} (interval below 0 at "
-            f"{r['ssim_surely_behind_copy_last_at']}); vs {first} at {last}: "
+            f"{r['ssim_surely_behind_copy_last_at']}); vs the autoencoder ceiling "
+            f"{r['ssim_vs_autoencoder_last']:+.4f} [{r['ssim_vs_autoencoder_last_low']:+.4f}, "
+            f"{r['ssim_vs_autoencoder_last_high']:+.4f}]; vs {first} at {last}: "
             f"{r['ssim_vs_first_last']:+.4f} [{r['ssim_vs_first_last_low']:+.4f}, "
             f"{r['ssim_vs_first_last_high']:+.4f}]"
         )
@@ -193,21 +215,31 @@ def main() -> None:
 
 
 def _plot(horizon_rows: list[dict], path: Path) -> None:
+    """Mass, SSIM beside copy-last and the autoencoder ceiling, and SSIM against copy-last."""
     from framecast.eval.plots import pyplot, save_figure
 
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for arm in dict.fromkeys(r["arm"] for r in horizon_rows):
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+    names = list(dict.fromkeys(r["arm"] for r in horizon_rows))
+    for arm in names:
         at = [r for r in horizon_rows if r["arm"] == arm]
         h = [r["horizon"] for r in at]
         left.plot(h, [r["intensity_ratio"] for r in at], marker=".", label=arm)
+        middle.plot(h, [r["ssim"] for r in at], marker=".", label=arm)
         right.plot(h, [r["ssim_vs_copy_last"] for r in at], marker=".", label=arm)
         right.fill_between(h, [r["low"] for r in at], [r["high"] for r in at], alpha=0.15)
+    # Copy-last and the autoencoder are the same for every arm (same clips): drawn once.
+    at = [r for r in horizon_rows if r["arm"] == names[0]]
+    h = [r["horizon"] for r in at]
+    for key, label, style in (("copy_last", "copy-last", ":"), ("autoencoder", "AE ceiling", "--")):
+        left.plot(h, [r[f"intensity_ratio_{key}"] for r in at], "k" + style, label=label)
+        middle.plot(h, [r[f"ssim_{key}"] for r in at], "k" + style, label=label)
     left.axhspan(0.95, 1.05, color="grey", alpha=0.15, label="target 1 ± 0.05")
     left.set(xlabel="horizon", ylabel="intensity ratio (pred / true)", title="mass")
+    middle.set(xlabel="horizon", ylabel="SSIM", title="structure")
     right.axhline(0, color="black", linewidth=0.8)
-    right.set(xlabel="horizon", ylabel="SSIM − copy-last (95 % CI)", title="structure")
-    for ax in (left, right):
+    right.set(xlabel="horizon", ylabel="SSIM − copy-last (95 % CI)", title="against copy-last")
+    for ax in (left, middle, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -114,6 +114,24 @@ def test_condition_frames_must_be_below_num_observations():
         )
 
 
+@pytest.mark.parametrize(
+    "overrides,horizon",
+    [
+        ([], 8),  # RIVER: every frame before the reference of a 10-frame clip
+        (["training.context_horizon=2"], 2),
+        (["training.context_horizon=50"], 8),  # never beyond the clip
+        (["training.num_observations=3", "training.context_horizon=4"], 1),
+    ],
+)
+def test_trained_horizon_is_how_far_back_training_draws_the_context(overrides, horizon):
+    assert validate_config(apply_overrides(base(), overrides)).training.trained_horizon == horizon
+
+
+def test_context_horizon_must_be_positive():
+    with pytest.raises(ConfigError, match="context_horizon"):
+        validate_config(apply_overrides(base(), ["training.context_horizon=0"]))
+
+
 def test_yaml_roundtrip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(base()))

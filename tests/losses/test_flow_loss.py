@@ -41,6 +41,26 @@ def test_indices_cover_full_ranges(num_frames, condition_frames):
         assert set(c[k == target].tolist()) == set(range(target - 1))
 
 
+@pytest.mark.parametrize("horizon", [1, 2, 5])
+def test_context_horizon_limits_how_far_back_the_context_is_drawn(horizon):
+    g = torch.Generator().manual_seed(0)
+    k, ref, c = sample_river_indices(12, 1, 6000, generator=g, context_horizon=horizon)
+    for target in range(2, 12):
+        # Uniform on the last min(horizon, k - 1) frames before the reference, all of them hit.
+        span = min(horizon, target - 1)
+        assert set(c[k == target].tolist()) == set(range(target - 1 - span, target - 1))
+    assert ((ref - c) <= horizon).all() and ((ref - c) >= 1).all()
+
+
+def test_a_horizon_beyond_the_clip_draws_the_same_numbers_as_none():
+    draws = [
+        sample_river_indices(10, 1, 256, torch.Generator().manual_seed(3), context_horizon=h)
+        for h in (None, 8, 50)
+    ]
+    for other in draws[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(draws[0], other, strict=True))
+
+
 def test_indices_reject_bad_arguments():
     with pytest.raises(ValueError, match="condition_frames"):
         sample_river_indices(10, 0, 2)
@@ -48,6 +68,8 @@ def test_indices_reject_bad_arguments():
         sample_river_indices(2, 1, 2)
     with pytest.raises(ValueError, match="batch"):
         sample_river_indices(10, 1, 0)
+    with pytest.raises(ValueError, match="context_horizon"):
+        sample_river_indices(10, 1, 2, context_horizon=0)
 
 
 def test_unit_weights_equal_plain_mse():

@@ -251,3 +251,21 @@ def test_context_noise_and_pushforward_apply_in_training_only(tiny_dataset, tiny
     torch.testing.assert_close(loss(noisy, False), loss(plain, False))  # validation: clean
     torch.testing.assert_close(loss(plain, True), loss(plain, False))
     assert not torch.allclose(loss(noisy, True), loss(plain, True))
+
+
+def test_context_horizon_applies_in_training_and_validation(tiny_dataset, tiny_autoencoder_run):
+    plain = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run))
+    near = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run, "training.context_horizon=1"))
+    torch.manual_seed(0)
+    for parameter in plain.model.parameters():  # a field that reads its context (see above)
+        parameter.data.normal_(0, 0.1)
+    near.model.load_state_dict(plain.model.state_dict())
+    latents = torch.randn(8, 4, 8, 4, 4)  # k = 3 draws c from {0, 1}, or only 1 with H = 1
+
+    def loss(module, training: bool):
+        module.train(training)
+        return module.flow_loss(latents, torch.Generator().manual_seed(0)).loss
+
+    for training in (True, False):  # it defines the task: validation draws like training
+        assert not torch.allclose(loss(near, training), loss(plain, training))
+    assert near.config.training.trained_horizon == 1

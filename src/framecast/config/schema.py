@@ -154,6 +154,16 @@ class TrainingConfig(Section):
     pushforward_steps: PositiveInt = Field(
         2, description="river: Euler steps of that prediction (from warm start 0.1)"
     )
+    # River: the reference-frame distribution (issue 24 item 2). RIVER draws the random
+    # earlier frame uniformly from every frame before the reference; a rollout then mostly
+    # conditions on frames far back. This limits it to the last few, in training and
+    # validation, and sampling follows (the pipeline's default past_horizon).
+    context_horizon: PositiveInt | None = Field(
+        None,
+        description="river: draw the random earlier frame from at most this many frames "
+        "before the reference (tau <= context_horizon) in training, validation and, by "
+        "default, sampling; null = from all earlier frames (RIVER)",
+    )
     # Warm start (sweep phases): model weights only, from another run of the same kind.
     init_from: str | None = Field(
         None, description="run directory or checkpoint whose model weights start this run"
@@ -161,6 +171,12 @@ class TrainingConfig(Section):
     init_which: Literal["best", "last"] = Field(
         "best", description="checkpoint of an init_from run directory"
     )
+
+    @property
+    def trained_horizon(self) -> int:
+        """Largest context-to-reference distance tau that river training draws."""
+        horizon = max(1, self.num_observations - 2)
+        return horizon if self.context_horizon is None else min(horizon, self.context_horizon)
 
     @field_validator("precision", mode="before")
     @classmethod

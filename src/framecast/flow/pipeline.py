@@ -69,10 +69,11 @@ class RiverPipeline(torch.nn.Module):
 
     @property
     def trained_horizon(self) -> int:
-        """Largest context-to-reference distance seen in training: num_observations - 2."""
+        """Largest context-to-reference distance seen in training: num_observations - 2,
+        or ``training.context_horizon`` where that is smaller."""
         if self.config is None:
             raise ValueError("pipeline has no training config")
-        return max(1, self.config.training.num_observations - 2)
+        return self.config.training.trained_horizon
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +111,7 @@ class RiverPipeline(torch.nn.Module):
         """:func:`rollout` with this pipeline's vector field and path.
 
         A sampler without ``past_horizon`` draws contexts only as far back as training did
-        (tau <= num_observations - 2): the distance embedding never saw larger tau.
+        (:attr:`trained_horizon`): the distance embedding never saw larger tau.
         """
         if sampler.past_horizon is None and self.config is not None:
             sampler = replace(sampler, past_horizon=self.trained_horizon)

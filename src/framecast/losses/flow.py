@@ -16,12 +16,14 @@ def sample_river_indices(
     condition_frames: int,
     batch: int,
     generator: torch.Generator | None = None,
+    context_horizon: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Draw (target k, reference k - 1, context c) frame indices per sample, as in RIVER.
 
     Per sample: k ~ U{max(condition_frames, 2) .. num_frames - 1}, reference = k - 1,
     c ~ U{0 .. k - 2}, so the context always lies strictly before the reference and
-    tau = reference - c >= 1.
+    tau = reference - c >= 1. With ``context_horizon`` H, c ~ U{max(0, k - 1 - H) .. k - 2}
+    (tau <= H); the draws are the same numbers, so H >= num_frames - 2 changes nothing.
 
     RIVER itself draws k from {2 .. N - 1} whatever the conditioning length; we also keep
     k >= condition_frames so that a target is never one of the given frames. k = 1 is
@@ -36,6 +38,8 @@ def sample_river_indices(
         raise ValueError(f"condition_frames must be >= 1, got {condition_frames}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if context_horizon is not None and context_horizon < 1:
+        raise ValueError(f"context_horizon must be >= 1 or None, got {context_horizon}")
     low = max(condition_frames, 2)
     if num_frames < low + 1:
         raise ValueError(
@@ -44,10 +48,15 @@ def sample_river_indices(
         )
     device = generator.device if generator is not None else torch.device("cpu")
     target = torch.randint(low, num_frames, (batch,), generator=generator, device=device)
-    # c = floor(u * (k - 1)) with u ~ U[0, 1) is uniform on {0 .. k - 2}, vectorised over k.
+    # c = first + floor(u * span) with u ~ U[0, 1) is uniform on the span frames before the
+    # reference, vectorised over k (first = 0 and span = k - 1 without a horizon).
+    span = target - 1
+    if context_horizon is not None:
+        span = span.clamp(max=context_horizon)
+    first = target - 1 - span
     u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
-    # The minimum guards against u * (k - 1) rounding up to k - 1 in floating point.
-    context = torch.minimum((u * (target - 1).double()).floor().long(), target - 2)
+    # The minimum guards against u * span rounding up to span in floating point.
+    context = first + torch.minimum((u * span.double()).floor().long(), span - 1)
     return target, target - 1, context
 
 
@@ -163,12 +172,14 @@ def predicted_reference(
     steps: int,
     warm_start: float,
     generator: torch.Generator | None = None,
+    context_horizon: int | None = None,
 ) -> Tensor:
     """Each clip's reference latent z_{k-1} (B, C, h, w), replaced with ``probability`` (for
     clips with k >= 3) by the model's own prediction of it: ``steps`` Euler steps over
     [warm_start, 1] from the warm start off z_{k-2}, with z_{k-2} as reference and a context
-    c' ~ U{0 .. k-3}, as one frame of a rollout (a cheaper solve than the sampler's: the
-    point is a reference with the model's kind of error, not its best frame).
+    c' ~ U{0 .. k-3} (the last ``context_horizon`` of them where given), as one frame of a
+    rollout (a cheaper solve than the sampler's: the point is a reference with the model's
+    kind of error, not its best frame).
 
     latents (B, N, C, h, w); target (B,) the k of each clip.
     """
@@ -178,7 +189,10 @@ def predicted_reference(
     chosen = (torch.rand(batch, generator=generator) < probability) & (target >= 3)
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
     before = (reference - 1).clamp(min=0)  # k - 2
-    context = torch.minimum((u * (before).clamp(min=1).double()).floor().long(), before - 1)
+    span = before.clamp(min=1)
+    if context_horizon is not None:
+        span = span.clamp(max=context_horizon)
+    context = before - span + torch.minimum((u * span.double()).floor().long(), span - 1)
     context = context.clamp(min=0)
     noise = torch.randn(latents[:, 0].shape, generator=generator).to(latents.device, latents.dtype)
     z_before = latents[rows, before]
@@ -208,6 +222,7 @@ def river_flow_loss(
     pushforward: float = 0.0,
     pushforward_steps: int = 2,
     pushforward_warm_start: float = 0.1,
+    context_horizon: int | None = None,
 ) -> FlowLossOutput:
     """The RIVER training objective on one random (target, reference, context) per clip.
 
@@ -228,10 +243,13 @@ def river_flow_loss(
     z_{k-1} is replaced by the model's own prediction of it (:func:`predicted_reference`,
     no gradient), so the target is learned from a reference the rollout would have made.
     Off, nothing extra is drawn.
+
+    ``context_horizon`` limits how far before the reference the context is drawn
+    (:func:`sample_river_indices`).
     """
     batch, num_frames = latents.shape[:2]
     target, reference, context = sample_river_indices(
-        num_frames, condition_frames, batch, generator
+        num_frames, condition_frames, batch, generator, context_horizon
     )
     rows = torch.arange(batch)
     z_target = latents[rows, target]
@@ -250,6 +268,7 @@ def river_flow_loss(
             pushforward_steps,
             pushforward_warm_start,
             generator,
+            context_horizon,
         )
     if context_noise > 0:
         level = (context_noise * torch.rand(batch, generator=generator)).to(latents.device)

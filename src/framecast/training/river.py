@@ -383,6 +383,7 @@ class RiverModule(FramecastModule):
             context_noise=t.context_noise if self.training else 0.0,
             pushforward=t.pushforward if self.training else 0.0,
             pushforward_steps=t.pushforward_steps,
+            context_horizon=t.context_horizon,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
@@ -542,7 +543,8 @@ class RiverDistillModule(RiverModule):
         # A list keeps the teacher out of state_dict, the optimiser and EMA.
         self._teacher = [teacher.vector_field.eval().requires_grad_(False)]
         self.teacher_checkpoint = str(teacher.checkpoint)
-        horizon = max(1, config.training.num_observations - 2)  # as RiverPipeline samples
+        # Contexts as far back as the teacher's pipeline samples them.
+        horizon = teacher.trained_horizon
         self.samplers = DistillSamplers.from_config(distill, past_horizon=horizon)
         self.validation_sampler = self.samplers.student
 

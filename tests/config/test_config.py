@@ -124,12 +124,28 @@ def test_condition_frames_must_be_below_num_observations():
     ],
 )
 def test_trained_horizon_is_how_far_back_training_draws_the_context(overrides, horizon):
-    assert validate_config(apply_overrides(base(), overrides)).training.trained_horizon == horizon
+    river = {"model": {"kind": "river"}}
+    assert validate_config(apply_overrides(river, overrides)).training.trained_horizon == horizon
 
 
 def test_context_horizon_must_be_positive():
     with pytest.raises(ConfigError, match="context_horizon"):
-        validate_config(apply_overrides(base(), ["training.context_horizon=0"]))
+        validate_config(
+            apply_overrides({"model": {"kind": "river"}}, ["training.context_horizon=0"])
+        )
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["training.context_noise=0.3", "training.smoke_weight=2.0", "training.pushforward=1"],
+)
+def test_river_only_training_keys_are_refused_for_other_kinds(override):
+    with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}.*only applies to.*river"):
+        validate_config(apply_overrides(base(), [override]))
+    # The default spelled out is harmless: every saved config.yaml holds it.
+    key = override.split("=")[0].split(".")[1]
+    default = validate_config(base()).training.model_dump()[key]
+    validate_config(apply_overrides(base(), [f"training.{key}={default}"]))
 
 
 def test_yaml_roundtrip(tmp_path):

@@ -146,7 +146,41 @@ def validate_config(data: dict[str, Any], source: str = "config") -> Config:
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, Config)) from None
     reconcile_image_channels(config, source)
+    refuse_keys_of_other_kinds(config, source)
     return config
+
+
+# Training keys that only river's objective reads: another kind would train as if they were
+# not there, so a value other than the default is refused rather than silently dropped.
+RIVER_TRAINING_KEYS = (
+    "smoke_weight",
+    "background_weight",
+    "smoke_threshold",
+    "smoke_threshold_scale",
+    "context_noise",
+    "pushforward",
+    "pushforward_steps",
+    "context_horizon",
+)
+
+
+def refuse_keys_of_other_kinds(config: Config, source: str = "config") -> None:
+    """Raise :class:`ConfigError` when a non-river config sets a river-only training key
+    (:data:`RIVER_TRAINING_KEYS`) to anything but its default."""
+    if config.model.kind == "river":
+        return
+    training = config.training
+    fields = type(training).model_fields
+    ignored = [
+        f"training.{key}={getattr(training, key)!r}"
+        for key in RIVER_TRAINING_KEYS
+        if getattr(training, key) != fields[key].default
+    ]
+    if ignored:
+        raise ConfigError(
+            f"{source}: {', '.join(ignored)} only applies to model.kind river, and this "
+            f"config's model.kind is {config.model.kind!r}: remove the key(s)"
+        )
 
 
 def reconcile_image_channels(config: Config, source: str = "config") -> None:

@@ -12,8 +12,8 @@ The table per arm:
 
 - ``intensity_ratio`` at horizons 7, 20 and the last (predicted over true total intensity;
   1 = no fading), the mean over seeds with the seeds' range;
-- SSIM minus copy-last's per horizon, paired per clip and pooled over seeds (clusters: seed ×
-  video, 95 % cluster bootstrap): the horizons where the mean is below copy-last and where
+- SSIM minus copy-last's per horizon, paired per clip and pooled over seeds (clusters: the
+  test videos of each dataset, so seeds on one dataset share them; 95 % cluster bootstrap): the horizons where the mean is below copy-last and where
   the whole interval is;
 - SSIM minus the autoencoder ceiling's (the truth encoded and decoded: the best a latent
   model can do) at the last horizon, paired the same way;
@@ -115,11 +115,15 @@ def main() -> None:
                 )
             arms[name].append(folder)
 
+    datasets = [str(Path(d).resolve()) for d in args.data]
+
     def pooled(name: str, method: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        # Clusters are the test videos of each dataset: seeds scored on one dataset share a
+        # video's cluster, since the video's part of the error is common to them.
         ids, values = [], []
         for seed, folder in enumerate(arms[name]):
             videos, v = per_clip(folder, method, metric)
-            ids += [f"{seed}:{video}" for video in videos]
+            ids += [f"{datasets.index(datasets[seed])}:{video}" for video in videos]
             values.append(v)
         return np.array(ids), np.concatenate(values)
 

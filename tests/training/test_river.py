@@ -17,7 +17,7 @@ from framecast.data.latent_dataset import LatentClipDataset, latent_shard_path
 from framecast.encode import encode_dataset
 from framecast.errors import CheckpointError, ConfigError, DataError
 from framecast.flow.pipeline import load_river
-from framecast.flow.sampling import SamplerConfig
+from framecast.flow.sampling import SamplerConfig, rollout
 from framecast.flow.solvers import SolverConfig
 from framecast.models.autoencoder.loading import load_autoencoder
 from framecast.training import resolve_run_config
@@ -253,7 +253,9 @@ def test_context_noise_and_pushforward_apply_in_training_only(tiny_dataset, tiny
     assert not torch.allclose(loss(noisy, True), loss(plain, True))
 
 
-def test_context_horizon_applies_in_training_and_validation(tiny_dataset, tiny_autoencoder_run):
+def test_context_horizon_applies_in_training_and_validation(
+    tiny_dataset, tiny_autoencoder_run, monkeypatch
+):
     plain = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run))
     near = _module(_tiny_config(tiny_dataset, tiny_autoencoder_run, "training.context_horizon=1"))
     torch.manual_seed(0)
@@ -269,3 +271,16 @@ def test_context_horizon_applies_in_training_and_validation(tiny_dataset, tiny_a
     for training in (True, False):  # it defines the task: validation draws like training
         assert not torch.allclose(loss(near, training), loss(plain, training))
     assert near.config.training.trained_horizon == 1
+
+    # The validation rollout draws its contexts as far back as training did.
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(args[4].past_horizon)
+        return rollout(*args, **kwargs)
+
+    monkeypatch.setattr("framecast.training.river.rollout", spy)
+    monkeypatch.setattr(RiverModule, "log", lambda *a, **k: None)
+    for module in (plain, near):
+        module._validation_rollout(latents[:2])
+    assert seen == [2, 1]  # num_observations 4: tau <= 2 without a horizon

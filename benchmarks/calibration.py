@@ -14,11 +14,12 @@ sampler's lever on the noise (the rollout starts at t = s between noise and the 
 frame; s = 0 starts from pure noise). Evaluations are skipped when their metrics.json
 exists, so an interrupted run continues.
 
-The table, pooled over the clips of all seeds (clusters: seed × video): per arm the
-spread–skill ratio per horizon with a 95 % percentile cluster-bootstrap interval (ratio of
-pooled sums: sqrt((K + 1) / K) · sqrt(sum spread² / sum error²)), the CRPS, and the CRPS
-difference against the first arm (raw, first warm start) with its paired cluster-bootstrap
-interval (:func:`framecast.eval.stats.paired_bootstrap`). Written as ``OUT/calibration.csv``,
+The table, pooled over the clips of all seeds (clusters: the test videos, shared by seeds
+scored on the same videos): per arm the spread–skill ratio per horizon with a 95 %
+percentile cluster-bootstrap interval (ratio of pooled sums: sqrt((K + 1) / K) ·
+sqrt(sum spread² / sum error²)), the CRPS, and the CRPS difference against the first arm
+(raw, first warm start) with its paired cluster-bootstrap interval
+(:func:`framecast.eval.stats.paired_bootstrap`). Written as ``OUT/calibration.csv``,
 ``OUT/calibration_per_horizon.csv`` and ``OUT/calibration.png``.
 
     .venv/bin/python benchmarks/calibration.py --run runs/eqc/river_s0 runs/eqc/data_s0 \\
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framecast.eval.stats import paired_bootstrap
+from framecast.eval.stats import paired_bootstrap, video_clusters
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
 
@@ -133,7 +134,8 @@ def main() -> None:
     def pooled(w: float) -> dict[str, np.ndarray]:
         parts = [read_per_clip(f / "test") for f in folders[w]]
         merged = {n: np.concatenate([p[n] for p in parts]) for n in parts[0] if n != "video"}
-        merged["cluster"] = np.array([f"{s}:{v}" for s, p in enumerate(parts) for v in p["video"]])
+        # Clusters: the test videos, shared by every seed scored on them (video_clusters).
+        merged["cluster"] = video_clusters([d for _, d in args.run], [p["video"] for p in parts])
         return merged
 
     k = args.samples

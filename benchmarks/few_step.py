@@ -15,7 +15,7 @@ and skipped when it exists, so an interrupted run continues; pairs that share a 
 data (several students of one reference run) score the teacher's arms once. The table: per
 arm, the mean over seeds of PSNR, SSIM and ST-LPIPS; ST-LPIPS relative to the 10-NFE teacher
 with a 95 % paired cluster-bootstrap interval over the clips of all seeds (clusters: the test
-videos of each dataset, so pairs on one dataset share them; the interval is that of the mean
+videos, shared by pairs scored on the same videos; the interval is that of the mean
 paired difference divided by the 10-NFE mean); the rms spread of the K samples relative to
 the 10-NFE spread; seconds per predicted frame (this machine); the distinct runs behind a row.
 Written as ``OUT/few_step.csv`` and ``OUT/few_step.png``.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framecast.eval.stats import paired_bootstrap
+from framecast.eval.stats import paired_bootstrap, video_clusters
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
 
@@ -155,17 +155,12 @@ def main() -> None:
             print(f"seed {seed}: {arm.name} ({run})", flush=True)
             done[key] = evaluate_arm(arm, run, data, folder, args)
             folders[arm.name].append(done[key])
-    datasets = [str(Path(data).resolve()) for _, _, data in args.pair]
+    datasets = [data for _, _, data in args.pair]
 
     def pooled(name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        # Clusters are the test videos of each dataset: a video scored by several students of
-        # one teacher is one cluster, since the teacher's (and the video's) part is shared.
-        ids, values = [], []
-        for seed, folder in enumerate(folders[name]):
-            videos, v = per_clip_means(folder, metric)
-            ids += [f"{datasets.index(datasets[seed])}:{video}" for video in videos]
-            values.append(v)
-        return np.array(ids), np.concatenate(values)
+        # Clusters: the test videos, shared by every run scored on them (video_clusters).
+        videos, values = zip(*(per_clip_means(f, metric) for f in folders[name]), strict=True)
+        return video_clusters(datasets, videos), np.concatenate(values)
 
     ref_ids, ref_lpips = pooled(REFERENCE.name, "stlpips")
     ref_spread = np.mean([summary(f)["spread"] for f in folders[REFERENCE.name]])

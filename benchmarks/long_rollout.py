@@ -13,7 +13,7 @@ The table per arm:
 - ``intensity_ratio`` at horizons 7, 20 and the last (predicted over true total intensity;
   1 = no fading), the mean over seeds with the seeds' range;
 - SSIM minus copy-last's per horizon, paired per clip and pooled over seeds (clusters: the
-  test videos of each dataset, so seeds on one dataset share them; 95 % cluster bootstrap): the horizons where the mean is below copy-last and where
+  test videos, shared by seeds scored on the same videos; 95 % cluster bootstrap): the horizons where the mean is below copy-last and where
   the whole interval is;
 - SSIM minus the autoencoder ceiling's (the truth encoded and decoded: the best a latent
   model can do) at the last horizon, paired the same way;
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framecast.eval.stats import paired_bootstrap
+from framecast.eval.stats import paired_bootstrap, video_clusters
 from framecast.flow.sampling import SamplerConfig
 from framecast.flow.solvers import SolverConfig
 
@@ -115,17 +115,10 @@ def main() -> None:
                 )
             arms[name].append(folder)
 
-    datasets = [str(Path(d).resolve()) for d in args.data]
-
     def pooled(name: str, method: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        # Clusters are the test videos of each dataset: seeds scored on one dataset share a
-        # video's cluster, since the video's part of the error is common to them.
-        ids, values = [], []
-        for seed, folder in enumerate(arms[name]):
-            videos, v = per_clip(folder, method, metric)
-            ids += [f"{datasets.index(datasets[seed])}:{video}" for video in videos]
-            values.append(v)
-        return np.array(ids), np.concatenate(values)
+        # Clusters: the test videos, shared by every seed scored on them (video_clusters).
+        videos, values = zip(*(per_clip(f, method, metric) for f in arms[name]), strict=True)
+        return video_clusters(args.data, videos), np.concatenate(values)
 
     first = next(iter(arms))
     ids0, ssim0 = pooled(first, "river", "ssim")

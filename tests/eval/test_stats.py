@@ -186,3 +186,16 @@ def test_corrected_leads_find_a_true_lead_and_rarely_call_a_null_one(arms):
     power, false_rate = found / (3 * draws), false_family / draws
     assert power >= (0.85 if arms == 2 else 0.7), power
     assert false_rate <= 0.05, false_rate
+
+
+def test_video_clusters_are_shared_by_runs_on_the_same_videos(tmp_path):
+    from framecast.eval.stats import video_clusters
+
+    (tmp_path / "a" / "test").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "test").symlink_to(tmp_path / "a" / "test")  # b's split is a's
+    (tmp_path / "c" / "test").mkdir(parents=True)
+    ids = video_clusters([tmp_path / "a", tmp_path / "b", tmp_path / "c"], [[0, 0, 1], [0, 1], [0]])
+    assert ids.tolist() == ["0:0", "0:0", "0:1", "0:0", "0:1", "1:0"]
+    with pytest.raises(ValueError, match="2 datasets for 1 runs"):
+        video_clusters([tmp_path / "a", tmp_path / "c"], [[0]])

@@ -18,10 +18,12 @@ dataclasses. Shapes: N clips, F horizons, G clusters (videos), B bootstrap draws
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.stats
@@ -127,6 +129,29 @@ def _cluster_sums(values: np.ndarray, labels: np.ndarray, groups: int) -> tuple[
     np.add.at(sums, labels, np.where(finite, values, 0.0))
     np.add.at(counts, labels, finite.astype(float))
     return sums, counts
+
+
+def video_clusters(
+    data_roots: Sequence[str | os.PathLike], videos: Sequence[Sequence[int]], split: str = "test"
+) -> np.ndarray:
+    """Cluster ids for clips pooled over runs: one id per (video, the split folder it is in).
+
+    ``data_roots[i]`` is the dataset run i was scored on and ``videos[i]`` the video index of
+    each of its clips. The split folder is compared with links resolved, so runs scored on the
+    same videos (one dataset, or datasets whose splits link to one) share a video's cluster:
+    its part of the error is common to them, and counting it once per run would make the
+    interval too narrow. Returns (N,) strings, N the clips of all runs in order.
+    """
+    if len(data_roots) != len(videos):
+        raise ValueError(f"{len(data_roots)} datasets for {len(videos)} runs")
+    folders: list[str] = []
+    ids = []
+    for root, clip_videos in zip(data_roots, videos, strict=True):
+        folder = str((Path(root) / split).resolve())
+        if folder not in folders:
+            folders.append(folder)
+        ids += [f"{folders.index(folder)}:{int(v)}" for v in clip_videos]
+    return np.array(ids)
 
 
 def paired_bootstrap(

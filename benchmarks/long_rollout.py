@@ -13,8 +13,8 @@ The table per arm:
 - ``intensity_ratio`` at horizons 7, 20 and the last (predicted over true total intensity;
   1 = no fading), the mean over seeds with the seeds' range;
 - SSIM minus copy-last's per horizon, paired per clip and pooled over seeds (clusters: the
-  test videos, shared by seeds scored on the same videos; 95 % cluster bootstrap): the horizons where the mean is below copy-last and where
-  the whole interval is;
+  test videos, shared by seeds scored on the same videos; 95 % cluster bootstrap): the
+  horizons where the mean is below copy-last and where the whole interval is;
 - SSIM minus the autoencoder ceiling's (the truth encoded and decoded: the best a latent
   model can do) at the last horizon, paired the same way;
 - SSIM against the first arm at the last horizon, paired the same way.

@@ -48,16 +48,21 @@ def sample_river_indices(
         )
     device = generator.device if generator is not None else torch.device("cpu")
     target = torch.randint(low, num_frames, (batch,), generator=generator, device=device)
-    # c = first + floor(u * span) with u ~ U[0, 1) is uniform on the span frames before the
-    # reference, vectorised over k (first = 0 and span = k - 1 without a horizon).
-    span = target - 1
-    if context_horizon is not None:
-        span = span.clamp(max=context_horizon)
-    first = target - 1 - span
     u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
-    # The minimum guards against u * span rounding up to span in floating point.
-    context = first + torch.minimum((u * span.double()).floor().long(), span - 1)
+    context = uniform_earlier_frame(target - 1, u, context_horizon)  # frames 0 .. k - 2
     return target, target - 1, context
+
+
+def uniform_earlier_frame(count: Tensor, u: Tensor, horizon: int | None) -> Tensor:
+    """Index uniform on the last min(count, horizon) of frames 0 .. count - 1, from u ~ U[0, 1).
+
+    count (B,) int64 >= 1, u (B,) float64 -> (B,) int64. The index is
+    count - span + floor(u * span): without a horizon, floor(u * count), so the draws are
+    the same numbers whatever horizon >= count is given.
+    """
+    span = count if horizon is None else count.clamp(max=horizon)
+    # The minimum guards against u * span rounding up to span in floating point.
+    return count - span + torch.minimum((u * span.double()).floor().long(), span - 1)
 
 
 def smoke_weights(
@@ -189,11 +194,9 @@ def predicted_reference(
     chosen = (torch.rand(batch, generator=generator) < probability) & (target >= 3)
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
     before = (reference - 1).clamp(min=0)  # k - 2
-    span = before.clamp(min=1)
-    if context_horizon is not None:
-        span = span.clamp(max=context_horizon)
-    context = before - span + torch.minimum((u * span.double()).floor().long(), span - 1)
-    context = context.clamp(min=0)
+    # Frames 0 .. k - 3 precede z_{k-2}; with k = 2 there are none and frame 0 stands in.
+    context = uniform_earlier_frame(before.clamp(min=1), u, context_horizon)
+    context = context.clamp(max=before)
     noise = torch.randn(latents[:, 0].shape, generator=generator).to(latents.device, latents.dtype)
     z_before = latents[rows, before]
     z_context = latents[rows, context]

@@ -114,6 +114,39 @@ def test_an_fp32_teacher_stays_fp32_inside_bf16_autocast():
         solve_next(field, frames, frames[:, -1], SamplerConfig(precision="auto"))
 
 
+def test_the_frames_seen_can_be_given_and_must_leave_one_to_predict():
+    field = Field(scale=0.5)
+    samplers = DistillSamplers.from_config(distill_section(), None)
+    given = distillation_loss(field, Field(), PATH, latents(), samplers, torch.Generator(), 4)
+    assert given.available == 4
+    for wrong in (0, 5):
+        with pytest.raises(ValueError, match=f"available={wrong} frames must lie in \\[1, 4\\]"):
+            distillation_loss(field, field, PATH, latents(), samplers, torch.Generator(), wrong)
+
+
+def test_distill_validation_averages_over_every_number_of_seen_frames():
+    """One validation batch used to be scored at one random k, so val/distill_mse (the
+    checkpoint monitor) measured one draw; now it is the mean over k = 1 .. N - 1."""
+    from framecast.training.river import RiverDistillModule
+
+    seen, logged = [], {}
+
+    def distill_loss(batch_latents, generator, available=None):
+        seen.append(available)
+        return SimpleNamespace(loss=torch.tensor(float(available)))
+
+    module = SimpleNamespace(
+        clip_latents=lambda batch: latents(batch=2, frames=5),
+        config=SimpleNamespace(training=SimpleNamespace(seed=0)),
+        distill_loss=distill_loss,
+        log_dict_prefixed=lambda prefix, values, **kwargs: logged.update(values),
+        _validation_rollout=lambda clips: None,
+    )
+    RiverDistillModule.validation_step(module, {}, 0)
+    assert seen == [1, 2, 3, 4]
+    assert logged["distill_mse"].item() == pytest.approx(2.5)
+
+
 def test_distill_config_takes_the_teachers_architecture_and_training_defaults(tiny_river_run):
     from framecast.config import load_config
     from framecast.training.river import adopt_teacher, distill_config

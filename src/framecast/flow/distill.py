@@ -107,18 +107,27 @@ def distillation_loss(
     latents: Tensor,
     samplers: DistillSamplers,
     generator: torch.Generator | None = None,
+    available: int | None = None,
 ) -> DistillLossOutput:
     """Latent MSE between the student's few-step and the teacher's many-step next latent
     from the same noise, on clip latents (B, N, C, h, w), N >= 2.
 
-    ``samplers.teacher.precision`` must be resolved (``fp32`` or ``bf16``).
+    ``available``: how many of the clip's first frames are seen (k in [1, N - 1]); drawn
+    uniformly per call when None, as in training. ``samplers.teacher.precision`` must be
+    resolved (``fp32`` or ``bf16``).
     """
     if latents.dim() != 5 or latents.shape[1] < 2:
         raise ValueError(f"expected clip latents (B, N >= 2, C, h, w), got {tuple(latents.shape)}")
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    available = int(
-        torch.randint(1, latents.shape[1], (1,), generator=generator, device=gen_device)
-    )
+    if available is None:
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        available = int(
+            torch.randint(1, latents.shape[1], (1,), generator=generator, device=gen_device)
+        )
+    elif not 1 <= available < latents.shape[1]:
+        raise ValueError(
+            f"available={available} frames must lie in [1, {latents.shape[1] - 1}] for clips "
+            f"of {latents.shape[1]} latents (one is left to predict)"
+        )
     frames = latents[:, :available].float()
     # Both start from the same x_s: the student learns the teacher's map from this noise.
     start = warm_start_state(frames, path, samplers.teacher, generator)

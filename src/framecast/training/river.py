@@ -565,9 +565,16 @@ class RiverDistillModule(RiverModule):
             )
         return self.teacher
 
-    def distill_loss(self, latents: torch.Tensor, generator: torch.Generator | None = None):
+    def distill_loss(
+        self,
+        latents: torch.Tensor,
+        generator: torch.Generator | None = None,
+        available: int | None = None,
+    ):
         teacher = self._ready_teacher()
-        return distillation_loss(self.model, teacher, self.path, latents, self.samplers, generator)
+        return distillation_loss(
+            self.model, teacher, self.path, latents, self.samplers, generator, available
+        )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         out = self.distill_loss(self.clip_latents(batch))
@@ -579,10 +586,18 @@ class RiverDistillModule(RiverModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         latents = self.clip_latents(batch)
         generator = torch.Generator().manual_seed(self.config.training.seed + batch_idx)
-        out = self.distill_loss(latents, generator)
+        # Every number of seen frames k that training draws (uniform on [1, N - 1]), not one
+        # draw per batch: with a single validation batch one k decided the whole figure, and
+        # the figure differed 10x between seeds of the same student.
+        loss = torch.stack(
+            [
+                self.distill_loss(latents, generator, available).loss
+                for available in range(1, latents.shape[1])
+            ]
+        ).mean()
         self.log_dict_prefixed(
             "val",
-            {"loss": out.loss, "distill_mse": out.loss},
+            {"loss": loss, "distill_mse": loss},
             on_epoch=True,
             batch_size=latents.shape[0],
         )

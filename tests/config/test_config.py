@@ -148,6 +148,21 @@ def test_river_only_training_keys_are_refused_for_other_kinds(override):
     validate_config(apply_overrides(base(), [f"training.{key}={default}"]))
 
 
+def test_the_river_only_keys_come_from_the_schemas_marker():
+    from framecast.config.loader import RIVER_TRAINING_KEYS
+
+    assert RIVER_TRAINING_KEYS == (
+        "smoke_weight",
+        "background_weight",
+        "smoke_threshold",
+        "smoke_threshold_scale",
+        "context_noise",
+        "pushforward",
+        "pushforward_steps",
+        "context_horizon",
+    )
+
+
 def test_yaml_roundtrip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(base()))

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from framecast.config.schema import Config, ModelConfig
+from framecast.config.schema import RIVER_ONLY, Config, ModelConfig, TrainingConfig
 from framecast.errors import ConfigError
 from framecast.utils import atomic_write_text
 
@@ -150,17 +150,13 @@ def validate_config(data: dict[str, Any], source: str = "config") -> Config:
     return config
 
 
-# Training keys that only river's objective reads: another kind would train as if they were
-# not there, so a value other than the default is refused rather than silently dropped.
-RIVER_TRAINING_KEYS = (
-    "smoke_weight",
-    "background_weight",
-    "smoke_threshold",
-    "smoke_threshold_scale",
-    "context_noise",
-    "pushforward",
-    "pushforward_steps",
-    "context_horizon",
+# Training keys that only river's objective reads (marked RIVER_ONLY where the schema defines
+# them): another kind would train as if they were not there, so a value other than the
+# default is refused rather than silently dropped.
+RIVER_TRAINING_KEYS = tuple(
+    name
+    for name, field in TrainingConfig.model_fields.items()
+    if field.json_schema_extra == RIVER_ONLY
 )
 
 

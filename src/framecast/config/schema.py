@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 
 from framecast.hardware import TRAINING_PRECISIONS
 
+# Marks a training field that only one model kind's objective reads; the loader refuses it,
+# set away from its default, in a config of another kind (refuse_keys_of_other_kinds).
+RIVER_ONLY = {"only_for_kind": "river"}
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
@@ -119,18 +123,24 @@ class TrainingConfig(Section):
     # ||z - z_black|| > smoke_threshold (z_black: the latent of an all-black frame; see
     # framecast.losses.latent_smoke). `auto` derives the threshold from the data at the start
     # of a run and writes the number it used into the run's config.yaml.
-    smoke_weight: float = Field(5.0, ge=0, description="loss weight of smoke latent pixels")
-    background_weight: float = Field(1.0, ge=0, description="loss weight of the other pixels")
+    smoke_weight: float = Field(
+        5.0, ge=0, description="loss weight of smoke latent pixels", json_schema_extra=RIVER_ONLY
+    )
+    background_weight: float = Field(
+        1.0, ge=0, description="loss weight of the other pixels", json_schema_extra=RIVER_ONLY
+    )
     smoke_threshold: float | Literal["auto"] = Field(
         "auto",
         description="'auto' (from the data) or a number >= 0: distance of the target latent "
         "from the all-black frame's latent above which a latent pixel is smoke",
+        json_schema_extra=RIVER_ONLY,
     )
     smoke_threshold_scale: float = Field(
         1.0,
         gt=0,
         description="multiplies the derived threshold when smoke_threshold is auto "
         "(< 1: more cells count as smoke, > 1: fewer)",
+        json_schema_extra=RIVER_ONLY,
     )
     # River: noise augmentation of the conditioning (issue 24 item 2). A rollout conditions
     # on its own imperfect frames, training only on true ones; with this on, each training
@@ -142,6 +152,7 @@ class TrainingConfig(Section):
         le=5,
         description="river: std ceiling of the Gaussian noise on the reference and context "
         "latents in training (per clip u * context_noise, u ~ U[0, 1]); 0 = off",
+        json_schema_extra=RIVER_ONLY,
     )
     # River: training on the model's own rollouts (pushforward; issue 24 item 2).
     pushforward: float = Field(
@@ -150,9 +161,12 @@ class TrainingConfig(Section):
         le=1,
         description="river: probability per training clip that the reference frame is the "
         "model's own prediction of it (no gradient) instead of the true latent; 0 = off",
+        json_schema_extra=RIVER_ONLY,
     )
     pushforward_steps: PositiveInt = Field(
-        2, description="river: Euler steps of that prediction (from warm start 0.1)"
+        2,
+        description="river: Euler steps of that prediction (from warm start 0.1)",
+        json_schema_extra=RIVER_ONLY,
     )
     # River: the reference-frame distribution (issue 24 item 2). RIVER draws the random
     # earlier frame uniformly from every frame before the reference; a rollout then mostly
@@ -163,6 +177,7 @@ class TrainingConfig(Section):
         description="river: draw the random earlier frame from at most this many frames "
         "before the reference (tau <= context_horizon) in training, validation and, by "
         "default, sampling; null = from all earlier frames (RIVER)",
+        json_schema_extra=RIVER_ONLY,
     )
     # Warm start (sweep phases): model weights only, from another run of the same kind.
     init_from: str | None = Field(

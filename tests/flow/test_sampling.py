@@ -203,3 +203,8 @@ def test_generate_prints_steps_and_nfe_of_river_warm_start(
     assert "8 NFE per frame" in text and "4 step(s) per frame over [0.5, 1]" in text
     assert main([*argv, "--out", str(tmp_path / "nfe.gif"), "--nfe", "6"]) == 0
     assert "6 NFE per frame" in capsys.readouterr().out
+
+
+def test_within_the_trained_horizon_fills_only_an_unset_past_horizon():
+    assert SamplerConfig().within(4).past_horizon == 4
+    assert SamplerConfig(past_horizon=7).within(4).past_horizon == 7  # asked for: kept

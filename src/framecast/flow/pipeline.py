@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -113,8 +113,8 @@ class RiverPipeline(torch.nn.Module):
         A sampler without ``past_horizon`` draws contexts only as far back as training did
         (:attr:`trained_horizon`): the distance embedding never saw larger tau.
         """
-        if sampler.past_horizon is None and self.config is not None:
-            sampler = replace(sampler, past_horizon=self.trained_horizon)
+        if self.config is not None:
+            sampler = sampler.within(self.trained_horizon)
         return rollout(
             self.vector_field,
             context_latents,

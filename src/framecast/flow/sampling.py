@@ -114,6 +114,13 @@ class SamplerConfig:
             return max(1, math.floor((1.0 - self.warm_start) * self.solver.steps + 1e-9))
         return self.solver.steps
 
+    def within(self, trained_horizon: int) -> SamplerConfig:
+        """This sampler, drawing contexts no further back than ``trained_horizon`` (the
+        distance embedding never saw a larger tau) unless ``past_horizon`` says otherwise."""
+        if self.past_horizon is not None:
+            return self
+        return replace(self, past_horizon=trained_horizon)
+
     @property
     def frame_solver(self) -> SolverConfig:
         """The solver configuration one frame's solve over [warm_start, 1] uses."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -470,9 +470,7 @@ class RiverModule(FramecastModule):
         if future < 1:
             return
         generator = torch.Generator().manual_seed(t.seed)
-        sampler = self.validation_sampler
-        if sampler.past_horizon is None:  # contexts as far back as training draws them
-            sampler = replace(sampler, past_horizon=t.trained_horizon)
+        sampler = self.validation_sampler.within(t.trained_horizon)
         with torch.autocast(latents.device.type, enabled=False):
             result = rollout(
                 self.model,

@@ -443,8 +443,11 @@ class SpreadSkill:
         self.rank_pairs: list[list[Tensor]] = [[] for _ in range(horizons)]
         self.generator = torch.Generator().manual_seed(seed)
 
-    def update(self, samples: Tensor, truth: Tensor) -> None:
-        """samples (B, K, F, C, H, W) and truth (B, F, C, H, W), both in [-1, 1]."""
+    def update(self, samples: Tensor, truth: Tensor) -> dict[str, Tensor]:
+        """samples (B, K, F, C, H, W) and truth (B, F, C, H, W), both in [-1, 1]. Returns
+        what it summed, per pixel (B, F, C, H, W) in float64 on the [0, 1] scale: ``spread``
+        (the samples' std), ``error`` (|ensemble mean - truth|) and ``crps``, so a caller
+        that keeps per-clip values need not compute them again."""
         if samples.ndim != 6 or samples.shape[1:3] != (self.samples, self.horizons):
             raise ValueError(
                 f"expected samples (B, {self.samples}, {self.horizons}, C, H, W), got "
@@ -487,6 +490,7 @@ class SpreadSkill:
         for h in range(self.horizons):
             index = torch.randint(s.shape[1], (keep,), generator=self.generator)
             self.rank_pairs[h].append(torch.stack([s[h, index], e[h, index]]).float())
+        return {"spread": spread, "error": error, "crps": crps}
 
     def _summary(self, sums: Tensor, pairs: list[Tensor]) -> dict[str, float]:
         count, s2, e2, s1, e1, se, crps = sums.tolist()

@@ -297,24 +297,22 @@ class EnsembleCalibration:
     def add_samples(self, pred: Tensor, truth: Tensor) -> None:
         """``pred`` (B, K, F, C, H, W), finite, against ``truth`` (B, F, C, H, W)."""
         truth = truth.float().clamp(-1, 1)
-        self.spread_skill.update(pred, truth)
-        self._keep_per_clip("", pred, truth)
+        self._keep_per_clip("", self.spread_skill.update(pred, truth))
         if self.calibrated is not None:
             inflated = self.spread_scale.apply(pred.float())
-            self.calibrated.update(inflated, truth)
-            self._keep_per_clip("_calibrated", inflated, truth)
+            self._keep_per_clip("_calibrated", self.calibrated.update(inflated, truth))
 
-    def _keep_per_clip(self, suffix: str, pred: Tensor, truth: Tensor) -> None:
-        """(B, F) per-clip values, means over the pixels on the [0, 1] scale."""
-        pred, truth = pred.float().cpu(), truth.cpu()
-        pixels = tuple(range(2, truth.ndim))
+    def _keep_per_clip(self, suffix: str, per_pixel: dict[str, Tensor]) -> None:
+        """(B, F) per-clip values, means over the pixels on the [0, 1] scale, of what
+        :meth:`metrics.SpreadSkill.update` returned per pixel."""
+        pixels = tuple(range(2, per_pixel["crps"].ndim))
         values = {
-            "crps": M.ensemble_crps(pred, truth).mean(dim=pixels),
-            "spread_sq": M.ensemble_spread(pred).square().mean(dim=pixels),
-            "error_sq": ((pred.mean(dim=1) - truth) / 2).square().mean(dim=pixels),
+            "crps": per_pixel["crps"].mean(dim=pixels),
+            "spread_sq": per_pixel["spread"].square().mean(dim=pixels),
+            "error_sq": per_pixel["error"].square().mean(dim=pixels),
         }
         for name, v in values.items():
-            self.per_clip.setdefault(name + suffix, []).append(v.double())
+            self.per_clip.setdefault(name + suffix, []).append(v)
 
     def add_baseline(self, method: str, guess: Tensor, truth: Tensor) -> None:
         """``guess`` (B, F, C, H, W), finite."""

@@ -5,7 +5,8 @@ For each ``--run RUN DATA`` (one training seed each), on the same clips and seed
 
 1. ``framecast calibrate`` on the **val** split (K samples, ``--context`` → ``--frames``) for
    each warm start of ``--warm-starts``: per-horizon factors written to
-   ``OUT/seed<i>/ws<s>/spread_scale.json``;
+   ``OUT/seed<i>/ws<s>/spread_scale.json`` (``--fit-data`` names another dataset whose
+   val split every run is fitted on: a larger or independent val set);
 2. ``framecast evaluate`` on the **test** split with those factors (``--spread-scale``): the
    raw ensemble and the inflated one are scored on the same samples.
 
@@ -24,7 +25,7 @@ sqrt(sum spread² / sum error²)), the CRPS, and the CRPS difference against the
 
     .venv/bin/python benchmarks/calibration.py --run runs/eqc/river_s0 runs/eqc/data_s0 \\
         [--run ...] --out runs/i24/calibration [--samples 8] [--frames 7] \\
-        [--warm-starts 0.1,0] [--steps 10] [--max-clips N]
+        [--warm-starts 0.1,0] [--steps 10] [--max-clips N] [--fit-data VAL_DATA]
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="Euler steps per frame")
     parser.add_argument("--warm-starts", default="0.1,0", help="comma-separated warm starts")
     parser.add_argument("--max-clips", type=int)
+    parser.add_argument(
+        "--fit-data",
+        help="fit every run's factors on this dataset's val split instead of its own DATA's "
+        "(a larger or independent val set); a run given twice is fitted once",
+    )
     args = parser.parse_args()
 
     from framecast.eval.calibration import SpreadScale, calibrate
@@ -102,7 +108,9 @@ def main() -> None:
         f"K = {args.samples}, {args.context} -> {args.frames} frames, Euler {args.steps}"
     )
     folders: dict[float, list[Path]] = {w: [] for w in warm_starts}
+    fitted: dict[tuple[str, str, float], Path] = {}  # (run, fit data, warm start) -> factors
     for seed, (run, data) in enumerate(args.run):
+        fit_data = args.fit_data or data
         for w in warm_starts:
             sampler = SamplerConfig(SolverConfig("euler", args.steps), warm_start=w)
             folder = out / f"seed{seed}" / f"ws{w:g}"
@@ -116,9 +124,14 @@ def main() -> None:
                 max_clips=args.max_clips,
                 progress=False,
             )
+            key = (str(Path(run).resolve()), str(Path(fit_data).resolve()), w)
+            if not scale_file.is_file() and key in fitted:
+                scale_file.parent.mkdir(parents=True, exist_ok=True)
+                scale_file.write_text(fitted[key].read_text())
             if not scale_file.is_file():
-                print(f"seed {seed}, warm start {w:g}: calibrate on val ({run})", flush=True)
-                calibrate(run, data, split="val", out=scale_file, **common)
+                print(f"seed {seed}, warm start {w:g}: calibrate on val of {fit_data}", flush=True)
+                calibrate(run, fit_data, split="val", out=scale_file, **common)
+            fitted.setdefault(key, scale_file)
             if not (folder / "test" / "metrics.json").is_file():
                 print(f"seed {seed}, warm start {w:g}: evaluate on test", flush=True)
                 evaluate(
